@@ -1,0 +1,162 @@
+"""The `indexloan` command line: data, products, quotes (and, as they land, models and serving).
+
+Heavy modules are imported inside commands so that `indexloan --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Index-loan credit scoring service (指数贷信用评分服务).", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+store_app = typer.Typer(help="Inspect the government-data store.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+app.add_typer(store_app, name="store")
+app.add_typer(db_app, name="db")
+
+err = Console(stderr=True)
+out = Console()
+
+DatabaseOption = Annotated[
+    str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: INDEXLOAN_DATABASE_URL or SQLite)")
+]
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def open_store(database_url: str | None):  # type: ignore[no-untyped-def]
+    from features.store.db import StoreUnavailableError, migrate
+
+    try:
+        return migrate(database_url)
+    except StoreUnavailableError as error:
+        fail(str(error))
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseOption = None) -> None:
+    """Create or upgrade the database schema to the latest version."""
+    engine = open_store(database_url)
+    out.print(f"database at {engine.url.render_as_string(hide_password=True)} is up to date")
+
+
+@app.command("demo-data")
+def demo_data(
+    out_dir: Annotated[Path, typer.Option("--out", help="directory to write one file per source")],
+    firms: Annotated[int, typer.Option(min=1, max=50_000_000, help="number of enterprises")] = 20_000,
+    seed: Annotated[int, typer.Option(min=0, help="random seed (same seed, same region)")] = 7,
+    fmt: Annotated[str, typer.Option("--format", help="parquet or csv")] = "parquet",
+) -> None:
+    """Write a deterministic synthetic region (one file per government source)."""
+    if fmt not in ("parquet", "csv"):
+        fail(f"--format must be parquet or csv, got {fmt!r}", 2)
+    from features.synthetic import generate_region, write_region
+
+    with err.status(f"generating {firms:,} enterprises (seed {seed})..."):
+        frames = generate_region(firms, seed)
+        paths = write_region(frames, out_dir, fmt)
+    table = Table(title=f"synthetic region: {firms:,} enterprises, seed {seed}")
+    table.add_column("source")
+    table.add_column("rows", justify="right")
+    table.add_column("file")
+    for name, path in paths.items():
+        table.add_row(name, f"{len(frames[name]):,}", str(path))
+    out.print(table)
+
+
+@app.command("ingest")
+def ingest(
+    directory: Annotated[Path, typer.Argument(help="directory with one CSV or Parquet file per source")],
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    database_url: DatabaseOption = None,
+    quarantine_dir: Annotated[Path | None, typer.Option(help="where to write rejected rows")] = None,
+) -> None:
+    """Validate and load government data files into the store (idempotent; bad rows quarantined)."""
+    if not directory.is_dir():
+        fail(f"{directory} is not a directory", 2)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from features.ingest import find_source_files, ingest_directory
+    from features.settings import get_settings
+
+    if not find_source_files(directory)[0]:
+        fail(f"no source files in {directory} (expected e.g. registry.csv, tax.parquet)", 2)
+    settings = get_settings()
+    engine = open_store(database_url)
+    with Progress(TextColumn("{task.description:<16}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
+                  TimeRemainingColumn(), console=err, transient=as_json) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(source: str, done: int, total: int) -> None:
+            if source not in tasks:
+                tasks[source] = bar.add_task(source, total=total)
+            bar.update(tasks[source], completed=done)
+
+        report = ingest_directory(engine, directory, quarantine_dir or settings.resolved_quarantine_dir,
+                                  settings.ingest_chunk_rows, progress=progress)
+    if as_json:
+        print(json.dumps(report.as_json(), ensure_ascii=False))
+    else:
+        table = Table(title=f"ingested {directory}")
+        for column in ("source", "read", "accepted", "rejected", "already stored", "note"):
+            table.add_column(column, justify="right" if column not in ("source", "note") else "left")
+        for name, r in report.sources.items():
+            note = r.error or ("file already ingested" if r.already_ingested else r.quarantine_file or "")
+            table.add_row(name, f"{r.rows_read:,}", f"{r.rows_accepted:,}", f"{r.rows_rejected:,}",
+                          f"{r.rows_already_stored:,}", note)
+        out.print(table)
+        for ignored in report.ignored_files:
+            err.print(f"[yellow]ignored[/yellow] {ignored}: not named after a source")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@store_app.command("stats")
+def store_stats(
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Row counts per source and the as-of dates present."""
+    from features.store.stats import store_statistics
+
+    stats = store_statistics(open_store(database_url))
+    if as_json:
+        print(json.dumps(stats, ensure_ascii=False))
+        return
+    table = Table(title="government-data store")
+    for column in ("source", "rows", "enterprises", "as-of dates", "batches"):
+        table.add_column(column)
+    for name, s in stats["sources"].items():
+        table.add_row(name, f"{s['rows']:,}", f"{s['enterprises']:,}", ", ".join(s["as_of_dates"]), str(s["batches"]))
+    out.print(table)
+
+
+def _mount_optional() -> None:
+    """Sub-commands from other parts of the service, mounted when their modules are present."""
+    try:
+        from api import cli_products
+    except ImportError:  # pragma: no cover - only before the products CLI exists
+        return
+    app.add_typer(cli_products.products_app, name="products")
+    app.command("quote")(cli_products.quote_command)
+
+
+_mount_optional()
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

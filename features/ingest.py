@@ -1,0 +1,298 @@
+"""Ingestion of government data files into the store: validate, quarantine, write with provenance.
+
+One file per source, named by the source (`tax.csv`, `per_mu.parquet`, ...). Each file is one
+transaction: either all its good rows and its batch record are stored, or nothing is. Re-ingesting
+a file already stored (same source and sha256) adds nothing; rows already stored under the same
+(credit_code, as_of) from another file are counted, not duplicated. Bad rows go to a quarantine
+CSV with the row number and the reason; they are never dropped silently.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from features.sources import SOURCES, all_fields
+from features.store.tables import batches, source_table
+from features.validation import FileLayoutError, ValidatedChunk, check_columns, validate_chunk
+
+SUFFIXES = (".csv", ".parquet")
+ProgressCallback = Callable[[str, int, int], None]  # source, rows done, rows total
+
+
+@dataclass
+class SourceResult:
+    source: str
+    file: str
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_rejected: int = 0
+    rows_already_stored: int = 0
+    already_ingested: bool = False
+    quarantine_file: str | None = None
+    batch_id: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class IngestReport:
+    directory: str
+    sources: dict[str, SourceResult] = field(default_factory=dict)
+    ignored_files: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.error is None for r in self.sources.values())
+
+    def as_json(self) -> dict:
+        return {
+            "directory": self.directory,
+            "ok": self.ok,
+            "sources": {name: asdict(r) for name, r in self.sources.items()},
+            "ignored_files": self.ignored_files,
+        }
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def find_source_files(directory: Path) -> tuple[dict[str, list[Path]], list[Path]]:
+    """Source files in `directory` by source name, and files that are not any source's."""
+    found: dict[str, list[Path]] = {}
+    ignored: list[Path] = []
+    for path in sorted(directory.iterdir()):
+        if not path.is_file():
+            continue
+        stem, suffix = path.stem, path.suffix.lower()
+        if suffix in SUFFIXES and stem in SOURCES:
+            found.setdefault(stem, []).append(path)
+        elif suffix in SUFFIXES:
+            ignored.append(path)
+    return found, ignored
+
+
+def count_rows(path: Path) -> int:
+    if path.suffix.lower() == ".parquet":
+        return pq.ParquetFile(path).metadata.num_rows
+    with path.open("rb") as handle:
+        lines = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
+    return max(lines - 1, 0)
+
+
+def read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """Chunks of the file; CSV cells stay text so that parsing problems are reported per cell."""
+    if path.suffix.lower() == ".parquet":
+        parquet = pq.ParquetFile(path)
+        for batch in parquet.iter_batches(batch_size=chunk_rows):
+            yield batch.to_pandas()
+        return
+    yield from pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=chunk_rows, encoding="utf-8")
+
+
+def file_columns(path: Path) -> list[str]:
+    if path.suffix.lower() == ".parquet":
+        return list(pq.ParquetFile(path).schema_arrow.names)
+    return list(pd.read_csv(path, dtype=str, nrows=0, encoding="utf-8").columns)
+
+
+# ------------------------------------------------------------------------------------- writing rows
+
+
+def _python_columns(good: pd.DataFrame, source_name: str) -> tuple[list[str], list[tuple]]:
+    """Column names and row tuples of plain Python values (None for missing) for the driver."""
+    names, arrays = [], []
+    for spec in all_fields(SOURCES[source_name]):
+        series = good[spec.name]
+        missing = series.isna().to_numpy()
+        if spec.kind == "date":
+            series = series.dt.strftime("%Y-%m-%d")
+        elif spec.kind == "int":
+            series = series.astype("Int64")
+        values = np.array(series.astype(object), dtype=object)  # a writable copy
+        values[missing] = None
+        names.append(spec.name)
+        arrays.append(values)
+    return names, list(zip(*arrays, strict=True))
+
+
+def _insert_rows(conn: sa.Connection, source_name: str, good: pd.DataFrame, batch_id: int) -> int:
+    """Insert rows, skipping (credit_code, as_of) keys already stored; returns rows inserted."""
+    if good.empty:
+        return 0
+    names, rows = _python_columns(good, source_name)
+    names.append("batch_id")
+    rows = [(*row, batch_id) for row in rows]
+    table = source_table(source_name).name
+    column_list = ", ".join(names)
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        placeholders = ", ".join("?" for _ in names)
+        result = conn.exec_driver_sql(f"INSERT OR IGNORE INTO {table} ({column_list}) VALUES ({placeholders})", rows)
+        return int(result.rowcount)
+    if dialect == "postgresql":
+        return _copy_postgres(conn, table, names, rows)
+    raise RuntimeError(f"ingestion supports sqlite and postgresql, not {dialect}")
+
+
+def _copy_postgres(conn: sa.Connection, table: str, names: list[str], rows: list[tuple]) -> int:
+    """COPY into a temporary table, then insert what is not stored yet (COPY cannot skip conflicts)."""
+    column_list = ", ".join(names)
+    conn.exec_driver_sql(
+        f"CREATE TEMP TABLE IF NOT EXISTS staging_{table} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP"
+    )
+    conn.exec_driver_sql(f"TRUNCATE staging_{table}")
+    cursor = conn.connection.driver_connection.cursor()
+    with cursor.copy(f"COPY staging_{table} ({column_list}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+    result = conn.exec_driver_sql(
+        f"INSERT INTO {table} ({column_list}) SELECT {column_list} FROM staging_{table} "
+        "ON CONFLICT (credit_code, as_of) DO NOTHING"
+    )
+    return int(result.rowcount)
+
+
+# ------------------------------------------------------------------------------------- one file
+
+
+def _already_ingested(conn: sa.Connection, source_name: str, sha: str) -> sa.Row | None:
+    query = sa.select(batches).where(batches.c.source == source_name, batches.c.file_sha256 == sha)
+    return conn.execute(query).first()
+
+
+def _write_quarantine(bad_chunks: list[pd.DataFrame], target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    pd.concat(bad_chunks, ignore_index=True).to_csv(partial, index=False, encoding="utf-8")
+    os.replace(partial, target)
+
+
+def ingest_file(
+    engine: sa.Engine,
+    path: Path,
+    source_name: str,
+    quarantine_dir: Path,
+    chunk_rows: int = 200_000,
+    operator: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> SourceResult:
+    result = SourceResult(source=source_name, file=str(path))
+    spec = SOURCES[source_name]
+    try:
+        check_columns(source_name, file_columns(path))
+    except (FileLayoutError, OSError, ValueError) as error:
+        result.error = str(error)
+        return result
+    sha = file_sha256(path)
+    total = count_rows(path)
+    started = dt.datetime.now(dt.UTC)
+    bad_chunks: list[pd.DataFrame] = []
+    quarantine = quarantine_dir / f"{source_name}-{sha[:12]}.csv"
+    try:
+        with engine.begin() as conn:
+            previous = _already_ingested(conn, source_name, sha)
+            if previous is not None:
+                result.already_ingested = True
+                result.batch_id = previous.id
+                result.rows_read = previous.rows_read
+                if progress:
+                    progress(source_name, total, total)
+                return result
+            batch_id = conn.execute(
+                batches.insert().values(
+                    source=source_name, provider=spec.provider, file_name=path.name, file_sha256=sha,
+                    rows_read=0, rows_accepted=0, rows_rejected=0, rows_already_stored=0,
+                    operator=operator or _operator(), started_at=started, finished_at=started,
+                )
+            ).inserted_primary_key[0]
+            row = 1
+            seen_keys: set[tuple[str, object]] = set()
+            for raw in read_chunks(path, chunk_rows):
+                chunk = validate_chunk(source_name, raw, first_row=row)
+                chunk = _reject_cross_chunk_duplicates(chunk, seen_keys)
+                inserted = _insert_rows(conn, source_name, chunk.good, batch_id)
+                result.rows_read += len(raw)
+                result.rows_accepted += inserted
+                result.rows_already_stored += len(chunk.good) - inserted
+                result.rows_rejected += len(chunk.bad)
+                if not chunk.bad.empty:
+                    bad_chunks.append(chunk.bad)
+                row += len(raw)
+                if progress:
+                    progress(source_name, result.rows_read, total)
+            if bad_chunks:
+                _write_quarantine(bad_chunks, quarantine)
+                result.quarantine_file = str(quarantine)
+            conn.execute(
+                batches.update().where(batches.c.id == batch_id).values(
+                    rows_read=result.rows_read, rows_accepted=result.rows_accepted,
+                    rows_rejected=result.rows_rejected, rows_already_stored=result.rows_already_stored,
+                    quarantine_file=result.quarantine_file, finished_at=dt.datetime.now(dt.UTC),
+                )
+            )
+            result.batch_id = batch_id
+    except sa.exc.SQLAlchemyError as error:
+        # The transaction rolled back: nothing of this file is stored; drop its quarantine report too.
+        quarantine.unlink(missing_ok=True)
+        cause = getattr(error, "orig", None) or error
+        return SourceResult(source=source_name, file=str(path), error=f"database error, nothing stored: {cause}")
+    except (OSError, ValueError) as error:
+        quarantine.unlink(missing_ok=True)
+        return SourceResult(source=source_name, file=str(path), error=f"cannot read file, nothing stored: {error}")
+    return result
+
+
+def _reject_cross_chunk_duplicates(chunk: ValidatedChunk, seen: set[tuple[str, object]]) -> ValidatedChunk:
+    """Duplicates inside one chunk are caught by validation; this catches them across chunks."""
+    keys = list(zip(chunk.good["credit_code"], chunk.good["as_of"], strict=True))
+    repeated = [k in seen for k in keys]
+    seen.update(keys)
+    if not any(repeated):
+        return chunk
+    mask = pd.Series(repeated, index=chunk.good.index)
+    moved = chunk.good.loc[mask, ["_row", "credit_code"]].astype("string")
+    moved["as_of"] = chunk.good.loc[mask, "as_of"].dt.strftime("%Y-%m-%d")
+    moved["_reason"] = "duplicate credit_code and as_of earlier in the file"
+    return ValidatedChunk(good=chunk.good.loc[~mask], bad=pd.concat([chunk.bad, moved], ignore_index=True))
+
+
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def ingest_directory(
+    engine: sa.Engine,
+    directory: Path,
+    quarantine_dir: Path,
+    chunk_rows: int = 200_000,
+    operator: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> IngestReport:
+    report = IngestReport(directory=str(directory))
+    found, ignored = find_source_files(directory)
+    report.ignored_files = [str(p) for p in ignored]
+    for source_name, paths in found.items():
+        for path in paths:
+            key = source_name if len(paths) == 1 else f"{source_name}:{path.name}"
+            report.sources[key] = ingest_file(
+                engine, path, source_name, quarantine_dir, chunk_rows, operator, progress
+            )
+    return report

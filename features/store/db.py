@@ -1,0 +1,62 @@
+"""Engine creation and schema migration (Alembic) for the store."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+from features.settings import get_settings
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+class StoreUnavailableError(RuntimeError):
+    """The database cannot be reached or opened; the message says which URL and why."""
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    # WAL lets the API read while a batch writes; foreign keys are off by default in SQLite.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+@cache
+def connect(url: str | None = None) -> sa.Engine:
+    """A SQLAlchemy engine for `url` (default: the configured one), creating the SQLite folder."""
+    url = url or get_settings().resolved_database_url
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, future=True, pool_pre_ping=True)
+    if parsed.get_backend_name() == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def migrate(url: str | None = None, revision: str = "head") -> sa.Engine:
+    """Bring the database at `url` to `revision` and return its engine."""
+    engine = connect(url)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config(str(engine.url.render_as_string(hide_password=False)))
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    except sa.exc.OperationalError as error:
+        raise StoreUnavailableError(
+            f"cannot open database {engine.url.render_as_string(hide_password=True)}: {error.orig}"
+        ) from error
+    return engine
