@@ -1,0 +1,83 @@
+"""Append-only, hash-chained audit log.
+
+Each row's hash covers its own fields and the previous row's hash; a head record holds the newest
+hash. Editing, deleting or reordering any row, or dropping rows at the end, breaks verification.
+Appends are serialised (a PostgreSQL advisory lock; SQLite serialises writers itself).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from api.tables import audit_head, audit_log
+
+GENESIS = "0" * 64
+_LOCK_ID = 545_424  # advisory lock key for audit appends
+
+
+def _canonical(detail: dict) -> str:
+    return json.dumps(detail, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def row_hash(prev_hash: str, seq: int, at: str, actor: str, action: str, subject: str, detail_json: str) -> str:
+    payload = "\x1f".join([prev_hash, str(seq), at, actor, action, subject, detail_json])
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def append(conn: sa.Connection, actor: str, action: str, subject: str, detail: dict | None = None) -> int:
+    """Append one audit row inside the caller's transaction; returns its sequence number."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_ID})
+    head = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).first()
+    prev_seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS)
+    seq = prev_seq + 1
+    at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+    detail_json = _canonical(detail or {})
+    digest = row_hash(prev_hash, seq, at, actor, action, subject, detail_json)
+    conn.execute(audit_log.insert().values(seq=seq, at=at, actor=actor, action=action, subject=subject,
+                                           detail_json=detail_json, prev_hash=prev_hash, hash=digest))
+    if head:
+        conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=digest))
+    else:
+        conn.execute(audit_head.insert().values(id=1, seq=seq, hash=digest))
+    return seq
+
+
+@dataclass
+class Verification:
+    ok: bool
+    rows: int
+    problems: list[str]
+
+    def as_json(self) -> dict:
+        return {"ok": self.ok, "rows": self.rows, "problems": self.problems}
+
+
+def verify(conn: sa.Connection, limit_problems: int = 20) -> Verification:
+    """Walk the chain from the start; report every break (up to `limit_problems`)."""
+    problems: list[str] = []
+    prev_hash, expected_seq, rows = GENESIS, 1, 0
+    result = conn.execute(sa.select(audit_log).order_by(audit_log.c.seq)).yield_per(10_000)
+    for row in result:
+        rows += 1
+        if row.seq != expected_seq:
+            problems.append(f"row {expected_seq}: missing (next row present is {row.seq})")
+        if row.prev_hash != prev_hash:
+            problems.append(f"row {row.seq}: previous-hash link broken (row deleted or reordered before it)")
+        recomputed = row_hash(row.prev_hash, row.seq, row.at, row.actor, row.action, row.subject, row.detail_json)
+        if recomputed != row.hash:
+            problems.append(f"row {row.seq}: content does not match its hash (row edited)")
+        prev_hash, expected_seq = row.hash, row.seq + 1
+        if len(problems) >= limit_problems:
+            break
+    head = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).first()
+    if head is not None and (head.seq != expected_seq - 1 or head.hash != prev_hash) and len(problems) < limit_problems:
+        problems.append(f"chain ends at row {expected_seq - 1} but the head records row {head.seq} (rows removed)")
+    if head is None and rows:
+        problems.append("audit head record missing")
+    return Verification(ok=not problems, rows=rows, problems=problems)

@@ -1,0 +1,61 @@
+"""Service tables: API keys, stored quotes (with their input snapshot) and the hash-chained audit log."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from features.store.tables import metadata
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("key_prefix", sa.String(16), nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+)
+
+quotes = sa.Table(
+    "quotes",
+    metadata,
+    sa.Column("quote_id", sa.String(36), primary_key=True),
+    sa.Column("credit_code", sa.String(18), nullable=False, index=True),
+    sa.Column("as_of", sa.Date, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("api_key_id", sa.Integer, sa.ForeignKey("api_keys.id"), nullable=False),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("consent_ref", sa.String(128)),
+    sa.Column("idempotency_key", sa.String(128)),
+    sa.Column("request_json", sa.Text, nullable=False),
+    sa.Column("snapshot_json", sa.Text, nullable=False),  # features, provenance and versions used
+    sa.Column("response_json", sa.Text, nullable=False),
+    sa.Column("response_sha256", sa.String(64), nullable=False),
+    sa.UniqueConstraint("api_key_id", "idempotency_key", name="uq_quotes_key_idempotency"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("at", sa.String(40), nullable=False),  # ISO 8601 text: hashed exactly as stored
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(256), nullable=False),
+    sa.Column("detail_json", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+# The hash of the newest audit row, so that deleting rows at the tail is detected too.
+audit_head = sa.Table(
+    "audit_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
