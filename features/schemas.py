@@ -51,7 +51,7 @@ def record_model(source_name: str) -> type[BaseModel]:
 
 
 def _valid_credit_codes(series: pd.Series) -> pd.Series:
-    return series.map(uscc.is_valid).astype(bool)
+    return pd.Series(uscc.valid_mask(series.to_numpy(dtype=object)), index=series.index)
 
 
 def _column(spec: FieldSpec) -> pa.Column:

@@ -142,3 +142,26 @@ def generate(
     check = (31 - total % 31) % 31
     chars = _ALPHABET_ARRAY[np.concatenate([values, check[:, None]], axis=1)]
     return chars.view(f"U{LENGTH}").ravel()
+
+
+# Lookup from Unicode code point (ASCII range) to alphabet value; -1 for characters not allowed.
+_VALUE_BY_CODEPOINT = np.full(128, -1, dtype=np.int64)
+for _ch, _v in CHAR_VALUE.items():
+    _VALUE_BY_CODEPOINT[ord(_ch)] = _v
+
+
+def valid_mask(codes: np.ndarray | list[str]) -> np.ndarray:
+    """Vectorised `is_valid` for many codes (missing values are invalid)."""
+    # One character wider than a code, so that longer strings are not silently truncated.
+    fixed = np.asarray(codes, dtype=object).astype(f"U{LENGTH + 1}")
+    result = np.char.str_len(fixed) == LENGTH
+    if not result.any():
+        return result
+    points = fixed[result].astype(f"U{LENGTH}").view(np.uint32).reshape(-1, LENGTH).astype(np.int64)
+    digits = _VALUE_BY_CODEPOINT[np.minimum(points, 127)]
+    chars_ok = (points < 128).all(axis=1) & (digits >= 0).all(axis=1)
+    division_ok = (digits[:, 2:8] <= 9).all(axis=1)
+    total = (digits[:, :17] * np.array(WEIGHTS)).sum(axis=1)
+    check_ok = digits[:, 17] == (31 - total % 31) % 31
+    result[result] = chars_ok & division_ok & check_ok
+    return result

@@ -73,3 +73,11 @@ def test_messages_say_what_is_wrong(code: object, fragment: str) -> None:
 def test_forbidden_letters_not_in_alphabet() -> None:
     assert not set(uscc.FORBIDDEN) & set(uscc.ALPHABET)
     assert len(uscc.ALPHABET) == 31
+
+
+@given(st.lists(st.one_of(st.text(alphabet=uscc.ALPHABET + "iosvz-", min_size=17, max_size=19), st.none()),
+                max_size=30))
+@settings(max_examples=200)
+def test_vectorised_validation_agrees_with_the_scalar_one(texts: list[str | None]) -> None:
+    codes = texts + list(_codes(5))
+    assert list(uscc.valid_mask(codes)) == [uscc.is_valid(c) for c in codes]
