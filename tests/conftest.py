@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -12,6 +14,7 @@ import sqlalchemy as sa
 POSTGRES_URL = os.environ.get(
     "INDEXLOAN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+BACKENDS = ["sqlite", "postgresql"]
 
 
 def _postgres_reachable() -> bool:
@@ -28,11 +31,11 @@ def _postgres_reachable() -> bool:
 POSTGRES_AVAILABLE = _postgres_reachable()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
-    """A fresh, empty database URL: a SQLite file, or a private schema in PostgreSQL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.db'}"
+@contextlib.contextmanager
+def fresh_database(backend: str, directory: Path) -> Iterator[str]:
+    """A fresh, empty database URL: a SQLite file, or a private schema in PostgreSQL (dropped after)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{directory / f'store-{uuid.uuid4().hex[:8]}.db'}"
         return
     if not POSTGRES_AVAILABLE:
         if os.environ.get("CI") == "true":
@@ -48,10 +51,19 @@ def store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     finally:
         from features.store.db import connect
 
+        rendered = url.render_as_string(hide_password=False)
+        with contextlib.suppress(Exception):
+            connect(rendered).dispose()
         connect.cache_clear()
         with admin.begin() as conn:
             conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
         admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
