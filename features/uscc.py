@@ -131,7 +131,8 @@ def generate(
     values[:, 0] = CHAR_VALUE[authority]
     values[:, 1] = CHAR_VALUE[entity_type]
     divisions = np.asarray(division_codes).astype("U6")
-    div_digits = divisions.view("U1").reshape(n, 6).astype(np.int64)
+    # code points minus ord("0"): far faster than parsing each digit as a string
+    div_digits = divisions.view(np.uint32).reshape(n, 6).astype(np.int64) - ord("0")
     values[:, 2:8] = div_digits
     scrambled = numbers * _ORG_MULTIPLIER % _ORG_MODULUS
     for pos in range(7, -1, -1):
