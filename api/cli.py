@@ -141,17 +141,81 @@ def store_stats(
     out.print(table)
 
 
-def _mount_optional() -> None:
-    """Sub-commands from other parts of the service, mounted when their modules are present."""
+keys_app = typer.Typer(help="API keys (stored hashed; shown once).", no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="loan_officer | platform | risk_analyst | risk_approver | admin")],
+    name: Annotated[str, typer.Option(help="who or what holds the key")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Create an API key and print it alone on stdout, once."""
+    from api.keys import Role, create_key
+
     try:
-        from api import cli_products
-    except ImportError:  # pragma: no cover - only before the products CLI exists
-        return
+        parsed = Role(role)
+    except ValueError:
+        fail(f"unknown role {role!r}; choose one of: {', '.join(r.value for r in Role)}", 2)
+    if not name.strip():
+        fail("--name must not be empty", 2)
+    print(create_key(open_store(database_url), parsed, name.strip()))
+
+
+@audit_app.command("verify")
+def audit_verify(
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Verify the audit log's hash chain; exit 1 when it is broken."""
+    from api.audit import verify
+
+    with open_store(database_url).connect() as conn:
+        result = verify(conn)
+    if as_json:
+        print(json.dumps(result.as_json(), ensure_ascii=False))
+    elif result.ok:
+        out.print(f"audit log intact: {result.rows:,} rows")
+    else:
+        for problem in result.problems:
+            err.print(f"[red]broken:[/red] {problem}")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="bind address (loopback by default)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64)] = 1,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Serve the HTTP API and the loan officer's page."""
+    import os
+
+    import uvicorn
+
+    open_store(database_url)  # migrate once, before workers start
+    if database_url:
+        os.environ["INDEXLOAN_DATABASE_URL"] = database_url
+    uvicorn.run("api.server:app", host=host, port=port, workers=workers, log_level="warning", access_log=False)
+
+
+def _mount_subcommands() -> None:
+    """Sub-commands that live beside their parts of the service."""
+    from api import cli_models, cli_products
+
     app.add_typer(cli_products.products_app, name="products")
     app.command("quote")(cli_products.quote_command)
+    app.command("train")(cli_models.train_command)
+    app.command("evaluate")(cli_models.evaluate_command)
+    app.add_typer(cli_models.models_app, name="models")
 
 
-_mount_optional()
+_mount_subcommands()
 
 
 def main() -> None:  # pragma: no cover

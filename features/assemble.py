@@ -56,7 +56,8 @@ def point_in_time(
         index = pd.Index(list(dict.fromkeys(credit_codes)), name="credit_code")
     aligned = []
     for name, part in parts.items():
-        present = pd.Series(index.isin(part.index), index=index, name=f"has_{name}")
+        # get_indexer: isin on pandas-3 string indexes builds an Arrow scalar per value (slow)
+        present = pd.Series(part.index.get_indexer(index) >= 0, index=index, name=f"has_{name}")
         aligned.append(present.to_frame())
         aligned.append(part.reindex(index))
     features = pd.concat(aligned, axis=1)

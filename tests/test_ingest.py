@@ -26,9 +26,14 @@ def _count(engine: sa.Engine, source: str) -> int:
 
 def _region(tmp_path):
     directory = tmp_path / "region"
-    write_csv(directory, "registry", [valid_row("registry", c, d) for c in CODES[:4] for d in ("2024-12-31", "2025-12-31")])
-    write_csv(directory, "judicial", [valid_row("judicial", c, "2025-12-31", consent_ref=f"AUTH-{i}")
-                                      for i, c in enumerate(CODES[:4])])
+    write_csv(
+        directory, "registry", [valid_row("registry", c, d) for c in CODES[:4] for d in ("2024-12-31", "2025-12-31")]
+    )
+    write_csv(
+        directory,
+        "judicial",
+        [valid_row("judicial", c, "2025-12-31", consent_ref=f"AUTH-{i}") for i, c in enumerate(CODES[:4])],
+    )
     return directory
 
 
@@ -51,8 +56,11 @@ def test_ingest_loads_every_source_and_is_idempotent(store, tmp_path) -> None:
 def test_same_rows_in_a_different_file_are_not_duplicated(store, tmp_path) -> None:
     first = write_csv(tmp_path / "a", "registry", [valid_row("registry", CODES[0], "2025-12-31")])
     ingest_file(store, first, "registry", tmp_path / "q")
-    second = write_csv(tmp_path / "b", "registry", [valid_row("registry", CODES[0], "2025-12-31", name="renamed"),
-                                                   valid_row("registry", CODES[1], "2025-12-31")])
+    second = write_csv(
+        tmp_path / "b",
+        "registry",
+        [valid_row("registry", CODES[0], "2025-12-31", name="renamed"), valid_row("registry", CODES[1], "2025-12-31")],
+    )
     result = ingest_file(store, second, "registry", tmp_path / "q")
     assert (result.rows_accepted, result.rows_already_stored) == (1, 1)
     assert _count(store, "registry") == 2
@@ -65,8 +73,16 @@ def test_provenance_is_recorded_per_row(store, tmp_path) -> None:
     table = source_table("judicial")
     with store.connect() as conn:
         rows = conn.execute(
-            sa.select(table.c.credit_code, table.c.as_of, table.c.consent_ref, batches.c.source, batches.c.provider,
-                      batches.c.file_sha256, batches.c.operator, batches.c.file_name)
+            sa.select(
+                table.c.credit_code,
+                table.c.as_of,
+                table.c.consent_ref,
+                batches.c.source,
+                batches.c.provider,
+                batches.c.file_sha256,
+                batches.c.operator,
+                batches.c.file_name,
+            )
             .join(batches, batches.c.id == table.c.batch_id)
             .order_by(table.c.consent_ref)
         ).all()
@@ -148,16 +164,16 @@ def test_database_failure_mid_file_leaves_nothing_half_written(store, tmp_path) 
 def test_store_stats_counts_rows_and_dates(store, tmp_path) -> None:
     ingest_directory(store, _region(tmp_path), tmp_path / "q")
     stats = store_statistics(store)["sources"]
-    assert stats["registry"] == {"rows": 8, "enterprises": 4, "as_of_dates": ["2024-12-31", "2025-12-31"],
-                                 "batches": 1}
+    assert stats["registry"] == {"rows": 8, "enterprises": 4, "as_of_dates": ["2024-12-31", "2025-12-31"], "batches": 1}
     assert stats["tax"]["rows"] == 0
 
 
 def test_cli_ingest_json_and_stats(tmp_path, store_url) -> None:
     directory = _region(tmp_path)
     runner = CliRunner()
-    result = runner.invoke(app, ["ingest", str(directory), "--json", "--database-url", store_url,
-                                 "--quarantine-dir", str(tmp_path / "q")])
+    result = runner.invoke(
+        app, ["ingest", str(directory), "--json", "--database-url", store_url, "--quarantine-dir", str(tmp_path / "q")]
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout.strip().splitlines()[-1])
     assert payload["sources"]["registry"]["rows_accepted"] == 8

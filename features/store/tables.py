@@ -37,7 +37,7 @@ batches = sa.Table(
 
 _COLUMN_TYPES = {
     "str": sa.String(256),
-    "enum": sa.String(16),
+    "enum": sa.String(32),
     "int": sa.BigInteger(),
     "float": sa.Float(precision=53),
     "bool": sa.Boolean(),

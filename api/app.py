@@ -1,0 +1,64 @@
+"""FastAPI application factory: routers, problem-JSON errors, metrics, the loan officer's page."""
+
+from __future__ import annotations
+
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from api import errors
+from api.metrics import LATENCY, REQUESTS
+from api.quoting import QuotingService
+from api.routers import audit, catalogue, enterprises, health, quotes
+from features.settings import get_settings
+from features.store.db import migrate
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+MAX_BODY_BYTES = 64 * 1024
+
+DESCRIPTION = """Quotes for Wenzhou's index-based loans (科创指数贷, 税收信用指数贷, 亩均信用贷, "两个健康"积分贷,
+新乡贤指数贷): eligibility, index and grade, tier, limit, rate band, fees, subsidies, PD and explanations.
+Authenticate with `Authorization: Bearer <API key>`. Errors are RFC 9457 problem documents."""
+
+
+def create_app(database_url: str | None = None, models_dir: str | None = None) -> FastAPI:
+    settings = get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        engine = migrate(database_url or settings.resolved_database_url)
+        app.state.engine = engine
+        app.state.models_dir = models_dir
+        app.state.key_cache = {}
+        app.state.quoting = QuotingService(engine, models_dir)
+        yield
+
+    app = FastAPI(title="indexloan", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    errors.install(app)
+
+    @app.middleware("http")
+    async def limits_and_metrics(request: Request, call_next):  # type: ignore[no-untyped-def]
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return errors.problem_response(request, 413, f"request body over {MAX_BODY_BYTES} bytes")
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        LATENCY.labels(name).observe(time.perf_counter() - start)
+        REQUESTS.labels(name, str(response.status_code)).inc()
+        return response
+
+    for router in (health.router, quotes.router, catalogue.router, enterprises.router, audit.router):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    return app

@@ -1,0 +1,65 @@
+"""An enterprise's data summary with provenance (loan officers only: raw government data)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Request
+
+from api import audit
+from api.deps import require
+from api.errors import ProblemError
+from api.keys import Principal, Role
+from features import uscc
+from features.sources import GOVERNMENT_SOURCES, SOURCES
+from features.store.tables import batches, source_table
+
+router = APIRouter(prefix="/v1/enterprises", tags=["enterprises"])
+LoanOfficers = require(Role.loan_officer)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    return value
+
+
+@router.get("/{credit_code}/profile", summary="Latest record per source with its provenance")
+def profile(credit_code: str, request: Request, principal: Principal = Depends(LoanOfficers)) -> dict[str, Any]:
+    reason = uscc.problem(credit_code)
+    if reason:
+        raise ProblemError(422, f"invalid unified social credit code: {reason}",
+                           errors=[{"field": "credit_code", "message": reason}])
+    engine: sa.Engine = request.app.state.engine
+    sources: dict[str, Any] = {}
+    with engine.connect() as conn:
+        for name in GOVERNMENT_SOURCES:
+            table = source_table(name)
+            row = conn.execute(
+                sa.select(table, batches.c.provider, batches.c.file_name, batches.c.file_sha256,
+                          batches.c.finished_at.label("ingested_at"))
+                .join(batches, batches.c.id == table.c.batch_id)
+                .where(table.c.credit_code == credit_code)
+                .order_by(table.c.as_of.desc()).limit(1)
+            ).first()
+            if row is None:
+                sources[name] = {"present": False}
+                continue
+            data = row._mapping
+            sources[name] = {
+                "present": True,
+                "as_of": _plain(data["as_of"]),
+                "provenance": {"provider": data["provider"], "provider_zh": SOURCES[name].provider_zh,
+                               "file": data["file_name"], "file_sha256": data["file_sha256"],
+                               "ingested_at": _plain(data["ingested_at"]), "batch_id": data["batch_id"],
+                               "consent_ref": data["consent_ref"]},
+                "fields": {f: _plain(data[f]) for f in SOURCES[name].field_names},
+            }
+        if not any(s["present"] for s in sources.values()):
+            raise ProblemError(404, f"enterprise {credit_code} is not in the store",
+                               errors=[{"field": "credit_code", "message": "unknown enterprise"}])
+    with engine.begin() as conn:
+        audit.append(conn, principal.name, "enterprise.profile", f"enterprise:{credit_code}", {})
+    return {"credit_code": credit_code, "sources": sources}

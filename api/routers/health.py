@@ -1,0 +1,33 @@
+"""Liveness, readiness and Prometheus metrics (no authentication)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.errors import ProblemError
+from api.metrics import registry
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: database reachable, products loaded")
+def readyz(request: Request) -> dict:
+    try:
+        with request.app.state.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.SQLAlchemyError as error:
+        raise ProblemError(503, f"database not reachable: {type(error).__name__}") from error
+    state = request.app.state
+    return {"status": "ready", "products": sorted(state.quoting.products), "model_version": state.quoting.model_version}
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def metrics() -> Response:
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,201 @@
+"""Risk-model benchmarks: tree shape vs explanation cost and AUC; the full pipeline on 1,000,000 rows.
+
+    .venv/bin/python bench/train.py                 # both parts
+    .venv/bin/python bench/train.py --part baseline # all features vs the five product indices (demo region)
+    .venv/bin/python bench/train.py --part shape    # tree shape: OOT AUC vs one-row TreeSHAP time
+    .venv/bin/python bench/train.py --part scale --rows 1000000
+
+Part "shape" trains on the demo region (20,000 firms, seed 7) with several tree shapes and prints the
+out-of-time AUC (with a paired bootstrap interval of the difference to the chosen shape) and the time of
+one row's `pred_contrib` (the quote's explanation). Part "scale" builds synthetic loans from several
+regions (point-in-time features, cached as Parquet under var/bench/), runs the whole pipeline (dataset
+from the file, training with early stopping, calibration, evaluation, HTML report) and a bare
+`lgb.train` with the same parameters and the same number of rounds on the same rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from features.synthetic import generate_region  # noqa: E402
+from training import metrics as m  # noqa: E402
+from training.config import TrainConfig, load_config  # noqa: E402
+from training.datasets import from_file, from_source_frames  # noqa: E402
+from training.fit import lgb_feature_names  # noqa: E402
+from training.pipeline import train_pipeline  # noqa: E402
+from training.serving import RiskModel  # noqa: E402
+
+AS_OF = dt.date(2026, 1, 1)
+SHAPES = (  # (label, max_depth, num_leaves)
+    ("unlimited depth, 31 leaves", -1, 31),
+    ("depth 6, 31 leaves", 6, 31),
+    ("depth 5, 16 leaves", 5, 16),
+    ("depth 4, 12 leaves", 4, 12),
+    ("depth 3, 8 leaves", 3, 8),
+    ("depth 2, 4 leaves (configured)", 2, 4),
+)
+
+
+def _per_call_ms(fn, repeat: int = 400) -> float:  # type: ignore[no-untyped-def]
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)
+
+
+def _paired_auc_diff(y: np.ndarray, a: np.ndarray, b: np.ndarray, reps: int = 300) -> tuple[float, float]:
+    rng = np.random.default_rng(0)
+    diffs = []
+    for _ in range(reps):
+        idx = rng.integers(0, len(y), len(y))
+        diffs.append(m.auc(y[idx], a[idx]) - m.auc(y[idx], b[idx]))
+    return float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975))
+
+
+def shape_study(cfg: TrainConfig) -> None:
+    print("== tree shape: out-of-time AUC vs one-row explanation time (demo region, 20,000 firms) ==")
+    ds = from_source_frames(generate_region(20_000, 7), cfg, AS_OF)
+    rows = []
+    preds = {}
+    for label, depth, leaves in SHAPES:
+        shaped = dataclasses.replace(cfg, params={**cfg.params, "max_depth": depth, "num_leaves": leaves})
+        with tempfile.TemporaryDirectory() as tmp:
+            result = train_pipeline(ds, shaped, tmp, operator="bench", write_report=False)
+            model = RiskModel.from_dir(tmp)
+            X = model.encode(ds.X.iloc[result.split.oot])
+            one = X[:1]
+            row_frame = ds.X.iloc[result.split.oot[:1]]
+            contrib_ms = _per_call_ms(lambda: model.contributions(one))  # noqa: B023
+            assess_ms = _per_call_ms(lambda: model.assess(row_frame), 200)  # noqa: B023
+            y = ds.y[result.split.oot]
+            preds[label] = (y, model.predict(X))
+            rows.append({"shape": label, "trees": model.booster.num_trees(), "oot_auc": result.metrics["oot"]["auc"],
+                         "oot_ks": result.metrics["oot"]["ks"], "oot_brier": result.metrics["oot"]["brier"],
+                         "pred_contrib_1row_ms": contrib_ms, "assess_1row_ms": assess_ms})
+    chosen = next(label for label, *_ in SHAPES if "configured" in label)
+    y, base = preds[chosen]
+    for row in rows:
+        lo, hi = _paired_auc_diff(y, preds[row["shape"]][1], base)
+        row["auc_diff_vs_configured_95ci"] = f"[{lo:+.4f}, {hi:+.4f}]"
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    # The issue's reference point: exactly 200 trees of 31 leaves (no early stopping), by depth.
+    print("\nreference: exactly 200 trees of 31 leaves (one-row pred_contrib, median ms)")
+    from training.encoding import build_spec
+
+    spec = build_spec(ds.X, ds.categorical, cfg.monotone)
+    X_all = spec.encode(ds.X)
+    one = X_all[:1]
+    for depth in (-1, 6, 5, 4):
+        params = {**cfg.lgb_params(), "max_depth": depth, "num_leaves": 31,
+                  "monotone_constraints": list(spec.monotone)}
+        booster = lgb.train(params, lgb.Dataset(X_all, ds.y, feature_name=lgb_feature_names(spec.names),
+                                                categorical_feature=spec.categorical_indices), 200)
+        ms = _per_call_ms(lambda: booster.predict(one, pred_contrib=True, num_threads=1))  # noqa: B023
+        print(f"  max_depth {depth:>2}: {booster.num_trees()} trees, {ms:.3f} ms")
+
+
+def baseline_study(cfg: TrainConfig) -> None:
+    print("== demo region: model on all point-in-time features vs on the five product indices alone ==")
+    from training.baseline import five_index_dataset
+
+    frames = generate_region(20_000, 7)
+    for label, ds in (("all features", from_source_frames(frames, cfg, AS_OF)),
+                      ("five product indices", five_index_dataset(frames, cfg, AS_OF))):
+        with tempfile.TemporaryDirectory() as tmp:
+            o = train_pipeline(ds, cfg, tmp, operator="bench", write_report=False).metrics["oot"]
+        print(f"  {label:<22} out-of-time ({o['rows']:,} loans, {o['defaults']} defaults): AUC {o['auc']:.4f}  "
+              f"KS {o['ks']:.4f}  Brier {o['brier']:.5f}")
+
+
+def _loans_file(rows: int, firms_per_region: int) -> Path:
+    """Synthetic loans with point-in-time features, from as many regions (seeds) as needed."""
+    path = Path("var/bench") / f"loans_{rows}.parquet"
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cfg = load_config()
+    parts, total, seed = [], 0, 101
+    while total < rows:
+        start = time.perf_counter()
+        ds = from_source_frames(generate_region(firms_per_region, seed), cfg, AS_OF)
+        frame = ds.X.assign(loan_date=ds.dates.to_numpy(), default_12m=ds.y)
+        parts.append(frame)
+        total += len(frame)
+        print(f"  region seed {seed}: {len(frame):,} loans ({time.perf_counter() - start:.1f} s)", flush=True)
+        seed += 1
+    data = pd.concat(parts, ignore_index=True).iloc[:rows]
+    data.to_parquet(path, index=False)
+    return path
+
+
+def scale_study(cfg: TrainConfig, rows: int, firms_per_region: int) -> None:
+    print(f"== full pipeline vs bare lgb.train on {rows:,} synthetic loans ==")
+    path = _loans_file(rows, firms_per_region)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        ds = from_file(path, "default_12m", cfg, date_col="loan_date",
+                       segment_cols=("industry_section", "registry.district"))
+        t_data = time.perf_counter() - start
+        result = train_pipeline(ds, cfg, tmp, operator="bench")
+        t_pipeline = time.perf_counter() - start
+    rounds = result.metadata["iterations_run"]
+    params = result.metadata["params"] | {"monotone_constraints": list(result.spec.monotone)}
+    X = result.spec.encode(ds.X)
+    y = ds.y
+    names = lgb_feature_names(result.spec.names)
+    cats = result.spec.categorical_indices
+
+    def bare(rows_idx: np.ndarray | None) -> float:
+        data_x, data_y = (X, y) if rows_idx is None else (X[rows_idx], y[rows_idx])
+        start = time.perf_counter()
+        lgb.train(params, lgb.Dataset(data_x, data_y, feature_name=names, categorical_feature=cats),
+                  num_boost_round=rounds)
+        return time.perf_counter() - start
+
+    t_bare_all = bare(None)
+    t_bare_train = bare(result.split.train)
+    oot = result.metrics["oot"]
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
+    print(f"pipeline stages: dataset from file {t_data:.1f} s, {stages}")
+    print(f"rows {ds.rows:,}; features {len(result.spec.names)}; training rows {len(result.split.train):,}; "
+          f"rounds run {rounds} (best {result.metadata['best_iteration']})")
+    print(f"out-of-time: AUC {oot['auc']:.4f}  KS {oot['ks']:.4f}  Brier {oot['brier']:.5f}")
+    print(f"full pipeline (read file + dataset {t_data:.1f} s, train, calibrate, evaluate, report): {t_pipeline:.1f} s")
+    print(f"bare lgb.train, same params and rounds, all {rows:,} rows: {t_bare_all:.1f} s "
+          f"-> ratio {t_pipeline / t_bare_all:.2f}x")
+    print(f"bare lgb.train, same params and rounds, the pipeline's training rows only: {t_bare_train:.1f} s "
+          f"-> ratio {t_pipeline / t_bare_train:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=("baseline", "shape", "scale", "all"), default="all")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--firms-per-region", type=int, default=200_000)
+    args = parser.parse_args()
+    cfg = load_config()
+    if args.part in ("baseline", "all"):
+        baseline_study(cfg)
+    if args.part in ("shape", "all"):
+        shape_study(cfg)
+    if args.part in ("scale", "all"):
+        scale_study(cfg, args.rows, args.firms_per_region)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,380 @@
+"""Evaluate compiled plans on enterprise features: one row or millions, the same vectorised code.
+
+No Python loop runs over enterprises; loops run over the (few) gates, indicators and bases of a plan.
+A missing value never raises and never silently scores zero: each definition says what it does,
+and every such case is flagged with a reason (a decline, or an informational note).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cache, cached_property
+
+import numpy as np
+import pandas as pd
+
+from scoring.columns import Columns, extract
+from scoring.plan import CompiledCondition, Plan
+
+TOP_REASONS = 3
+SMALL_BATCH = 64  # up to this many rows the indicators are scored as one matrix
+NEXT_GRADE_OPTIONS = 3
+
+
+@dataclass(frozen=True)
+class ReasonSpec:
+    """One reason a plan can give: a catalogue code plus the values for its text placeholders."""
+
+    code: str
+    kind: str  # "decline" (no offer) or "info"
+    params: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ProductResult:
+    """Arrays over enterprises (rows of `index`) for one product; see scoring.output for JSON."""
+
+    plan: Plan
+    columns: Columns  # the inputs, for "from" values in explanations
+    index: pd.Index
+    eligible: np.ndarray  # bool
+    reason_specs: tuple[ReasonSpec, ...]
+    reason_flags: np.ndarray  # bool [n, reasons]
+    gate_passed: np.ndarray  # bool [n, gates]
+    points_cents: np.ndarray  # int64 [n, indicators]
+    dimension_cents: np.ndarray  # int64 [n, dimensions]
+    index_cents: np.ndarray  # int64 [n] = points_cents.sum(1) exactly
+    grade: np.ndarray  # intp [n], index into plan.grades (0 = best)
+    grade_official: np.ndarray  # bool: grade is the government's own class
+    segment: np.ndarray  # intp [n] (-1 = unknown)
+    limit_cny: np.ndarray  # float64, 0 when no offer
+    rate_lo_bp: np.ndarray  # int64, -1 when no offer
+    rate_hi_bp: np.ndarray
+    rate_bp: np.ndarray
+    fee_bp: np.ndarray
+    subsidy_bp: np.ndarray
+    all_in_bp: np.ndarray
+    pd: np.ndarray  # float64, NaN = not given
+
+    @property
+    def n(self) -> int:
+        return len(self.index)
+
+    @cached_property
+    def explanation(self) -> Explanation:
+        """Top reasons and next-grade options for every row (vectorised, computed on first use so
+        a whole-region batch that does not print explanations does not pay for them)."""
+        return explain(self)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    top_reasons: np.ndarray  # intp [n, TOP_REASONS] indicator index, -1 = none
+    next_grade: np.ndarray  # intp [n] grade index to reach, -1 = none (best grade or official class)
+    needed_cents: np.ndarray  # int64 [n]
+    option_order: np.ndarray  # intp [n, NEXT_GRADE_OPTIONS] indicator index, -1 = none
+    option_to: np.ndarray  # float64 [n, indicators] value that alone lifts the grade (NaN = cannot)
+    option_gain_cents: np.ndarray  # int64 [n, indicators] points gained by that change
+    reachable: np.ndarray  # bool [n]: all changeable indicators together can reach the next grade
+
+
+def explain(r: ProductResult) -> Explanation:
+    # top reasons: indicators with most points lost against their maximum
+    lost = r.plan.max_cents[None, :] - r.points_cents
+    order = np.argsort(-lost, axis=1, kind="stable")[:, :TOP_REASONS]
+    top = np.where(np.take_along_axis(lost, order, axis=1) > 0, order, -1)
+    nxt = _next_grade(r.plan, r.columns, r.points_cents, r.index_cents, r.grade, r.grade_official)
+    return Explanation(top_reasons=top, **nxt)
+
+
+def _condition(c: CompiledCondition, v: np.ndarray) -> np.ndarray:
+    missing = np.isnan(v)
+    if c.op == "is_true":
+        ok = v > 0.5
+    elif c.op == "is_false":
+        ok = v < 0.5
+    elif c.op == "eq":
+        ok = v == c.values[0]
+    elif c.op == "ne":
+        ok = v != c.values[0]
+    elif c.op == "lt":
+        ok = v < c.values[0]
+    elif c.op == "le":
+        ok = v <= c.values[0]
+    elif c.op == "gt":
+        ok = v > c.values[0]
+    elif c.op == "ge":
+        ok = v >= c.values[0]
+    elif c.op == "in":
+        ok = np.isin(v, c.values)
+    else:  # not_in
+        ok = ~np.isin(v, c.values)
+    return np.where(missing, c.pass_when_missing, ok)
+
+
+def _coalesce(cols: Columns, fields: Sequence[str]) -> np.ndarray:
+    out = cols.values[fields[0]]
+    for f in fields[1:]:
+        out = np.where(np.isnan(out), cols.values[f], out)
+    return out
+
+
+def _pd_array(pd_values: object, cols: Columns) -> np.ndarray:
+    if pd_values is None:
+        return np.full(cols.n, np.nan)
+    if isinstance(pd_values, pd.Series):
+        return pd_values.reindex(cols.index).to_numpy(dtype=np.float64, na_value=np.nan)
+    arr = np.asarray(pd_values, dtype=np.float64)
+    if arr.ndim == 0:
+        return np.full(cols.n, float(arr))
+    if arr.shape != (cols.n,):
+        raise ValueError(f"pd has shape {arr.shape}, expected ({cols.n},)")
+    if np.any((arr < 0) | (arr > 1)):
+        raise ValueError("pd values must lie in [0, 1]")
+    return arr
+
+
+@cache
+def reason_specs(plan: Plan) -> tuple[tuple[ReasonSpec, ...], np.ndarray]:
+    """The reasons a plan can give, in the fixed column order of `reason_flags`, and which decline."""
+    specs = [ReasonSpec("MISSING_SOURCE", "decline", (("source", s),)) for s in plan.required_sources]
+    specs += [ReasonSpec(g.reason, "decline", (("gate", g.code),)) for g in plan.gates]
+    specs += [ReasonSpec("INDICATOR_MISSING_INELIGIBLE", "decline", (("indicator", i.code),))
+              if i.on_missing == "ineligible" else
+              ReasonSpec("INDICATOR_MISSING_SCORED", "info", (("indicator", i.code),)) for i in plan.indicators]
+    if plan.segment_field is not None and not plan.segment_missing_first:
+        specs.append(ReasonSpec("SEGMENT_MISSING", "decline", (("field", plan.segment_field),)))
+    specs.append(ReasonSpec("GRADE_NOT_ELIGIBLE", "decline"))
+    specs += [ReasonSpec("LIMIT_BASE_SKIPPED", "info", (("base", b.code),)) if b.skip_when_missing else
+              ReasonSpec("LIMIT_BASE_MISSING", "decline", (("base", b.code),)) for b in plan.bases]
+    specs += [ReasonSpec("PD_ABOVE_MAX", "decline"), ReasonSpec("LIMIT_BELOW_MINIMUM", "decline")]
+    return tuple(specs), np.array([s.kind == "decline" for s in specs])
+
+
+def evaluate(plan: Plan, features: pd.DataFrame | Columns, pd_values: object = None) -> ProductResult:
+    """Evaluate one product. `pd_values`: None, a number, an array aligned to the rows, or a Series
+    indexed by credit code (from the risk model); NaN = no PD for that enterprise."""
+    cols = features if isinstance(features, Columns) else extract(
+        features, plan.fields, plan.required_sources + plan.optional_sources)
+    n = cols.n
+    any_pd = pd_values is not None
+    pdv = _pd_array(pd_values, cols)
+    specs, decline_cols = reason_specs(plan)
+    flags: list[np.ndarray] = []  # column blocks, in the order of `specs`
+
+    flags += [~cols.has[src] for src in plan.required_sources]
+
+    # hard gates
+    gate_passed = np.ones((n, len(plan.gates)), dtype=bool)
+    for gi, gate in enumerate(plan.gates):
+        results = [_condition(c, cols.values[c.field]) for c in gate.conditions]
+        ok = results[0]
+        for r in results[1:]:
+            ok = (ok | r) if gate.any_of else (ok & r)
+        gate_passed[:, gi] = ok
+    flags.append(~gate_passed)
+
+    # indicator points, in integer cents of a point, all indicators at once
+    m = plan.matrix
+    k = len(plan.indicators)
+    if n <= SMALL_BATCH:  # few rows: numpy call overhead dominates, score all indicators together
+        values = np.column_stack([cols.values[f] for f in m.fields]) if k else np.zeros((n, 0))
+        frac = m.fractions(values)
+    else:  # many rows: one contiguous column per indicator (same formulas, same results)
+        frac = np.empty((n, k), order="F")
+        for j, ind in enumerate(plan.indicators):
+            frac[:, j] = ind.fraction(cols.values[ind.field])
+    missing = np.isnan(frac)
+    frac = np.where(missing, m.missing_fraction, frac)
+    flags.append(missing)
+    points = np.rint(frac * m.weight_cents).astype(np.int64)
+    dims = np.add.reduceat(points, plan.dimension_starts, axis=1) if k else np.zeros((n, 0), np.int64)
+    index_cents = points.sum(axis=1)
+
+    # grade: cut-offs (absolute or calibrated by rank), or the official class when present
+    grade = len(plan.grades) - np.searchsorted(plan.cut_cents[::-1], index_cents, side="right")
+    grade_official = np.zeros(n, dtype=bool)
+    if plan.official_field is not None and plan.official_to_grade is not None:
+        off = cols.values[plan.official_field]
+        grade_official = ~np.isnan(off)
+        grade = np.where(grade_official, plan.official_to_grade[np.where(grade_official, off, 0).astype(np.intp)],
+                         grade)
+    grade = grade.astype(np.intp)
+    grade_ok = plan.grade_eligible[grade]
+
+    # segment (stage)
+    if plan.segment_field is not None:
+        sv = cols.values[plan.segment_field]
+        seg_missing = np.isnan(sv)
+        segment = np.searchsorted(plan.segment_edges, sv, side="right").astype(np.intp)
+        if plan.segment_missing_first:
+            segment = np.where(seg_missing, 0, segment)
+        else:
+            segment = np.where(seg_missing, -1, segment)
+            flags.append(seg_missing[:, None])
+    else:
+        segment = np.zeros(n, dtype=np.intp)
+    seg_idx = np.maximum(segment, 0)
+    flags.append(~grade_ok[:, None])
+
+    # limit: min(caps, bases) x coefficients, capped, PD-scaled, rounded down
+    base_limit = np.minimum(plan.cap_by_grade[grade], plan.cap_by_segment[seg_idx])
+    for b in plan.bases:
+        v = _coalesce(cols, b.fields)
+        base_missing = np.isnan(v)
+        flags.append(base_missing[:, None])
+        base_limit = np.where(base_missing, base_limit,
+                              np.minimum(base_limit, b.share * v * b.factor_by_grade[grade]))
+    limit = base_limit
+    if plan.coefficients:
+        coef = plan.coefficients[0].factor(cols.values[plan.coefficients[0].field])
+        for c in plan.coefficients[1:]:
+            coef = coef * c.factor(cols.values[c.field])
+        limit = limit * np.minimum(coef, plan.coefficient_cap)
+    limit = np.minimum(limit, plan.max_limit)
+    has_pd = ~np.isnan(pdv) if any_pd else np.zeros(n, dtype=bool)
+    if plan.pd_full_until is not None and any_pd:
+        span = plan.max_pd - plan.pd_full_until
+        t = np.minimum(np.maximum((pdv - plan.pd_full_until) / span, 0.0), 1.0)
+        limit = np.where(has_pd, limit * (1.0 - t * (1.0 - plan.pd_factor_at_max)), limit)
+    limit = np.floor(np.maximum(limit, 0.0) / plan.round_down_to + 1e-9) * plan.round_down_to
+
+    so_far = np.hstack([f if f.ndim == 2 else f[:, None] for f in flags])
+    declined_so_far = so_far[:, decline_cols[:so_far.shape[1]]].any(axis=1)
+    pd_over = has_pd & (np.where(has_pd, pdv, 0.0) > plan.max_pd) if any_pd else has_pd
+    below_min = ~declined_so_far & ~pd_over & (limit < plan.min_limit)
+    reason_flags = np.hstack([so_far, pd_over[:, None], below_min[:, None]])
+    eligible = ~(declined_so_far | pd_over | below_min)
+
+    # rate band and point rate (basis points); PD places the point rate inside the band
+    lo = plan.rate_lo_bp[seg_idx, grade]
+    hi = plan.rate_hi_bp[seg_idx, grade]
+    p0, p1 = plan.pd_range
+    if any_pd:
+        placed = np.minimum(np.maximum((pdv - p0) / (p1 - p0), 0.0), 1.0)
+        position = np.where(has_pd, placed, plan.position_without_pd)
+    else:
+        position = plan.position_without_pd
+    rate = np.rint(lo + (hi - lo) * position).astype(np.int64)
+    fee = plan.fee_bp[grade]
+    subsidy = np.rint(rate * plan.subsidy_share).astype(np.int64)
+    offer = eligible & (lo >= 0)
+    eligible = offer
+    none = np.int64(-1)
+    limit = np.where(offer, limit, 0.0)
+    lo, hi, rate = (np.where(offer, x, none) for x in (lo, hi, rate))
+    fee, subsidy = (np.where(offer, x, 0) for x in (fee, subsidy))
+    all_in = np.where(offer, rate + fee - subsidy, none)
+
+    return ProductResult(
+        plan=plan, columns=cols, index=cols.index, eligible=eligible, reason_specs=specs,
+        reason_flags=reason_flags,
+        gate_passed=gate_passed, points_cents=points, dimension_cents=dims, index_cents=index_cents,
+        grade=grade, grade_official=grade_official, segment=segment, limit_cny=limit,
+        rate_lo_bp=lo, rate_hi_bp=hi, rate_bp=rate, fee_bp=fee, subsidy_bp=subsidy, all_in_bp=all_in,
+        pd=pdv,
+    )
+
+
+def _next_grade(plan: Plan, cols: Columns, points: np.ndarray, index_cents: np.ndarray,
+                grade: np.ndarray, official: np.ndarray) -> dict[str, np.ndarray]:
+    """Smallest single changes (share of an indicator's scoring range) that lift the grade one step."""
+    n, k = points.shape
+    target = np.where((grade > 0) & ~official, grade - 1, -1).astype(np.intp)
+    needed = np.where(target >= 0, plan.cut_cents[np.maximum(target, 0)] - index_cents, 0)
+    to = np.full((n, k), np.nan, order="F")
+    gain = np.zeros((n, k), dtype=np.int64, order="F")
+    capacity = np.zeros(n, dtype=np.int64)
+    for j, ind in enumerate(plan.indicators):
+        if not ind.changeable:
+            continue
+        cur = points[:, j]
+        capacity += ind.weight_cents - cur
+        want = cur + needed  # cents this indicator must reach alone
+        ok = (target >= 0) & (want <= ind.weight_cents)
+        w = ind.weight_cents
+        if ind.kind == "benchmark":
+            # smallest fraction f with rint(f * w) >= want, then back to a value
+            f = np.minimum(np.maximum((want - 0.5 + 1e-6) / w, 0.0), 1.0)
+            span = ind.cap * (ind.benchmark - ind.zero_at)
+            value = ind.zero_at + f * span
+            # a readable target: 4 significant digits of the scoring range, rounded the helpful way
+            step = 10.0 ** (np.floor(np.log10(abs(span))) - 3)
+            value = (np.ceil(value / step) if span > 0 else np.floor(value / step)) * step
+            got = want
+        elif ind.kind == "bins":
+            bin_cents = np.rint(ind.table * w).astype(np.int64)
+            if ind.higher_is_better:
+                b = np.searchsorted(bin_cents, want, side="left")  # first bin reaching `want`
+                value = ind.edges[np.clip(b - 1, 0, len(ind.edges) - 1)]
+                ok &= b >= 1
+            else:  # lower is better: the highest bin still reaching `want`; value just under its edge
+                b = np.searchsorted(-bin_cents, -want, side="right") - 1
+                value = ind.edges[np.clip(b, 0, len(ind.edges) - 1)]
+                ok &= (b >= 0) & (b < len(ind.edges))
+            got = bin_cents[np.clip(b, 0, len(bin_cents) - 1)]
+        elif ind.kind == "categorical":
+            cat_cents = np.rint(ind.table * w).astype(np.int64)
+            order = np.argsort(cat_cents, kind="stable")
+            pos = np.searchsorted(cat_cents[order], want, side="left")
+            pick = order[np.clip(pos, 0, len(order) - 1)]
+            value = pick.astype(np.float64)  # a category code
+            got = cat_cents[pick]
+            ok &= got >= want
+        else:  # flag
+            true_cents = int(round(max(ind.true_score, ind.false_score) * w))
+            value = np.full(n, 1.0 if ind.true_score >= ind.false_score else 0.0)
+            got = np.full(n, true_cents)
+            ok &= true_cents >= want
+        to[:, j] = np.where(ok, value, np.nan)
+        gain[:, j] = np.where(ok, got - cur, 0)
+    # order by share of the indicator's range the change covers (unit-free "smallest change")
+    effort = np.where(np.isnan(to), np.inf, gain / np.maximum(plan.max_cents, 1)[None, :])
+    order = np.argsort(effort, axis=1, kind="stable")[:, :NEXT_GRADE_OPTIONS]
+    order = np.where(np.isfinite(np.take_along_axis(effort, order, axis=1)), order, -1)
+    return dict(next_grade=target, needed_cents=needed, option_order=order, option_to=to,
+                option_gain_cents=gain, reachable=(target >= 0) & (capacity >= needed))
+
+
+def all_fields(plans: Sequence[Plan]) -> tuple[list[str], list[str]]:
+    fields = list(dict.fromkeys(f for p in plans for f in p.fields))
+    sources = list(dict.fromkeys(s for p in plans for s in p.required_sources + p.optional_sources))
+    return fields, sources
+
+
+def evaluate_all(plans: Mapping[str, Plan], features: pd.DataFrame | Columns,
+                 pd_values: object | Mapping[str, object] = None) -> dict[str, ProductResult]:
+    """Evaluate several products, extracting the features once. `pd_values` may be one PD for all
+    products or a mapping product code -> PD."""
+    if isinstance(features, Columns):
+        cols = features
+    else:
+        fields, sources = all_fields(list(plans.values()))
+        cols = extract(features, fields, sources)
+    out = {}
+    for code, plan in plans.items():
+        p = pd_values.get(code) if isinstance(pd_values, Mapping) else pd_values
+        out[code] = evaluate(plan, cols, p)
+    return out
+
+
+def evaluate_batch(plans: Mapping[str, Plan], features: pd.DataFrame, pd_values: object = None,
+                   chunk_rows: int = 100_000, workers: int = 2) -> list[dict[str, ProductResult]]:
+    """Whole-population run: extract once, evaluate chunks in threads (numpy releases the GIL).
+    Returns one dict of results per chunk, in row order; memory stays bounded by the chunk size."""
+    fields, sources = all_fields(list(plans.values()))
+    cols = extract(features, fields, sources)
+    pd_arr = None if pd_values is None or isinstance(pd_values, Mapping) else _pd_array(pd_values, cols)
+    bounds = [(s, min(s + chunk_rows, cols.n)) for s in range(0, cols.n, chunk_rows)] or [(0, 0)]
+
+    def run(b: tuple[int, int]) -> dict[str, ProductResult]:
+        part = cols.take(slice(*b))
+        p = None if pd_arr is None else pd_arr[b[0]:b[1]]
+        return evaluate_all(plans, part, p)
+
+    if workers <= 1 or len(bounds) == 1:
+        return [run(b) for b in bounds]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(run, bounds))

@@ -1,0 +1,231 @@
+"""The HTTP API end to end over a real database (SQLite always, PostgreSQL when reachable)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from api.keys import Role
+from api.tables import audit_log, quotes
+from features.sources import SOURCES
+from tests.api_support import Service, running_service
+from tests.conftest import BACKENDS
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def svc(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    with running_service(request.param, tmp_path_factory.mktemp(f"api-{request.param}")) as service:
+        yield service
+
+
+def _quote(svc: Service, role: Role = Role.loan_officer, **body):
+    body.setdefault("credit_code", svc.codes[0])
+    if role is Role.platform:
+        body.setdefault("consent_ref", "AUTH-TEST-1")
+    return svc.client.post("/v1/quotes", json=body, headers=svc.headers(role))
+
+
+def _count_quotes(svc: Service) -> int:
+    with svc.engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(quotes)).scalar_one()
+
+
+def test_quote_has_every_product_and_is_stored(svc: Service) -> None:
+    response = _quote(svc, requested_amount_cny=1_000_000)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert {q["product"] for q in body["quotes"]} == {"tech_innovation", "tax_credit", "per_mu", "two_healthy",
+                                                      "new_villager"}
+    for q in body["quotes"]:
+        for field in ("eligible", "reasons", "index", "points", "grade", "tier", "limit_cny", "rate_band", "rate",
+                      "guarantee_fee", "subsidy", "all_in_cost", "next_grade", "product_version"):
+            assert field in q, (q["product"], field)
+        assert sum(q["points"].values()) == pytest.approx(q["index"], abs=1e-9)
+    assert response.headers["Location"] == f"/v1/quotes/{body['quote_id']}"
+    stored = svc.client.get(f"/v1/quotes/{body['quote_id']}", headers=svc.headers(Role.loan_officer))
+    assert stored.status_code == 200 and stored.json()["quotes"] == body["quotes"]
+
+
+def test_replay_is_identical(svc: Service) -> None:
+    for code in svc.codes[:5]:
+        quote_id = _quote(svc, credit_code=code).json()["quote_id"]
+        replay = svc.client.get(f"/v1/quotes/{quote_id}/replay", headers=svc.headers(Role.risk_analyst)).json()
+        assert replay["identical"], replay["differences"]
+        against = svc.client.get(f"/v1/quotes/{quote_id}/replay?against=current",
+                                 headers=svc.headers(Role.risk_analyst))
+        assert against.status_code == 200 and against.json()["identical"]
+
+
+def test_replay_reports_a_difference_when_the_stored_result_differs(svc: Service) -> None:
+    quote_id = _quote(svc).json()["quote_id"]
+    with svc.engine.begin() as conn:
+        row = conn.execute(sa.select(quotes.c.response_json).where(quotes.c.quote_id == quote_id)).scalar_one()
+        doc = json.loads(row)
+        doc["quotes"][0]["limit_cny"] += 10_000
+        conn.execute(quotes.update().where(quotes.c.quote_id == quote_id).values(response_json=json.dumps(doc)))
+    replay = svc.client.get(f"/v1/quotes/{quote_id}/replay", headers=svc.headers(Role.risk_analyst)).json()
+    assert not replay["identical"]
+    assert any(d["path"].endswith("limit_cny") for d in replay["differences"])
+
+
+def test_idempotent_retry_returns_the_first_result(svc: Service) -> None:
+    headers = {**svc.headers(Role.platform), "Idempotency-Key": "retry-123"}
+    body = {"credit_code": svc.codes[1], "consent_ref": "AUTH-9"}
+    first = svc.client.post("/v1/quotes", json=body, headers=headers)
+    before = _count_quotes(svc)
+    second = svc.client.post("/v1/quotes", json=body, headers=headers)
+    assert first.status_code == second.status_code == 201
+    assert second.json() == first.json()
+    assert second.headers.get("Idempotent-Replayed") == "true"
+    assert _count_quotes(svc) == before
+    conflict = svc.client.post("/v1/quotes", json={**body, "requested_amount_cny": 5e5}, headers=headers)
+    assert conflict.status_code == 409
+
+
+RAW_FIELD_NAMES = {f for spec in SOURCES.values() for f in spec.field_names} - {"grade"}
+
+
+def _keys(doc) -> set[str]:  # noqa: ANN001
+    if isinstance(doc, dict):
+        return set(doc) | set().union(*(_keys(v) for v in doc.values()))
+    if isinstance(doc, list):
+        return set().union(*(_keys(v) for v in doc)) if doc else set()
+    return set()
+
+
+def test_platform_never_receives_raw_government_data(svc: Service) -> None:
+    response = _quote(svc, Role.platform, credit_code=svc.codes[2])
+    assert response.status_code == 201
+    keys = _keys(response.json())
+    assert not keys & RAW_FIELD_NAMES
+    assert "value" not in keys and "points" not in keys and "next_grade" not in keys
+    text = response.text
+    assert not any(f"{source}." in text for source in SOURCES)
+    officer = _quote(svc, credit_code=svc.codes[2]).json()
+    assert "points" in officer["quotes"][0]  # the officer does see the scorecard
+
+
+def test_platform_sees_only_its_own_quotes(svc: Service) -> None:
+    officer_quote = _quote(svc).json()["quote_id"]
+    assert svc.client.get(f"/v1/quotes/{officer_quote}", headers=svc.headers(Role.platform)).status_code == 404
+    own = _quote(svc, Role.platform).json()["quote_id"]
+    assert svc.client.get(f"/v1/quotes/{own}", headers=svc.headers(Role.platform)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "status"),
+    [
+        ({"credit_code": "91330302000000000H"}, "credit_code", 422),
+        ({"credit_code": "not-a-code"}, "credit_code", 422),
+        ({"credit_code": 12345}, "credit_code", 422),
+        ({"products": ["gold_loan"]}, "products", 422),
+        ({"requested_amount_cny": -5}, "requested_amount_cny", 422),
+        ({"requested_amount_cny": 1e15}, "requested_amount_cny", 422),
+        ({"requested_amount_cny": "lots"}, "requested_amount_cny", 422),
+        ({"as_of": "2999-01-01"}, "as_of", 422),
+        ({"unexpected": 1}, "unexpected", 422),
+    ],
+)
+def test_bad_input_is_a_clear_4xx_and_nothing_is_stored(svc: Service, body: dict, field: str, status: int) -> None:
+    before = _count_quotes(svc)
+    response = _quote(svc, **body)
+    assert response.status_code == status, response.text
+    problem = response.json()
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert problem["status"] == status and problem["detail"]
+    assert any(e["field"].startswith(field) for e in problem["errors"]), problem
+    assert _count_quotes(svc) == before
+
+
+def test_unknown_enterprise_missing_consent_and_oversized_body(svc: Service) -> None:
+    before = _count_quotes(svc)
+    unknown = _quote(svc, credit_code="91330302000000000G")
+    assert unknown.status_code == 404 and unknown.json()["errors"][0]["field"] == "credit_code"
+    no_consent = svc.client.post("/v1/quotes", json={"credit_code": svc.codes[0]}, headers=svc.headers(Role.platform))
+    assert no_consent.status_code == 422 and no_consent.json()["errors"][0]["field"] == "consent_ref"
+    huge = svc.client.post("/v1/quotes", content=b'{"credit_code": "' + b"9" * 100_000 + b'"}',
+                           headers={**svc.headers(Role.loan_officer), "Content-Type": "application/json"})
+    assert huge.status_code == 413
+    not_json = svc.client.post("/v1/quotes", content=b"{oops", headers={**svc.headers(Role.loan_officer),
+                                                                          "Content-Type": "application/json"})
+    assert not_json.status_code == 422
+    assert _count_quotes(svc) == before
+
+
+def test_authentication_is_required(svc: Service) -> None:
+    assert svc.client.post("/v1/quotes", json={"credit_code": svc.codes[0]}).status_code == 401
+    bad = svc.client.post("/v1/quotes", json={"credit_code": svc.codes[0]}, headers={"Authorization": "Bearer nope"})
+    assert bad.status_code == 401 and bad.json()["title"] == "Unauthorized"
+
+
+# Every endpoint x every role: the expected status class. "ok" = 2xx.
+ROLE_MATRIX = {
+    ("POST", "/v1/quotes"): set(Role),
+    ("GET", "/v1/quotes/{id}"): set(Role),
+    ("GET", "/v1/quotes/{id}/replay"): {Role.loan_officer, Role.risk_analyst, Role.risk_approver, Role.admin},
+    ("GET", "/v1/enterprises/{code}/profile"): {Role.loan_officer},
+    ("GET", "/v1/products"): set(Role),
+    ("GET", "/v1/products/tax_credit"): set(Role),
+    ("GET", "/v1/models"): {Role.risk_analyst, Role.risk_approver, Role.admin},
+    ("GET", "/v1/audit/verify"): {Role.risk_approver, Role.admin},
+}
+
+
+@pytest.mark.parametrize(("method", "path"), list(ROLE_MATRIX))
+@pytest.mark.parametrize("role", list(Role))
+def test_role_matrix(svc: Service, method: str, path: str, role: Role) -> None:
+    # each role quotes for itself first, so that "{id}" is a quote it may see when allowed at all
+    quote_id = _quote(svc, role).json()["quote_id"]
+    url = path.replace("{id}", quote_id).replace("{code}", svc.codes[0])
+    body = {"credit_code": svc.codes[0], "consent_ref": "AUTH-1"} if method == "POST" else None
+    response = svc.client.request(method, url, json=body, headers=svc.headers(role))
+    if role in ROLE_MATRIX[(method, path)]:
+        assert 200 <= response.status_code < 300, (role, path, response.text)
+    else:
+        assert response.status_code == 403, (role, path, response.status_code)
+
+
+def test_profile_shows_provenance(svc: Service) -> None:
+    response = svc.client.get(f"/v1/enterprises/{svc.codes[0]}/profile", headers=svc.headers(Role.loan_officer))
+    assert response.status_code == 200
+    registry = response.json()["sources"]["registry"]
+    assert registry["present"] and registry["provenance"]["provider"] == "market_regulation"
+    assert len(registry["provenance"]["file_sha256"]) == 64
+    bad = svc.client.get("/v1/enterprises/XYZ/profile", headers=svc.headers(Role.loan_officer))
+    assert bad.status_code == 422
+
+
+def test_products_health_and_metrics(svc: Service) -> None:
+    products = svc.client.get("/v1/products", headers=svc.headers(Role.platform)).json()
+    assert {p["code"] for p in products} >= {"per_mu", "tax_credit"}
+    assert svc.client.get("/v1/products/nope", headers=svc.headers(Role.platform)).status_code == 404
+    assert svc.client.get("/healthz").json() == {"status": "ok"}
+    assert svc.client.get("/readyz").json()["status"] == "ready"
+    _quote(svc)
+    metrics = svc.client.get("/metrics").text
+    assert "indexloan_quotes_total" in metrics and "indexloan_http_request_seconds" in metrics
+
+
+def test_audit_chain_detects_edits_and_deletions(svc: Service) -> None:
+    _quote(svc)
+    headers = svc.headers(Role.admin)
+    assert svc.client.get("/v1/audit/verify", headers=headers).json()["ok"]
+    with svc.engine.begin() as conn:
+        last = conn.execute(sa.select(sa.func.max(audit_log.c.seq))).scalar_one()
+        original = conn.execute(sa.select(audit_log.c.actor).where(audit_log.c.seq == 2)).scalar_one()
+        conn.execute(audit_log.update().where(audit_log.c.seq == 2).values(actor="mallory"))
+    broken = svc.client.get("/v1/audit/verify", headers=headers).json()
+    assert not broken["ok"] and any("row 2" in p for p in broken["problems"])
+    with svc.engine.begin() as conn:
+        conn.execute(audit_log.update().where(audit_log.c.seq == 2).values(actor=original))
+    assert svc.client.get("/v1/audit/verify", headers=headers).json()["ok"]
+    with svc.engine.begin() as conn:
+        saved = conn.execute(sa.select(audit_log).where(audit_log.c.seq == last)).first()
+        conn.execute(audit_log.delete().where(audit_log.c.seq == last))
+    tail = svc.client.get("/v1/audit/verify", headers=headers).json()
+    assert not tail["ok"] and any("removed" in p for p in tail["problems"])
+    with svc.engine.begin() as conn:
+        conn.execute(audit_log.insert().values(**saved._mapping))
+    assert svc.client.get("/v1/audit/verify", headers=headers).json()["ok"]

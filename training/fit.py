@@ -1,0 +1,157 @@
+"""Samples (out-of-time split, validation fold) and the LightGBM fit with early stopping."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from training.config import TrainConfig
+from training.datasets import Dataset
+from training.encoding import FeatureSpec
+from training.errors import DataError
+
+Progress = Callable[[str, int, int], None]
+_JSON_SPECIAL = re.compile(r'[",:\[\]{}\s]')  # LightGBM refuses these in feature names
+
+
+@dataclass(frozen=True)
+class Split:
+    train: np.ndarray  # row positions used to grow trees
+    valid: np.ndarray  # early stopping + calibration
+    oot: np.ndarray  # out-of-time (or random holdout when the data has no dates)
+    kind: str  # "out_of_time" | "random_holdout"
+    oot_from: str | None = None  # first date of the out-of-time sample
+
+    @property
+    def dev(self) -> np.ndarray:
+        return np.sort(np.r_[self.train, self.valid])
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "oot_from": self.oot_from, "train_rows": int(len(self.train)),
+                "valid_rows": int(len(self.valid)), "oot_rows": int(len(self.oot))}
+
+
+def _stratify(y: np.ndarray) -> np.ndarray | None:
+    counts = np.bincount(y, minlength=2)
+    return y if counts.min() >= 2 else None
+
+
+def split_dataset(ds: Dataset, cfg: TrainConfig) -> Split:
+    """Out-of-time: the latest loan dates holding about `oot_share` of rows; else a random holdout."""
+    rows = np.arange(ds.rows)
+    kind, oot_from = "random_holdout", None
+    dev = oot = None
+    if ds.dates is not None and ds.dates.nunique() >= 2:
+        days = ds.dates.to_numpy()
+        counts = ds.dates.value_counts().sort_index(ascending=False)
+        taken, cutoff = 0, None
+        for day, n in counts.iloc[:-1].items():  # keep at least the earliest date for development
+            taken += n
+            cutoff = day
+            if taken >= cfg.oot_share * ds.rows:
+                break
+        oot_mask = days >= np.datetime64(cutoff)
+        dev, oot = rows[~oot_mask], rows[oot_mask]
+        kind, oot_from = "out_of_time", str(np.datetime64(cutoff, "D"))
+    else:
+        dev, oot = train_test_split(rows, test_size=cfg.oot_share, random_state=cfg.seed, stratify=_stratify(ds.y))
+    train, valid = train_test_split(dev, test_size=cfg.validation_fraction, random_state=cfg.seed,
+                                    stratify=_stratify(ds.y[dev]))
+    split = Split(np.sort(train), np.sort(valid), np.sort(oot), kind, oot_from)
+    for name, part in (("training", split.train), ("validation", split.valid), (split.kind.replace("_", "-"), oot)):
+        counts = np.bincount(ds.y[part], minlength=2)
+        if counts.min() == 0:
+            missing = "defaults" if counts[1] == 0 else "non-defaults"
+            raise DataError(f"the {name} sample ({len(part)} rows) has no {missing}: need more rows or outcomes")
+    return split
+
+
+def lgb_feature_names(names: tuple[str, ...]) -> list[str]:
+    """Names LightGBM accepts (no JSON punctuation), unique; the spec keeps the real names."""
+    out: list[str] = []
+    for i, name in enumerate(names):
+        clean = _JSON_SPECIAL.sub("_", name) or f"f{i}"
+        out.append(clean if clean not in out else f"{clean}__{i}")
+    return out
+
+
+@dataclass
+class Fitted:
+    booster: lgb.Booster
+    best_iteration: int  # trees kept in the model
+    iterations_run: int  # trees grown in the (last) early-stopped fit
+    params: dict[str, Any]
+    mode: str = "holdout"  # "holdout" | "cv"
+    valid_rows: np.ndarray | None = None  # rows whose out-of-sample raw score is in valid_raw
+    valid_raw: np.ndarray | None = None  # raw scores for calibration (validation fold, or out-of-fold)
+    fold_iterations: list[int] = field(default_factory=list)
+
+
+def validation_mode(cfg: TrainConfig, dev_rows: int) -> str:
+    if cfg.validation != "auto":
+        return cfg.validation
+    return "cv" if dev_rows <= cfg.cv_max_rows else "holdout"
+
+
+def _early_stopped(params: dict[str, Any], X: np.ndarray, y: np.ndarray, fit_rows: np.ndarray,
+                   stop_rows: np.ndarray, spec: FeatureSpec, cfg: TrainConfig, stage: str,
+                   progress: Progress | None) -> tuple[lgb.Booster, int, int]:
+    names = lgb_feature_names(spec.names)
+    cats = spec.categorical_indices
+    train = lgb.Dataset(X[fit_rows], y[fit_rows], feature_name=names, categorical_feature=cats, free_raw_data=True)
+    valid = lgb.Dataset(X[stop_rows], y[stop_rows], reference=train, feature_name=names, categorical_feature=cats,
+                        free_raw_data=True)
+    state = {"iterations": 0}
+
+    def report(env: lgb.callback.CallbackEnv) -> None:
+        state["iterations"] = env.iteration + 1
+        if progress is not None:
+            progress(stage, env.iteration + 1, env.end_iteration)
+
+    booster = lgb.train(
+        params, train, num_boost_round=cfg.num_boost_round, valid_sets=[valid], valid_names=["valid"],
+        callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False), report],
+    )
+    return booster, int(booster.best_iteration or state["iterations"]), int(state["iterations"])
+
+
+def fit_booster(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, cfg: TrainConfig,
+                progress: Progress | None = None) -> Fitted:
+    """Binary LightGBM with the declared monotone constraints and early stopping.
+
+    holdout: trees grow on `split.train`, stop on `split.valid`, whose scores then fit the calibrator.
+    cv (small and medium data): k folds of the development rows give the number of trees and
+    out-of-fold scores for the calibrator; the final model then learns from every development row,
+    so no fifth of a small sample is spent on validation only.
+    """
+    params = {**cfg.lgb_params(), "monotone_constraints": list(spec.monotone), "num_threads": 0}
+    dev = split.dev
+    if validation_mode(cfg, len(dev)) == "holdout":
+        booster, best, grown = _early_stopped(params, X, y, split.train, split.valid, spec, cfg, "training",
+                                              progress)
+        raw = booster.predict(X[split.valid], raw_score=True, num_iteration=best)
+        return Fitted(booster, best, grown, params, "holdout", split.valid, raw)
+    folds = StratifiedKFold(n_splits=cfg.cv_folds, shuffle=True, random_state=cfg.seed)
+    oof = np.empty(len(dev))
+    iterations = []
+    for k, (a, b) in enumerate(folds.split(dev, y[dev])):
+        booster, best, _ = _early_stopped(params, X, y, dev[a], dev[b], spec, cfg,
+                                          f"training fold {k + 1}/{cfg.cv_folds}", progress)
+        oof[b] = booster.predict(X[dev[b]], raw_score=True, num_iteration=best)
+        iterations.append(best)
+    rounds = max(1, round(float(np.mean(iterations))))
+    full = lgb.Dataset(X[dev], y[dev], feature_name=lgb_feature_names(spec.names),
+                       categorical_feature=spec.categorical_indices, free_raw_data=True)
+
+    def report(env: lgb.callback.CallbackEnv) -> None:
+        if progress is not None:
+            progress("training on all development rows", env.iteration + 1, env.end_iteration)
+
+    booster = lgb.train(params, full, num_boost_round=rounds, callbacks=[report])
+    return Fitted(booster, rounds, rounds, params, "cv", dev, oof, iterations)

@@ -1,0 +1,206 @@
+"""The whole training run: split, encode, fit, calibrate, evaluate, report, write the artifacts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import lightgbm as lgb
+import numpy as np
+
+from training import artifacts as art
+from training import metrics as m
+from training.calibration import Calibrator, fit_calibrator
+from training.config import TrainConfig
+from training.datasets import Dataset
+from training.encoding import FeatureSpec, build_spec
+from training.fit import Progress, Split, fit_booster, split_dataset
+
+SHAP_SAMPLE_ROWS = 2000  # rows explained for the report's SHAP plots
+REPO_DIR = Path(__file__).resolve().parent.parent
+
+
+def code_version() -> str:
+    """`git describe` of the checkout when there is one, else the installed package version."""
+    try:
+        done = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=REPO_DIR,
+                              capture_output=True, text=True, timeout=5, check=False)
+        if done.returncode == 0 and done.stdout.strip():
+            return f"git:{done.stdout.strip()}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        from importlib.metadata import version
+
+        return f"indexloan {version('indexloan')}"
+    except Exception:  # noqa: BLE001 - not installed: still train, say so
+        return "unknown"
+
+
+def default_operator() -> str:
+    return os.environ.get("INDEXLOAN_OPERATOR") or getpass.getuser()
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    metadata: dict[str, Any]
+    metrics: dict[str, Any]
+    booster: lgb.Booster
+    calibrator: Calibrator
+    spec: FeatureSpec
+    split: Split
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+
+def evaluate_samples(y: np.ndarray, p: np.ndarray, split: Split) -> dict[str, Any]:
+    out: dict[str, Any] = {name: m.summary(y[idx], p[idx]) for name, idx in
+                           (("train", split.train), ("valid", split.valid), ("oot", split.oot))}
+    out["dev"] = m.summary(y[split.dev], p[split.dev])
+    out["psi_dev_oot"] = m.psi(p[split.dev], p[split.oot])
+    return out
+
+
+def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator: str | None = None,
+                   progress: Progress | None = None, write_report: bool = True, split: Split | None = None
+                   ) -> TrainResult:
+    """Train, calibrate and evaluate; write model.txt, calibrator.joblib, metrics.json, report.html, metadata.
+
+    `split` fixes the samples (e.g. cross-validation folds in a benchmark); by default the data is
+    split out-of-time by date (or by a random holdout when undated).
+    """
+    started = _now()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    marks: list[tuple[str, float]] = []
+
+    def step(stage: str, done: int, total: int) -> None:
+        if not marks or marks[-1][0] != stage:
+            marks.append((stage, time.perf_counter()))
+        if progress is not None:
+            progress(stage, done, total)
+
+    step("splitting", 0, 1)
+    split = split or split_dataset(ds, cfg)
+    spec = build_spec(ds.X.iloc[split.train], ds.categorical, cfg.monotone)
+    notes = list(ds.notes)
+    unknown = sorted(set(cfg.monotone) - set(spec.names))
+    if unknown:
+        notes.append(f"monotone constraints for features not in the data (ignored): {', '.join(unknown)}")
+    step("encoding", 0, 1)
+    X = spec.encode(ds.X)
+    y = ds.y
+    checksum = ds.source.get("file_sha256") or ds.checksum()
+    fitted = fit_booster(X, y, split, spec, cfg, step)
+
+    # Serve exactly what was evaluated: save the best trees, reload the file, predict with it.
+    model_path = out / art.MODEL_FILE
+    fitted.booster.save_model(model_path, num_iteration=fitted.best_iteration)
+    booster = lgb.Booster(model_file=model_path)
+    step("calibrating", 0, 1)
+    raw = booster.predict(X, raw_score=True)
+    if fitted.mode == "cv":  # out-of-fold scores: every development row, never seen by its scorer
+        cal_rows, cal_raw = fitted.valid_rows, fitted.valid_raw
+    else:  # the validation fold, scored by the model as saved
+        cal_rows, cal_raw = split.valid, raw[split.valid]
+    calibrator, calibration = fit_calibrator(cal_raw, y[cal_rows], cfg.calibration, cfg.seed)
+    joblib.dump(calibrator.to_dict(), out / art.CALIBRATOR_FILE)
+    p = calibrator(raw)
+    step("evaluating", 0, 1)
+    metrics = evaluate_samples(y, p, split)
+    if fitted.mode == "cv":
+        metrics["train"] = m.summary(y[split.dev], p[split.dev])
+        metrics["valid"] = m.summary(y[cal_rows], calibrator(cal_raw))
+    metrics["rows"] = int(ds.rows)
+    if not ds.segments.empty:
+        metrics["segments_oot"] = m.segment_metrics(ds.segments.iloc[split.oot], y[split.oot],
+                                                    p[split.oot]).to_dict("records")
+    rng = np.random.default_rng(cfg.seed)
+    sample = np.sort(rng.choice(split.oot, size=min(SHAP_SAMPLE_ROWS, len(split.oot)), replace=False))
+    contrib = booster.predict(X[sample], pred_contrib=True)
+    base_value = float(contrib[0, -1])
+    finished = _now()
+    metadata: dict[str, Any] = {
+        "format": art.FORMAT,
+        "features": spec.to_json(),
+        "base_value": base_value,
+        "best_iteration": fitted.best_iteration,
+        "iterations_run": fitted.iterations_run,
+        "num_trees": booster.num_trees(),
+        "params": {k: v for k, v in fitted.params.items() if k != "monotone_constraints"},
+        "monotone": {n: d for n, d in zip(spec.names, spec.monotone, strict=True) if d},
+        "calibration": calibration,
+        "validation": {"mode": fitted.mode, "folds": cfg.cv_folds if fitted.mode == "cv" else None,
+                       "fold_best_iterations": fitted.fold_iterations,
+                       "rows": int(len(cal_rows))},
+        "training": {
+            "source": ds.source,
+            "time_window": list(ds.time_window()),
+            "rows": int(ds.rows),
+            "data_checksum": checksum,
+            "split": split.describe(),
+            "notes": notes,
+            "config": {"seed": cfg.seed, "num_boost_round": cfg.num_boost_round,
+                       "early_stopping_rounds": cfg.early_stopping_rounds,
+                       "validation_fraction": cfg.validation_fraction, "oot_share": cfg.oot_share,
+                       "validation": cfg.validation, "cv_folds": cfg.cv_folds, "cv_max_rows": cfg.cv_max_rows},
+        },
+        "code_version": code_version(),
+        "operator": operator or default_operator(),
+        "started_at": started,
+        "finished_at": finished,
+        "libraries": {"lightgbm": lgb.__version__, "numpy": np.__version__},
+        "metrics": {k: v for k, v in metrics.items() if k != "segments_oot"},
+        "score_reference": m.score_reference(p[split.dev]),
+    }
+    metrics = clean_json(metrics)
+    metadata = clean_json(metadata)
+    (out / art.METRICS_FILE).write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    if write_report:
+        from training.report import render_report
+
+        step("report", 0, 1)
+        html = render_report(metadata, metrics, y, p, split, spec, booster, X[sample], contrib, ds.segments)
+    else:
+        html = "<!doctype html><title>report skipped</title><p>report not requested</p>"
+    (out / art.REPORT_FILE).write_text(html, encoding="utf-8")
+    metadata["artifacts"] = {name: art.sha256_file(out / name) for name in
+                             (art.MODEL_FILE, art.CALIBRATOR_FILE, art.REPORT_FILE)}
+    (out / art.METADATA_FILE).write_text(json.dumps(metadata, indent=2, ensure_ascii=False, allow_nan=False)
+                                         + "\n", encoding="utf-8")
+    step("done", 1, 1)
+    timings = {stage: round(marks[i + 1][1] - t, 3) for i, (stage, t) in enumerate(marks[:-1])}
+    return TrainResult(out, metadata, metrics, booster, calibrator, spec, split, timings)
+
+
+def clean_json(value: Any) -> Any:
+    """Plain JSON values: numpy scalars to Python, NaN/inf to null (strict JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {str(k): clean_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean_json(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [clean_json(v) for v in value.tolist()]
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)

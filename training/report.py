@@ -1,0 +1,234 @@
+"""The evaluation report: one self-contained HTML file (inline CSS, plots as base64 PNG, no network)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import warnings
+from typing import Any
+
+import lightgbm as lgb
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from training import metrics as m  # noqa: E402
+from training.encoding import FeatureSpec  # noqa: E402
+from training.fit import Split  # noqa: E402
+
+DEPENDENCE_PLOTS = 4
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI","Noto Sans CJK SC",sans-serif;margin:2em auto;max-width:1100px;
+color:#222;line-height:1.4}h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.5em 0;font-size:.9em}
+td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
+th{background:#f3f3f3}td.l,th.l{text-align:left}img{max-width:100%}.grid{display:flex;flex-wrap:wrap;gap:1em}
+.grid img{max-width:520px}.note{color:#555;font-size:.9em}code{background:#f6f6f6;padding:0 3px}
+"""
+
+
+def _png(fig: plt.Figure) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    if isinstance(value, int | np.integer):
+        return f"{int(value):,}"
+    if isinstance(value, float | np.floating):
+        if np.isnan(value):
+            return "–"
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return html.escape(str(value))
+
+
+def _table(frame: pd.DataFrame, left: tuple[str, ...] = ()) -> str:
+    head = "".join(f'<th class="{"l" if c in left else ""}">{html.escape(str(c))}</th>' for c in frame.columns)
+    body = "".join(
+        "<tr>" + "".join(f'<td class="{"l" if c in left else ""}">{_fmt(v)}</td>' for c, v in row.items()) + "</tr>"
+        for _, row in frame.iterrows()
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _kv(pairs: list[tuple[str, Any]]) -> str:
+    rows = "".join(f'<tr><th class="l">{html.escape(k)}</th><td class="l">{_fmt(v)}</td></tr>' for k, v in pairs)
+    return f"<table>{rows}</table>"
+
+
+# ---------------------------------------------------------------------------------------------
+# Plots
+
+
+def _roc_plot(y: np.ndarray, p: np.ndarray, split: Split) -> str:
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    for name, idx in (("development", split.dev), (split.kind.replace("_", " "), split.oot)):
+        fpr, tpr, _ = m.roc_points(y[idx], p[idx])
+        ax.plot(fpr, tpr, label=f"{name} (AUC {m.auc(y[idx], p[idx]):.3f})")
+    ax.plot([0, 1], [0, 1], ls=":", c="grey")
+    ax.set(xlabel="false positive rate (goods declined)", ylabel="true positive rate (bads caught)", title="ROC")
+    ax.legend(loc="lower right")
+    return _png(fig)
+
+
+def _ks_plot(y: np.ndarray, p: np.ndarray, idx: np.ndarray) -> str:
+    yy = y[idx]
+    fpr, tpr, _ = m.roc_points(yy, p[idx])
+    bads, goods = int(yy.sum()), int(len(yy) - yy.sum())
+    share = (fpr * goods + tpr * bads) / max(len(yy), 1)  # share of loans with PD at or above the cut
+    k = int(np.argmax(tpr - fpr))
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    ax.plot(share, tpr, label="defaults (cumulative)")
+    ax.plot(share, fpr, label="non-defaults (cumulative)")
+    ax.vlines(share[k], fpr[k], tpr[k], colors="red", label=f"KS {tpr[k] - fpr[k]:.3f}")
+    ax.set(xlabel="share of loans, highest PD first", ylabel="cumulative share", title="KS (out-of-sample)")
+    ax.legend(loc="lower right")
+    return _png(fig)
+
+
+def _calibration_plot(table: pd.DataFrame) -> str:
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    top = float(max(table["mean_pd"].max(), table["default_rate"].max(), 0.01)) * 1.05
+    ax.plot([0, top], [0, top], ls=":", c="grey")
+    ax.plot(table["mean_pd"], table["default_rate"], "o-")
+    ax.set(xlabel="mean predicted PD", ylabel="observed default rate", title="Calibration by PD decile")
+    return _png(fig)
+
+
+def _distribution_plot(y: np.ndarray, p: np.ndarray, split: Split) -> str:
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    bins = np.logspace(np.log10(max(p.min(), 1e-4)), np.log10(max(p.max(), 2e-4)), 40)
+    for name, idx in (("development", split.dev), ("out-of-time", split.oot)):
+        ax.hist(p[idx], bins=bins, histtype="step", density=True, label=name)
+    ax.hist(p[split.oot][y[split.oot] == 1], bins=bins, histtype="stepfilled", alpha=0.3, density=True,
+            label="out-of-time defaults")
+    ax.set_xscale("log")
+    ax.set(xlabel="PD", ylabel="density", title="Score distribution")
+    ax.legend()
+    return _png(fig)
+
+
+def _importance(spec: FeatureSpec, booster: lgb.Booster, contrib: np.ndarray) -> pd.DataFrame:
+    mean_abs = np.abs(contrib[:, :-1]).mean(axis=0)
+    gain = booster.feature_importance("gain")
+    frame = pd.DataFrame({"feature": spec.names, "mean |SHAP|": mean_abs, "gain": gain / max(gain.sum(), 1e-12),
+                          "monotone": [{1: "+1 (raises PD)", -1: "-1 (lowers PD)"}.get(d, "") for d in spec.monotone]})
+    return frame.sort_values("mean |SHAP|", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _importance_plot(importance: pd.DataFrame) -> str:
+    top = importance.head(20).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    ax.barh(top["feature"], top["mean |SHAP|"])
+    ax.set(xlabel="mean |SHAP| (log-odds)", title="Feature importance")
+    return _png(fig)
+
+
+def _shap_plots(spec: FeatureSpec, X: np.ndarray, contrib: np.ndarray, importance: pd.DataFrame) -> list[str]:
+    import shap
+
+    frame = pd.DataFrame(X, columns=list(spec.names))
+    with warnings.catch_warnings():  # infinite ratios (e.g. electricity year on year) upset shap's colour scale
+        warnings.simplefilter("ignore")
+        shap.summary_plot(contrib[:, :-1], frame, show=False, max_display=15, plot_size=(7, 6))
+        out = [_png(plt.gcf())]
+        for name in importance["feature"].head(DEPENDENCE_PLOTS):
+            fig, ax = plt.subplots(figsize=(5, 4))
+            shap.dependence_plot(spec.names.index(name), contrib[:, :-1], frame, interaction_index=None, ax=ax,
+                                 show=False)
+            ax.set_title(f"SHAP dependence: {name}")
+            out.append(_png(fig))
+    return out
+
+
+def _shap_section(spec: FeatureSpec, X: np.ndarray, contrib: np.ndarray, importance: pd.DataFrame) -> list[str]:
+    summary, *dependence = _shap_plots(spec, X, contrib, importance)
+    return ["<h3>SHAP summary</h3>", summary,
+            "<h3>SHAP dependence plots</h3><p class='note'>The features with the largest mean |SHAP|: "
+            "contribution against the feature's value (categories as their code).</p>",
+            "<div class='grid'>", *dependence, "</div>"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Page
+
+
+def render_report(meta: dict[str, Any], metrics: dict[str, Any], y: np.ndarray, p: np.ndarray, split: Split,
+                  spec: FeatureSpec, booster: lgb.Booster, X_sample: np.ndarray, contrib: np.ndarray,
+                  segments: pd.DataFrame) -> str:
+    training = meta["training"]
+    oot_name = {"out_of_time": "out-of-time", "random_holdout": "holdout (random: the data has no dates)"}.get(
+        split.kind, split.kind.replace("_", " "))
+    cv = meta["validation"]["mode"] == "cv"
+    valid_name = f"validation ({meta['validation']['folds']}-fold out-of-fold)" if cv else "validation"
+    perf = pd.DataFrame([{"sample": name, **{k: metrics[key][k] for k in
+                                             ("rows", "defaults", "default_rate", "mean_pd", "auc", "gini", "ks",
+                                              "brier")}}
+                         for name, key in (("train", "train"), (valid_name, "valid"), ("development", "dev"),
+                                           (oot_name, "oot"))])
+    cal = m.calibration_table(y[split.oot], p[split.oot])
+    importance = _importance(spec, booster, contrib)
+    window = training["time_window"]
+    folds = meta["validation"]["fold_best_iterations"]
+    trees = (f"{meta['num_trees']} (mean of the folds' early-stopped {folds}; final model on all development rows)"
+             if cv else f"{meta['num_trees']} (best of {meta['iterations_run']} grown, early-stopped on validation)")
+    card = [
+        ("model format", meta["format"]),
+        ("training data source", json.dumps(training["source"], ensure_ascii=False)),
+        ("time window", f"{window[0]} – {window[1]}" if window[0] else "undated rows"),
+        ("rows", training["rows"]),
+        ("training data checksum (sha256)", training["data_checksum"]),
+        ("code version", meta["code_version"]),
+        ("operator", meta["operator"]),
+        ("started at (UTC)", meta["started_at"]),
+        ("finished at (UTC)", meta["finished_at"]),
+        ("split", json.dumps(training["split"])),
+        ("trees", trees),
+        ("validation", "out-of-fold scores of a k-fold cross-validation on development" if cv else "holdout fold"),
+        ("calibration", f"{meta['calibration']['method']} (cross-validated Brier on validation: "
+                        f"{json.dumps(meta['calibration']['cv_brier'])})"),
+        ("base value (log-odds)", meta["base_value"]),
+        ("parameters", json.dumps(meta["params"], sort_keys=True)),
+        ("libraries", json.dumps(meta["libraries"])),
+    ]
+    parts = [
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>PD model report</title>"
+        f"<style>{CSS}</style></head><body>",
+        "<h1>Probability-of-default model — evaluation report</h1>",
+        "<p class='note'>LightGBM binary classifier with monotone constraints, calibrated "
+        f"({meta['calibration']['method']})."
+        f" Out-of-sample figures are on the {html.escape(oot_name)} sample.</p>",
+        "<h2>Performance</h2>", _table(perf, ("sample",)),
+        f"<p>PSI of the PD between development and {html.escape(oot_name)}: <b>{_fmt(metrics['psi_dev_oot'])}</b>"
+        " (&lt; 0.10 stable, 0.10–0.25 watch, &gt; 0.25 shifted).</p>",
+        "<div class='grid'>", _roc_plot(y, p, split), _ks_plot(y, p, split.oot), "</div>",
+        "<h2>Calibration</h2>", _table(cal), "<div class='grid'>", _calibration_plot(cal),
+        _distribution_plot(y, p, split), "</div>",
+    ]
+    if "segments_oot" in metrics and metrics["segments_oot"]:
+        seg = pd.DataFrame(metrics["segments_oot"])[["segment", "value", "rows", "defaults", "default_rate",
+                                                      "mean_pd", "auc", "ks", "brier"]]
+        parts += ["<h2>Segments (out-of-time)</h2>",
+                  "<p class='note'>Segments with fewer than 30 loans are not shown; AUC needs both outcomes.</p>",
+                  _table(seg, ("segment", "value"))]
+    parts += ["<h2>Explanations (SHAP)</h2>",
+              f"<p class='note'>TreeSHAP values from LightGBM <code>pred_contrib</code> on {len(X_sample):,} "
+              f"{html.escape(oot_name)} rows; per row they sum with the base value to the raw score (log-odds).</p>",
+              *_shap_section(spec, X_sample, contrib, importance),
+              "<h2>Feature importance</h2>", "<div class='grid'>", _importance_plot(importance), "</div>",
+              _table(importance, ("feature", "monotone"))]
+    if training["notes"]:
+        parts += ["<h2>Notes</h2><ul>", *[f"<li>{html.escape(n)}</li>" for n in training["notes"]], "</ul>"]
+    parts += ["<h2>Model card (JR/T 0221-2021 traceability)</h2>", _kv(card), "</body></html>"]
+    return "\n".join(parts)

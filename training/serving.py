@@ -1,0 +1,218 @@
+"""The risk model as the scoring engine uses it: PD, SHAP risk factors, model version.
+
+Artifacts are read into memory, their sha256 checked against the registry (or the directory's
+metadata), and only then parsed: a changed file is refused, never loaded. One row and a batch go
+through the same numpy code, and LightGBM computes each row independently, so a quote and a
+whole-region run give bit-identical numbers for the same enterprise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from features.sources import SOURCES
+from training import artifacts as art
+from training.calibration import Calibrator
+from training.encoding import FeatureSpec
+from training.errors import ArtifactIntegrityError
+from training.reasons import reason_for
+
+SINGLE_THREAD_ROWS = 64  # below this, threads cost more than they save
+_BOOL_FEATURES = frozenset(
+    [f"has_{name}" for name in SOURCES]
+    + [f"{name}.{f.name}" for name, spec in SOURCES.items() for f in spec.fields if f.kind == "bool"]
+)
+
+
+@dataclass(frozen=True)
+class RiskFactor:
+    feature: str
+    value: Any  # as the model saw it: number, category text, yes/no flag or None (missing)
+    contribution: float  # SHAP value in log-odds; all of them plus base_value = raw score
+    code: str
+    zh: str
+    en: str
+
+    def to_json(self) -> dict[str, Any]:
+        # Flat code/zh/en, the shape of the scorecard's reasons (one catalogue, one format).
+        return {"feature": self.feature, "value": self.value, "contribution": self.contribution,
+                "code": self.code, "zh": self.zh, "en": self.en}
+
+
+def _read_verified(directory: Path, expected: dict[str, str]) -> dict[str, bytes]:
+    """Each file's bytes, after checking them (the checked bytes are the ones parsed)."""
+    out = {}
+    for name, digest in expected.items():
+        path = directory / name
+        try:
+            data = path.read_bytes()
+        except OSError:
+            raise ArtifactIntegrityError(f"artifact {path} is missing or unreadable") from None
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != digest:
+            raise ArtifactIntegrityError(
+                f"artifact {path} failed its integrity check: sha256 {actual[:12]}... differs from the recorded "
+                f"{digest[:12]}...; the file was changed or corrupted and will not be loaded")
+        out[name] = data
+    return out
+
+
+class RiskModel:
+    """A loaded, verified PD model. Thread-safe for prediction (LightGBM predict is re-entrant)."""
+
+    def __init__(self, booster: lgb.Booster, calibrator: Calibrator, spec: FeatureSpec, metadata: dict[str, Any],
+                 model_version: str) -> None:
+        self.booster = booster
+        self.calibrator = calibrator
+        self.spec = spec
+        self.metadata = metadata
+        self.model_version = model_version
+        self.base_value = float(metadata["base_value"])
+        self._cat_labels = {spec.names.index(c): values for c, values in spec.categories.items()}
+
+    @classmethod
+    def from_dir(cls, directory: str | Path, expected: dict[str, str] | None = None,
+                 model_version: str | None = None) -> RiskModel:
+        """Load from a model directory; `expected` = registry digests (else the directory's own metadata)."""
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise ArtifactIntegrityError(f"model directory {directory} does not exist")
+        if expected is None:  # no registry: the directory's metadata vouches for the other files
+            meta = art.read_metadata(directory)
+            meta_digest = hashlib.sha256((directory / art.METADATA_FILE).read_bytes()).hexdigest()
+            expected = {**meta["artifacts"], art.METADATA_FILE: meta_digest}
+        files = _read_verified(directory, expected)
+        try:
+            meta = json.loads(files[art.METADATA_FILE])
+        except (KeyError, ValueError):
+            raise ArtifactIntegrityError(f"{directory / art.METADATA_FILE} is missing or unreadable") from None
+        for name in (art.MODEL_FILE, art.CALIBRATOR_FILE, art.REPORT_FILE):
+            if meta.get("artifacts", {}).get(name) != expected.get(name):
+                raise ArtifactIntegrityError(f"{directory / name} does not match the digest in {art.METADATA_FILE}")
+        try:
+            booster = lgb.Booster(model_str=files[art.MODEL_FILE].decode("utf-8"))
+            calibrator = Calibrator.from_dict(joblib.load(io.BytesIO(files[art.CALIBRATOR_FILE])))
+            spec = FeatureSpec.from_json(meta["features"])
+        except Exception as e:  # noqa: BLE001 - a hash-consistent but unusable artifact
+            raise ArtifactIntegrityError(f"model in {directory} cannot be loaded: {e}") from None
+        if booster.num_feature() != len(spec.names):
+            raise ArtifactIntegrityError(f"model in {directory}: the booster has {booster.num_feature()} features, "
+                                         f"the metadata lists {len(spec.names)}")
+        version = model_version or art.model_id_from_digests(expected)
+        return cls(booster, calibrator, spec, meta, version)
+
+    # ------------------------------------------------------------------ numbers
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.spec.names
+
+    def encode(self, features: pd.DataFrame) -> np.ndarray:
+        return self.spec.encode(features)
+
+    def _threads(self, rows: int) -> int:
+        return 1 if rows < SINGLE_THREAD_ROWS else 0
+
+    def raw_score(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
+        X = features if isinstance(features, np.ndarray) else self.encode(features)
+        return self.booster.predict(X, raw_score=True, num_threads=self._threads(len(X)))
+
+    def predict(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Calibrated probability of default per row."""
+        return self.calibrator(self.raw_score(features))
+
+    def contributions(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """TreeSHAP values [rows, features + 1]; the last column is the base value."""
+        X = features if isinstance(features, np.ndarray) else self.encode(features)
+        return self.booster.predict(X, pred_contrib=True, num_threads=self._threads(len(X)))
+
+    # ------------------------------------------------------------------ explanations
+
+    def _value(self, j: int, x: float) -> Any:
+        if math.isnan(x):
+            return None
+        if j in self._cat_labels:
+            return self._cat_labels[j][int(x)]
+        if self.spec.names[j] in _BOOL_FEATURES:
+            return bool(x)
+        return float(x)
+
+    def _factors(self, X_row: np.ndarray, contrib_row: np.ndarray, top_k: int) -> list[RiskFactor]:
+        values = contrib_row[:-1]
+        order = np.argsort(-np.abs(values), kind="stable")[:top_k]
+        out = []
+        for j in order:
+            c = float(values[j])
+            if c == 0.0:
+                break
+            name = self.spec.names[j]
+            value = self._value(int(j), float(X_row[j]))
+            text = reason_for(name, value, c)
+            out.append(RiskFactor(name, value, c, text["code"], text["zh"], text["en"]))
+        return out
+
+    def explain(self, features: pd.DataFrame | np.ndarray, top_k: int = 5) -> list[list[RiskFactor]]:
+        """Per row, the `top_k` features with the largest |SHAP| contribution, with reason texts."""
+        X = features if isinstance(features, np.ndarray) else self.encode(features)
+        contrib = self.contributions(X)
+        return [self._factors(X[i], contrib[i], top_k) for i in range(len(X))]
+
+    def assess(self, features: pd.DataFrame, top_k: int = 5) -> list[dict[str, Any]]:
+        """The quote fields per row: pd, model_version, raw_score, base_value and risk_factors."""
+        X = self.encode(features)
+        raw = self.raw_score(X)
+        pd_values = self.calibrator(raw)
+        contrib = self.contributions(X)
+        return [
+            {"pd": float(pd_values[i]), "model_version": self.model_version, "raw_score": float(raw[i]),
+             "base_value": self.base_value,
+             "risk_factors": [f.to_json() for f in self._factors(X[i], contrib[i], top_k)]}
+            for i in range(len(X))
+        ]
+
+    def pd_series(self, features: pd.DataFrame) -> pd.Series:
+        """PD indexed like `features` (credit codes): the form `scoring.evaluate_all(pd_values=...)` takes."""
+        return pd.Series(self.predict(features), index=features.index, name="pd")
+
+
+class ModelCache:
+    """Verified models by id for the quote path: the champion (re-read from the registry at most every
+    `ttl_seconds`) and any older version a replayed quote names. Artifacts are hashed once per load."""
+
+    def __init__(self, registry: Any, ttl_seconds: float = 30.0) -> None:
+        self.registry = registry
+        self.ttl_seconds = ttl_seconds
+        self._models: dict[str, RiskModel] = {}
+        self._champion: tuple[float, str | None] = (-math.inf, None)
+        self._lock = threading.Lock()
+
+    def get(self, model_id: str) -> RiskModel:
+        """The model of a stored quote (e.g. to replay it); UnknownModelError if never registered."""
+        with self._lock:
+            full = self.registry.resolve_id(model_id)
+            if full not in self._models:
+                self._models[full] = self.registry.load(full)
+            return self._models[full]
+
+    def champion(self) -> RiskModel | None:
+        """The current champion, or None when no model has been promoted (quotes then carry no PD)."""
+        now = time.monotonic()
+        checked, model_id = self._champion
+        if now - checked > self.ttl_seconds:
+            record = self.registry.champion()
+            model_id = record.id if record is not None else None
+            self._champion = (now, model_id)
+        return self.get(model_id) if model_id is not None else None
