@@ -21,6 +21,9 @@ demo: $(STAMP)
 	test -f $(DEMO_DIR)/manifest.json || $(BIN)/indexloan demo-data --firms $(DEMO_FIRMS) --seed $(DEMO_SEED) --out $(DEMO_DIR)
 	$(BIN)/indexloan ingest $(DEMO_DIR)
 	$(BIN)/indexloan store stats
+	$(BIN)/indexloan demo-setup
+	@echo "serving on http://127.0.0.1:8000 (loan officer page at /, API docs at /docs); Ctrl-C stops"
+	$(BIN)/indexloan serve --host 127.0.0.1 --port 8000
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

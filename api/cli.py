@@ -186,6 +186,20 @@ def audit_verify(
         raise typer.Exit(1)
 
 
+@app.command("demo-setup")
+def demo_setup(database_url: DatabaseOption = None) -> None:
+    """Train and promote a first model if there is no champion, and print one new API key per role."""
+    from api.demo import demo_keys, ensure_champion
+    from features.settings import get_settings
+
+    engine = open_store(database_url)
+    with err.status("training and promoting the first model (if none)..."):
+        model_id = ensure_champion(engine, get_settings().data_dir)
+    out.print(f"champion model: {model_id}")
+    for role, key in demo_keys(engine).items():
+        out.print(f"{role.value:<14} {key}", highlight=False, soft_wrap=True)
+
+
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="bind address (loopback by default)")] = "127.0.0.1",

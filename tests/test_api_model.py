@@ -1,0 +1,48 @@
+"""Quotes with a champion risk model: PD, model version, SHAP risk factors, exact replay."""
+
+from __future__ import annotations
+
+import pytest
+
+from api.demo import ensure_champion
+from api.keys import Role
+from tests.api_support import Service, running_service
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory: pytest.TempPathFactory):
+    directory = tmp_path_factory.mktemp("api-model")
+
+    def prepare(engine) -> None:  # noqa: ANN001
+        from training.registry import Registry
+
+        ensure_champion(engine, directory)
+        assert Registry(engine).champion() is not None
+
+    with running_service("sqlite", directory, prepare=prepare) as service:
+        yield service
+
+
+def test_quote_carries_pd_model_version_and_risk_factors(svc: Service) -> None:
+    response = svc.client.post("/v1/quotes", json={"credit_code": svc.codes[3]}, headers=svc.headers(Role.loan_officer))
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["model_version"]
+    risk = body["risk"]
+    factors = body["quotes"][0]["risk_factors"]
+    assert 0.0 < risk["pd"] < 1.0 and factors
+    for q in body["quotes"]:
+        assert q["model_version"] == body["model_version"] and q["pd"] == pytest.approx(risk["pd"])
+        assert {"feature", "value", "contribution", "zh", "en"} <= set(q["risk_factors"][0])
+    replay = svc.client.get(f"/v1/quotes/{body['quote_id']}/replay", headers=svc.headers(Role.risk_analyst)).json()
+    assert replay["identical"], replay["differences"]
+
+
+def test_platform_gets_risk_reasons_without_values(svc: Service) -> None:
+    response = svc.client.post("/v1/quotes", json={"credit_code": svc.codes[3], "consent_ref": "AUTH-7"},
+                               headers=svc.headers(Role.platform))
+    assert response.status_code == 201
+    for q in response.json()["quotes"]:
+        assert "risk_factors" not in q
+        for reason in q.get("risk_reasons", []):
+            assert set(reason) <= {"code", "zh", "en"}
