@@ -242,6 +242,14 @@ def evaluate_command(
 # models
 
 
+def _report(done: Any, as_json: bool, message: str) -> None:
+    """A registry action's result: its JSON, or one line for a person."""
+    if as_json:
+        _print_json(done.to_json())
+    else:
+        out.print(message)
+
+
 @models_app.command("list")
 def models_list(
     stage: Annotated[str | None, typer.Option("--stage", help="only this stage")] = None,
@@ -370,10 +378,8 @@ def models_approve(
     """Approve a pending promotion to champion (must be a different person than the requester)."""
     with clear_errors():
         done = _registry(database_url, models_dir).approve(model_id, by, reason)
-    if as_json:
-        _print_json(done.to_json())
-    else:
-        out.print(f"model {done.model_id} is now champion (requested by {done.requested_by}, approved by {by})")
+    _report(done, as_json,
+            f"model {done.model_id} is now champion (requested by {done.requested_by}, approved by {by})")
 
 
 @models_app.command("reject")
@@ -388,10 +394,7 @@ def models_reject(
     """Reject a pending promotion request."""
     with clear_errors():
         done = _registry(database_url, models_dir).reject(model_id, by, reason)
-    if as_json:
-        _print_json(done.to_json())
-    else:
-        out.print(f"promotion request {done.id} for {done.model_id} rejected by {by}")
+    _report(done, as_json, f"promotion request {done.id} for {done.model_id} rejected by {by}")
 
 
 @models_app.command("rollback")
@@ -405,10 +408,7 @@ def models_rollback(
     """Put the previous champion back (verified first) and retire the current one, in one step."""
     with clear_errors():
         done = _registry(database_url, models_dir).rollback(by, reason)
-    if as_json:
-        _print_json(done.to_json())
-    else:
-        out.print(f"rolled back: model {done.model_id} is champion again ({by}: {reason})")
+    _report(done, as_json, f"rolled back: model {done.model_id} is champion again ({by}: {reason})")
 
 
 @models_app.command("retire")
@@ -423,10 +423,7 @@ def models_retire(
     """Retire a candidate or challenger (the champion is replaced by promotion or rollback instead)."""
     with clear_errors():
         done = _registry(database_url, models_dir).retire(model_id, by, reason)
-    if as_json:
-        _print_json(done.to_json())
-    else:
-        out.print(f"model {done.model_id} retired by {by}")
+    _report(done, as_json, f"model {done.model_id} retired by {by}")
 
 
 @models_app.command("verify")
