@@ -14,7 +14,7 @@ import pandas as pd
 from products.schema import ProductDefinition
 from scoring.columns import Columns, extract
 from scoring.engine import ProductResult, ReasonSpec, evaluate, evaluate_all, evaluate_batch
-from scoring.output import enterprise_quotes, platform_view, quote_dict
+from scoring.output import enterprise_quotes, quote_dict
 from scoring.plan import Plan, compile_plan, with_rank_cutoffs
 
 
@@ -35,6 +35,6 @@ def calibrate(plan: Plan, population: pd.DataFrame | Columns) -> Plan:
 
 __all__ = [
     "Columns", "Plan", "ProductResult", "ReasonSpec", "calibrate", "compile_all", "compile_plan",
-    "enterprise_quotes", "evaluate", "evaluate_all", "evaluate_batch", "extract", "platform_view",
+    "enterprise_quotes", "evaluate", "evaluate_all", "evaluate_batch", "extract",
     "quote_dict", "with_rank_cutoffs",
 ]

@@ -185,12 +185,6 @@ def quote_dict(r: ProductResult, i: int) -> dict[str, Any]:
     return quote
 
 
-def platform_view(quote: dict[str, Any], results: ProductResult) -> dict[str, Any]:
-    """What the platform role may see of a quote ("usable but not visible")."""
-    allowed = results.plan.definition.platform_fields
-    return quote if allowed is None else {k: v for k, v in quote.items() if k in allowed}
-
-
 def enterprise_quotes(results: Mapping[str, ProductResult], rows: Iterator[int] | None = None
                       ) -> Iterator[dict[str, Any]]:
     """One `{"credit_code", "quotes": [...]}` object per enterprise (row), products in plan order."""
