@@ -1,0 +1,230 @@
+"""Benchmark the quote path over loopback HTTP against a bare explain-only FastAPI app, in one run.
+
+    .venv/bin/python bench/http.py [--firms 20000] [--seconds 8] [--workers 1,2] [--connections 1,32]
+                                   [--mode thread|async] [--store DIR]
+
+1. Prepares a demo store in a temp dir (or reuses --store): demo-data -> ingest -> demo-setup, which
+   trains and promotes a champion model and prints one API key per role.
+2. Starts `indexloan serve --workers N` on a free loopback port and measures `POST /v1/quotes` (all five
+   products, stored, explained: SHAP risk factors and scorecard reasons) as a loan officer, over
+   different enterprises (round-robin over the store), at each connection count.
+3. Starts bench/bare_app.py (the same champion model, `pred_contrib` on one pre-encoded row, nothing
+   else) under uvicorn with the same worker count and measures it the same way.
+4. Prints quotes/s, p50 and p99 latency, and the ratio full quote / bare per cell, with the load average.
+
+The load comes from bench/loadgen.py processes (raw asyncio HTTP/1.1 keep-alive, closed loop), which
+share the machine's cores with the server: the figures are for client and server together.
+`--mode` sets INDEXLOAN_QUOTE_MODE for the server (threadpool route vs async route).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Run as `python bench/http.py`, this file's folder comes first on sys.path and would shadow the
+# standard library's `http` package: drop it before anything imports http.client.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import http.client  # noqa: E402
+import json  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import sqlite3  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+LOADGEN = ROOT / "bench" / "loadgen.py"
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(cmd: list[str], env: dict[str, str]) -> str:
+    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def prepare_store(store: Path, firms: int, seed: int, env: dict[str, str]) -> str:
+    """A demo store in `store` (built once) and a fresh loan officer key."""
+    indexloan = str(BIN / "indexloan")
+    marker = store / "bench-ready"
+    if not marker.exists():
+        t0 = time.perf_counter()
+        run([indexloan, "demo-data", "--firms", str(firms), "--seed", str(seed), "--out", str(store / "region")], env)
+        run([indexloan, "ingest", str(store / "region"), "--json"], env)
+        marker.write_text(f"{firms} {seed}\n")
+        print(f"store: {firms:,} synthetic enterprises (seed {seed}) ingested in {time.perf_counter() - t0:.1f} s")
+    out = run([indexloan, "demo-setup"], env)
+    keys = dict(line.split(None, 1) for line in out.splitlines() if line.startswith(("loan_officer", "platform")))
+    return keys["loan_officer"].strip()
+
+
+def credit_codes(db: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return [r[0] for r in conn.execute("SELECT DISTINCT credit_code FROM src_registry ORDER BY credit_code")]
+
+
+def stored_quotes(db: Path) -> int:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return conn.execute("SELECT count(*) FROM quotes").fetchone()[0]
+
+
+def wait_ready(port: int, path: str, seconds: float = 120.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", path)
+            if conn.getresponse().status < 500:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"server on port {port} did not become ready")
+
+
+@contextlib.contextmanager
+def server(cmd: list[str], env: dict[str, str], port: int, ready_path: str) -> Iterator[None]:
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True)
+    try:
+        wait_ready(port, ready_path)
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)  # uvicorn's supervisor stops its workers on SIGINT
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the group we created for this server
+            proc.wait()
+
+
+@dataclass
+class Figures:
+    requests: int
+    ok: int
+    errors: dict
+    statuses: dict
+    seconds: float
+    latencies: np.ndarray
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.seconds
+
+    def pct(self, q: float) -> float:
+        return float(np.percentile(self.latencies, q) * 1e3) if len(self.latencies) else float("nan")
+
+
+def load(port: int, path: str, headers: list[str], bodies: Path, connections: int, processes: int,
+         seconds: float, work: Path, ok_status: int) -> Figures:
+    processes = max(1, min(processes, connections))
+    per = [connections // processes + (1 if p < connections % processes else 0) for p in range(processes)]
+    procs = []
+    for p, conns in enumerate(per):
+        cmd = [sys.executable, str(LOADGEN), "--port", str(port), "--path", path, "--connections", str(conns),
+               "--seconds", str(seconds), "--bodies", str(bodies), "--offset", str(p), "--processes",
+               str(processes), "--out", str(work / f"lat-{p}.npy")]
+        for h in headers:
+            cmd += ["--header", h]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True))
+    results = [json.loads(proc.communicate()[0]) for proc in procs]
+    latencies = np.concatenate([np.load(work / f"lat-{p}.npy") for p in range(processes)])
+    statuses: dict[str, int] = {}
+    errors: dict[str, int] = {}
+    for r in results:
+        for k, v in r["statuses"].items():
+            statuses[k] = statuses.get(k, 0) + v
+        for k, v in r["errors"].items():
+            errors[k] = errors.get(k, 0) + v
+    return Figures(sum(r["requests"] for r in results), statuses.get(str(ok_status), 0), errors, statuses,
+                   max(r["elapsed"] for r in results), latencies)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--firms", type=int, default=20_000)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--store", type=Path, help="reuse (or build once into) this directory")
+    ap.add_argument("--seconds", type=float, default=8.0, help="measured seconds per cell")
+    ap.add_argument("--warmup", type=float, default=3.0)
+    ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--connections", default="1,32")
+    ap.add_argument("--client-processes", type=int, default=2, help="load generator processes for >1 connection")
+    ap.add_argument("--mode", choices=("default", "thread", "async"), default="default")
+    ap.add_argument("--skip-bare", action="store_true")
+    args = ap.parse_args()
+    workers = [int(w) for w in args.workers.split(",")]
+    connections = [int(c) for c in args.connections.split(",")]
+
+    with contextlib.ExitStack() as stack:
+        store = args.store or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-http-")))
+        store.mkdir(parents=True, exist_ok=True)
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-http-work-")))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INDEXLOAN_")}
+        env.update(INDEXLOAN_DATA_DIR=str(store), PYTHONPATH=str(ROOT))
+        if args.mode != "default":
+            env["INDEXLOAN_QUOTE_MODE"] = args.mode
+        key = prepare_store(store, args.firms, args.seed, env)
+        db = store / "indexloan.db"
+        codes = credit_codes(db)
+        bodies = work / "bodies.jsonl"
+        bodies.write_text("".join(json.dumps({"credit_code": c}) + "\n" for c in codes))
+        print(f"{len(codes):,} enterprises; {os.cpu_count()} CPUs; quote mode {args.mode}; {uptime()}")
+
+        apps = {"quote": (["/v1/quotes", [f"Authorization: Bearer {key}"], 201, "/readyz"])}
+        if not args.skip_bare:
+            apps["bare"] = (["/score", [], 200, "/openapi.json"])
+        table: dict[tuple[str, int, int], Figures] = {}
+        for name, (path, headers, ok_status, ready) in apps.items():
+            for w in workers:
+                port = free_port()
+                if name == "quote":
+                    cmd = [str(BIN / "indexloan"), "serve", "--port", str(port), "--workers", str(w)]
+                else:
+                    cmd = [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(port), "--workers",
+                           str(w), "--log-level", "warning", "--no-access-log"]
+                with server(cmd, env, port, ready):
+                    before = stored_quotes(db)
+                    load(port, path, headers, bodies, max(connections), args.client_processes, args.warmup, work,
+                         ok_status)
+                    for c in connections:
+                        f = load(port, path, headers, bodies, c, args.client_processes, args.seconds, work, ok_status)
+                        table[(name, w, c)] = f
+                        print(f"{name:5s} workers {w} connections {c:3d}: {f.rate:8.1f} req/s  p50 {f.pct(50):6.2f} ms"
+                              f"  p99 {f.pct(99):6.2f} ms  statuses {f.statuses} errors {f.errors}  | {uptime()}",
+                              flush=True)
+                    if name == "quote":
+                        print(f"      quotes stored during the run (incl. warm-up): {stored_quotes(db) - before:,}")
+
+        print(f"\n{'workers':>7} {'conns':>5} | {'quotes/s':>9} {'p50 ms':>7} {'p99 ms':>7} | {'bare/s':>9} "
+              f"{'p50 ms':>7} {'p99 ms':>7} | {'ratio':>6}")
+        for w in workers:
+            for c in connections:
+                q = table[("quote", w, c)]
+                b = table.get(("bare", w, c))
+                bare = f"{b.rate:9.1f} {b.pct(50):7.2f} {b.pct(99):7.2f}" if b else f"{'-':>9} {'-':>7} {'-':>7}"
+                ratio = f"{q.rate / b.rate:6.2f}" if b else f"{'-':>6}"
+                print(f"{w:>7} {c:>5} | {q.rate:9.1f} {q.pct(50):7.2f} {q.pct(99):7.2f} | {bare} | {ratio}")
+        print(f"ratio = full stored, explained quotes per second / bare pred_contrib requests per second. {uptime()}")
+
+
+if __name__ == "__main__":
+    main()
