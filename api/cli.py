@@ -220,13 +220,14 @@ def serve(
 
 def _mount_subcommands() -> None:
     """Sub-commands that live beside their parts of the service."""
-    from api import cli_models, cli_products
+    from api import cli_batch, cli_models, cli_products
 
     app.add_typer(cli_products.products_app, name="products")
     app.command("quote")(cli_products.quote_command)
     app.command("train")(cli_models.train_command)
     app.command("evaluate")(cli_models.evaluate_command)
     app.add_typer(cli_models.models_app, name="models")
+    app.add_typer(cli_batch.batch_app, name="batch")
 
 
 _mount_subcommands()
