@@ -11,9 +11,10 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
+from api.batch.jobs import JobRunner
 from api.metrics import LATENCY, REQUESTS
 from api.quoting import QuotingService
-from api.routers import audit, catalogue, enterprises, health, quotes
+from api.routers import audit, batch, catalogue, enterprises, health, quotes
 from features.settings import get_settings
 from features.store.db import migrate
 
@@ -35,7 +36,10 @@ def create_app(database_url: str | None = None, models_dir: str | None = None) -
         app.state.models_dir = models_dir
         app.state.key_cache = {}
         app.state.quoting = QuotingService(engine, models_dir)
+        app.state.batch_jobs = JobRunner(engine, models_dir)  # batch runs: the app's worker thread, not requests
+        app.state.batch_jobs.start()
         yield
+        app.state.batch_jobs.stop()
 
     app = FastAPI(title="indexloan", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
@@ -53,7 +57,7 @@ def create_app(database_url: str | None = None, models_dir: str | None = None) -
         REQUESTS.labels(name, str(response.status_code)).inc()
         return response
 
-    for router in (health.router, quotes.router, catalogue.router, enterprises.router, audit.router):
+    for router in (health.router, quotes.router, catalogue.router, enterprises.router, audit.router, batch.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

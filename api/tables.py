@@ -72,3 +72,25 @@ config_blobs = sa.Table(
     sa.Column("body_json", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# Batch jobs started over the API (a whole-region pre-credit run, say): who asked, what, how far, the result.
+batch_jobs = sa.Table(
+    "batch_jobs",
+    metadata,
+    sa.Column("job_id", sa.String(36), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),  # queued, running, succeeded, failed
+    sa.Column("api_key_id", sa.Integer, sa.ForeignKey("api_keys.id"), nullable=False),
+    sa.Column("requested_by", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("request_json", sa.Text, nullable=False),
+    sa.Column("partitions_done", sa.Integer, nullable=False, default=0),
+    sa.Column("partitions_total", sa.Integer),
+    sa.Column("result_path", sa.Text),
+    sa.Column("result_sha256", sa.String(64)),
+    sa.Column("result_rows", sa.Integer),
+    sa.Column("summary_json", sa.Text),
+    sa.Column("error", sa.Text),
+)

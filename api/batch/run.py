@@ -134,8 +134,17 @@ def _run_local(ctx: BatchContext, features: pd.DataFrame, bounds: list[tuple[int
         for i in todo:
             yield one(i)
         return
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(one, todo)
+    # a window of `workers` partitions in flight: bounded memory, and a stopped run stops promptly
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        pending = [pool.submit(one, i) for i in todo[:workers]]
+        for nxt in todo[workers:]:
+            yield pending.pop(0).result()
+            pending.append(pool.submit(one, nxt))
+        for future in pending:
+            yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _run_dask(ctx: BatchContext, features: pd.DataFrame, bounds: list[tuple[int, int]], todo: list[int],
@@ -157,8 +166,8 @@ def _run_dask(ctx: BatchContext, features: pd.DataFrame, bounds: list[tuple[int,
         futures = {}
         for i in todo:
             a, b = bounds[i]
-            futures[client.submit(score_partition, shared, features.iloc[a:b], key=f"precredit-part-{i}-{a}",
-                                  pure=False)] = i
+            rows = client.scatter(features.iloc[a:b])  # data as a future: the task graph stays small
+            futures[client.submit(score_partition, shared, rows, key=f"precredit-part-{i}-{a}", pure=False)] = i
         for future in as_completed(futures):
             i = futures.pop(future)
             frame = future.result()

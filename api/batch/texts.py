@@ -55,12 +55,18 @@ def _categorical(codes: np.ndarray, labels: Sequence[str | None]) -> pd.Categori
     return pd.Categorical.from_codes(remap[codes], categories=pd.Index(uniq, dtype=object))
 
 
-def _group(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """First row of each distinct key row and every row's group number (deterministic order)."""
-    if len(key) == 0:
-        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
-    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
-    return first, inverse.reshape(-1)
+def _group(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First row of each distinct combination of the integer `keys` and every row's group number
+    (hash-based, O(rows); groups numbered by first appearance, so the result follows row order)."""
+    group = np.zeros(len(keys[0]), dtype=np.int64)
+    size = 1
+    for key in keys:
+        codes, uniques = pd.factorize(key)
+        group, found = pd.factorize(group * len(uniques) + codes)
+        size = len(found)
+    first = np.full(size, -1, dtype=np.int64)
+    first[group[::-1]] = np.arange(len(group))[::-1]  # last write wins: the first row of each group
+    return first, group
 
 
 def decline_columns(r: ProductResult) -> dict[str, pd.Categorical]:
@@ -81,8 +87,9 @@ def decline_columns(r: ProductResult) -> dict[str, pd.Categorical]:
         values, inverse = np.unique(r.pd[hit], return_inverse=True)
         pd_text = [f"{v:.2%}" for v in values]
         pd_key[hit] = inverse.reshape(-1)
-    packed = np.packbits(flags, axis=1).astype(np.int64)
-    first, group = _group(np.column_stack([packed, grade_key, pd_key]))
+    packed = np.packbits(flags, axis=1)
+    packed = np.ascontiguousarray(np.pad(packed, ((0, 0), (0, -packed.shape[1] % 8)))).view(np.int64)  # 64 a column
+    first, group = _group(*packed.T, grade_key, pd_key)
     static = [spec_params(r, specs[i]) for i in cols]
     labels: dict[str, list[str]] = {"": [], "zh": [], "en": []}
     for row in first:
@@ -108,7 +115,7 @@ def top_points_lost(r: ProductResult, k: int) -> dict[str, pd.Categorical]:
         j = order[:, m]
         points = r.points_cents[np.arange(r.n), j]
         none = lost[np.arange(r.n), j] <= 0
-        first, group = _group(np.column_stack([np.where(none, -1, j), np.where(none, 0, points)]))
+        first, group = _group(np.where(none, -1, j), np.where(none, 0, points))
         names: list[str | None] = []
         zh: list[str | None] = []
         en: list[str | None] = []

@@ -1,0 +1,135 @@
+"""Whole-region pre-credit jobs: start (runs in the app's batch worker), follow, download. Risk roles only."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from api import audit
+from api.batch.jobs import JobRunner, PrecreditRequest
+from api.deps import RISK_ROLES, require
+from api.errors import ProblemError
+from api.keys import Principal
+
+router = APIRouter(prefix="/v1/batch/precredit", tags=["batch"])
+MEDIA_TYPES = {"parquet": "application/vnd.apache.parquet", "csv": "text/csv; charset=utf-8"}
+
+
+class PrecreditBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"as_of": "2026-06-30", "products": ["tax_credit", "per_mu"], "reasons": 3, "format": "parquet"}]})
+
+    as_of: dt.date | None = Field(None, description="features and rates as of this date (default today); "
+                                                    "not in the future")
+    products: list[str] | None = Field(None, min_length=1, max_length=20, description="product codes; default all")
+    reasons: int = Field(0, ge=0, le=10, description="top-K explanations per row (0 = none, fastest)")
+    format: Literal["parquet", "csv"] = "parquet"
+    engine: Literal["local", "dask"] = Field("local", description="local threads, or a Dask LocalCluster on "
+                                                                  "loopback")
+    partitions: int | None = Field(None, ge=1, le=10_000, description="default one per 100,000 enterprises")
+
+    @field_validator("as_of")
+    @classmethod
+    def _not_future(cls, value: dt.date | None) -> dt.date | None:
+        if value is not None and value > dt.date.today():
+            raise ValueError("as_of may not be in the future")
+        return value
+
+    @field_validator("products")
+    @classmethod
+    def _known(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        from products.catalogue import load_catalogue
+
+        known = load_catalogue()
+        unknown = [p for p in value if p not in known]
+        if unknown:
+            raise ValueError(f"unknown product(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        return list(dict.fromkeys(value))
+
+
+class JobProgress(BaseModel):
+    partitions_done: int
+    partitions_total: int | None
+
+
+class JobView(BaseModel):
+    job_id: str
+    kind: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    requested_by: str
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    request: dict[str, Any]
+    progress: JobProgress
+    result_url: str | None = None
+    result_sha256: str | None = None
+    result_rows: int | None = None
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def _runner(request: Request) -> JobRunner:
+    return request.app.state.batch_jobs
+
+
+def _view(row: Any) -> JobView:
+    done = row.status == "succeeded"
+    return JobView(
+        job_id=row.job_id, kind=row.kind, status=row.status, requested_by=row.requested_by,
+        created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at,
+        request=json.loads(row.request_json),
+        progress=JobProgress(partitions_done=row.partitions_done, partitions_total=row.partitions_total),
+        result_url=f"{router.prefix}/{row.job_id}/result" if done else None,
+        result_sha256=row.result_sha256, result_rows=row.result_rows,
+        summary=json.loads(row.summary_json) if row.summary_json else None, error=row.error,
+    )
+
+
+def _job(request: Request, job_id: str) -> Any:
+    row = _runner(request).get(job_id)
+    if row is None:
+        raise ProblemError(404, f"no batch job {job_id}")
+    return row
+
+
+@router.post("", status_code=202, response_model=JobView, summary="Start a whole-region pre-credit run")
+def start_precredit(body: PrecreditBody, request: Request, response: Response,
+                    principal: Principal = Depends(require(*RISK_ROLES))) -> JobView:
+    job = PrecreditRequest(body.as_of or dt.date.today(), body.products, body.reasons, body.format, body.engine,
+                           body.partitions)
+    job_id = _runner(request).submit(job, principal.key_id, principal.name)
+    response.headers["Location"] = f"{router.prefix}/{job_id}"
+    return _view(_job(request, job_id))
+
+
+@router.get("/{job_id}", response_model=JobView, summary="A pre-credit job's status, progress and summary")
+def get_precredit(job_id: str, request: Request, principal: Principal = Depends(require(*RISK_ROLES))) -> JobView:
+    return _view(_job(request, job_id))
+
+
+@router.get("/{job_id}/result", summary="Download a finished job's output file",
+            responses={200: {"content": {MEDIA_TYPES["parquet"]: {}, "text/csv": {}}}})
+def download_precredit(job_id: str, request: Request,
+                       principal: Principal = Depends(require(*RISK_ROLES))) -> FileResponse:
+    row = _job(request, job_id)
+    if row.status != "succeeded":
+        raise ProblemError(409, f"job {job_id} is {row.status}; the result is available once it has succeeded")
+    path = Path(row.result_path)
+    if not path.is_file():
+        raise ProblemError(410, f"the result file of job {job_id} is no longer on the server")
+    fmt = json.loads(row.request_json)["format"]
+    with request.app.state.engine.begin() as conn:
+        audit.append(conn, principal.name, "batch.precredit.download", f"batch:{job_id}",
+                     {"sha256": row.result_sha256, "rows": row.result_rows})
+    as_of = json.loads(row.request_json)["as_of"]
+    return FileResponse(path, media_type=MEDIA_TYPES[fmt], filename=f"precredit-{as_of}-{job_id[:8]}.{fmt}",
+                        headers={"X-Content-SHA256": row.result_sha256 or ""})
