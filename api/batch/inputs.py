@@ -67,13 +67,19 @@ def build_context(features: pd.DataFrame, as_of: dt.date, products: list[str] | 
 
     if reasons < 0:
         raise BatchInputError("--reasons must be 0 or more")
+    if len(features) == 0:
+        raise BatchInputError(f"no enterprises to score: the store or the feature files hold none as of "
+                              f"{as_of.isoformat()}")
     definitions = load_catalogue()
     if products:
         unknown = [p for p in products if p not in definitions]
         if unknown:
             raise BatchInputError(f"unknown product(s) {', '.join(unknown)}; known: {', '.join(definitions)}")
         definitions = {p: definitions[p] for p in dict.fromkeys(products)}
-    versions = build_versions(definitions, reference_rates(as_of), model, features)
+    try:
+        versions = build_versions(definitions, reference_rates(as_of), model, features)
+    except ValueError as error:  # e.g. no reference rate in force on that date
+        raise BatchInputError(f"cannot price as of {as_of.isoformat()}: {error}") from None
     used = [c for c in versions.columns if c in features.columns]
     describe = {"as_of": as_of.isoformat(), **versions.describe()}
     return BatchContext(versions.plans, model, reasons), describe, features[used]
