@@ -72,7 +72,12 @@ def test_every_enterprise_once_in_credit_code_order_with_the_quote_paths_numbers
     assert summary["enterprises"] == FIRMS == len(out)
     versions = build_versions(load_catalogue(), reference_rates(AS_OF), region.model, region.features)
     rows = out.set_index("credit_code")
-    for code in np.random.default_rng(5).choice(out["credit_code"].to_numpy(), size=25, replace=False):
+    sample = list(np.random.default_rng(5).choice(out["credit_code"].to_numpy(), size=20, replace=False))
+    for column in [c for c in out.columns if c.endswith(".reasons")]:  # the texts that carry the PD or grade
+        for code in ("PD_ABOVE_MAX", "GRADE_NOT_ELIGIBLE"):
+            sample += list(out.loc[out[column].str.contains(code), "credit_code"][:2])
+    assert len(sample) > 25
+    for code in sample:
         body = compute_quotes(versions, region.features.loc[[code]], list(versions.plans), None)
         row = rows.loc[code]
         assert row["pd"] == body["risk"]["pd"]

@@ -25,6 +25,13 @@ CODE_SEP = ";"
 TEXT_SEP = {"zh": "；", "en": "; "}
 
 
+class _Probe(str):
+    """Stands where the value goes in a template, so the template can be split around it once."""
+
+
+PROBE = _Probe("\x00VALUE\x00")
+
+
 def _cents(c: int) -> str:
     return f"{round(int(c) / 100, 2):g}"
 
@@ -76,34 +83,40 @@ def decline_columns(r: ProductResult) -> dict[str, pd.Categorical]:
     flags = r.reason_flags[:, cols]
     n = r.n
     codes = [specs[i].code for i in cols]
-    # the grade and the PD appear in two texts only; keep them out of the key unless those fired
+    # the grade and the PD appear in two texts only; keep the grade out of the key unless its reason fired,
+    # and render the PD's place as a probe, filled per row afterwards (a PD is nearly unique per firm)
     grade_col = codes.index("GRADE_NOT_ELIGIBLE") if "GRADE_NOT_ELIGIBLE" in codes else None
     pd_col = codes.index("PD_ABOVE_MAX") if "PD_ABOVE_MAX" in codes else None
     grade_key = np.where(flags[:, grade_col], r.grade, -1) if grade_col is not None else np.full(n, -1)
-    pd_text: list[str] = []
-    pd_key = np.full(n, -1, dtype=np.int64)
-    if pd_col is not None and flags[:, pd_col].any():
-        hit = flags[:, pd_col] & ~np.isnan(r.pd)
-        values, inverse = np.unique(r.pd[hit], return_inverse=True)
-        pd_text = [f"{v:.2%}" for v in values]
-        pd_key[hit] = inverse.reshape(-1)
     packed = np.packbits(flags, axis=1)
     packed = np.ascontiguousarray(np.pad(packed, ((0, 0), (0, -packed.shape[1] % 8)))).view(np.int64)  # 64 a column
-    first, group = _group(*packed.T, grade_key, pd_key)
+    first, group = _group(*packed.T, grade_key)
     static = [spec_params(r, specs[i]) for i in cols]
     labels: dict[str, list[str]] = {"": [], "zh": [], "en": []}
     for row in first:
         fired = np.flatnonzero(flags[row])
         labels[""].append(CODE_SEP.join(codes[j] for j in fired))
-        texts = []
-        for j in fired:
-            params = dict(static[j], grade=r.plan.grades[r.grade[row]])
-            if pd_key[row] >= 0:
-                params["pd"] = pd_text[pd_key[row]]
-            texts.append(reason_text(codes[j], params, r.plan.reasons))
+        texts = [reason_text(codes[j], dict(static[j], grade=r.plan.grades[r.grade[row]], pd=PROBE),
+                             r.plan.reasons) for j in fired]
         for lang in ("zh", "en"):
             labels[lang].append(TEXT_SEP[lang].join(t[lang] for t in texts))
-    return {("reasons" + (f"_{k}" if k else "")): _categorical(group, v) for k, v in labels.items()}
+    out = {"reasons": _categorical(group, labels[""])}
+    hit = flags[:, pd_col] if pd_col is not None else np.zeros(n, dtype=bool)
+    if not hit.any():
+        out.update({f"reasons_{lang}": _categorical(group, labels[lang]) for lang in ("zh", "en")})
+        return out
+    values, inverse = np.unique(r.pd[hit], return_inverse=True)
+    shown = np.full(n, "", dtype=object)
+    shown[hit] = np.array([f"{v:.2%}" for v in values], dtype=object)[inverse.reshape(-1)]
+    middle = pa.array(shown, pa.string())
+    take = pa.array(group)
+    for lang in ("zh", "en"):
+        split = [t.partition(PROBE) for t in labels[lang]]
+        before = pa.array([b for b, _, _ in split], pa.string()).take(take)
+        after = pa.array([a for _, _, a in split], pa.string()).take(take)
+        text = pc.binary_join_element_wise(before, middle, after, "")
+        out[f"reasons_{lang}"] = text.dictionary_encode().to_pandas().array
+    return out
 
 
 def top_points_lost(r: ProductResult, k: int) -> dict[str, pd.Categorical]:
@@ -152,13 +165,6 @@ def top_contributions(contrib: np.ndarray, k: int) -> np.ndarray:
         top[ties] = np.argsort(-values[ties], axis=1, kind="stable")[:, :k]
     picked = np.take_along_axis(values, top, axis=1)
     return np.where(picked > 0, top, -1)
-
-
-class _Probe(str):
-    """Stands where the value goes in a template, so the template can be split around it once."""
-
-
-PROBE = _Probe("\x00VALUE\x00")
 
 
 def _bool_features() -> frozenset[str]:
