@@ -165,13 +165,13 @@ def test_a_killed_run_resumes_by_partition_and_gives_the_same_file(region: Regio
     proc = _cli(*args, env={THROTTLE_ENV: "0.7"})
     work = Path(str(out) + ".parts")
     deadline = time.monotonic() + 120
-    while len(list(work.glob("part-*.parquet"))) < 3:
+    while len(list(work.glob("part-*.arrow"))) < 3:
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "the run made no progress"
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    finished = sorted(p.name for p in work.glob("part-*.parquet"))
+    finished = sorted(p.name for p in work.glob("part-*.arrow"))
     assert 3 <= len(finished) < 8 and not out.exists()
     mtimes = {name: (work / name).stat().st_mtime_ns for name in finished}
 
@@ -249,3 +249,15 @@ def test_cli_run_with_products_subset(region: Region, tmp_path: Path, monkeypatc
     products = sorted({c.split(".")[0] for c in out.columns if "." in c})
     assert products == ["per_mu", "tax_credit"] and len(out) == FIRMS
     assert "per_mu" in result.output and (tmp_path / "w.summary.json").exists()
+
+
+def test_batch_encoding_equals_the_models_own(region: Region) -> None:
+    from api.batch.score import encode_inputs
+
+    frame = region.features.copy()
+    frame["registry.registered_capital_cny"] = frame["registry.registered_capital_cny"].astype(object)
+    frame.iloc[:3, frame.columns.get_loc("registry.registered_capital_cny")] = "n/a"  # text in a numeric column
+    frame = frame.drop(columns=["tax.vat_paid_cny_y1"], errors="ignore")  # an absent column
+    expected = region.model.encode(frame)
+    assert np.array_equal(encode_inputs(region.model.spec, frame), expected, equal_nan=True)
+    assert np.isnan(expected[:3, region.model.spec.names.index("registry.registered_capital_cny")]).all()

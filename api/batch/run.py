@@ -1,7 +1,7 @@
 """A resumable pre-credit run: partitions by credit code, a work directory, one deterministic output file.
 
     features (sorted by credit code) -> N contiguous partitions -> score_partition on each
-    (in threads, or on a Dask cluster) -> <work dir>/part-00000.parquet ... -> the output file + summary
+    (in threads, or on a Dask cluster) -> <work dir>/part-00000.arrow ... -> the output file + summary
 
 The work directory holds a manifest with the run's fingerprint (the inputs' content hash, the product
 versions and cut-offs, the reference rates, the model version, the options). A rerun with the same
@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from api.batch.score import BatchContext, score_partition
@@ -91,12 +92,13 @@ def fingerprint(features: pd.DataFrame, describe: dict[str, Any], bounds: list[t
 
 
 def _part_path(work: Path, i: int) -> Path:
-    return work / f"part-{i:05d}.parquet"
+    return work / f"part-{i:05d}.arrow"
 
 
 def _write_atomic_table(table: pa.Table, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp, compression="lz4")  # fast: read back once, at assembly
+    # Arrow IPC, uncompressed: written at memory speed and read back once, at assembly
+    feather.write_feather(table, tmp, compression="uncompressed")
     os.replace(tmp, path)
 
 
@@ -111,7 +113,7 @@ def _prepare_work_dir(work: Path, fp: str, parts: int) -> set[int]:
         except (OSError, ValueError):
             known = None
     if known != fp:
-        for stale in list(work.glob("part-*.parquet")) + list(work.glob(".part-*.tmp")):
+        for stale in list(work.glob("part-*.arrow")) + list(work.glob(".part-*.tmp")):
             stale.unlink()
         manifest.write_text(json.dumps({"format": FORMAT, "fingerprint": fp, "partitions": parts}) + "\n",
                             encoding="utf-8")
@@ -198,7 +200,7 @@ def assemble(work: Path, parts: int, out: Path, fmt: str, summary: Summary) -> s
     schema = None
     try:
         for i in range(parts):
-            table, schema = _uniform(pq.read_table(_part_path(work, i)), schema)
+            table, schema = _uniform(feather.read_table(_part_path(work, i), memory_map=True), schema)
             summary.add(table)
             if fmt == "parquet":
                 if writer is None:
