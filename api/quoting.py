@@ -19,13 +19,15 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from api import audit
+from api.population import Population
 from api.snapshot import canonical_json, features_from_json, features_to_json, sha256_json
 from api.tables import config_blobs
 from features.store.load import load_features
 from features.store.tables import batches
 from products.catalogue import load_catalogue, parse_definition, reference_rates
 from products.schema import ProductDefinition
-from scoring import Plan, calibrate, compile_all, evaluate_all, quote_dict
+from scoring import Plan, ProductResult, calibrate, compile_all, evaluate_all, quote_dict
 from scoring.engine import all_fields
 
 log = logging.getLogger(__name__)
@@ -103,9 +105,15 @@ def compute_quotes(versions: Versions, row: pd.DataFrame, products: list[str],
         risk = versions.model.assess(row, top_k=RISK_FACTORS)[0]
         pd_value = np.array([risk["pd"]])
     results = evaluate_all(plans, row, pd_values=pd_value)
+    return quote_body(versions, results, 0, risk, products, requested_amount)
+
+
+def quote_body(versions: Versions, results: dict[str, ProductResult], i: int, risk: dict[str, Any] | None,
+               products: list[str], requested_amount: float | None) -> dict[str, Any]:
+    """The quote body for row `i` of engine results (and its risk assessment), products in the given order."""
     quotes = []
-    for result in results.values():
-        quote = quote_dict(result, 0)
+    for code in products:
+        quote = quote_dict(results[code], i)
         quote["model_version"] = versions.model_version
         quote["risk_factors"] = risk["risk_factors"] if risk else []
         if requested_amount is not None and quote["eligible"]:
@@ -170,6 +178,7 @@ class QuotingService:
         self.models_dir = models_dir
         self._lock = threading.Lock()
         self._checked_at = 0.0
+        self._models: Any | None = None  # training.serving.ModelCache: artifacts hashed once per model
         self._load()
 
     def _batch_mark(self) -> int:
@@ -182,12 +191,11 @@ class QuotingService:
         population = load_features(None, today, engine=self.engine)
         versions = build_versions(load_catalogue(), reference_rates(today), self._champion(), population)
         self.store_versions(versions)
-        # swap together: a request sees either the old or the new pair, never a mix
-        self._state = (today, mark, population, versions)
-        self._positions = {code: i for i, code in enumerate(population.index)}
+        # swap together: a request sees either the old or the new state, never a mix
+        self._state = (today, mark, Population(population, versions), versions)
         self._checked_at = time.monotonic()
 
-    def _fresh(self) -> tuple[dt.date, int, pd.DataFrame, Versions]:
+    def _fresh(self) -> tuple[dt.date, int, Population, Versions]:
         now = time.monotonic()
         if now - self._checked_at > self.STALE_CHECK_SECONDS:
             with self._lock:
@@ -210,33 +218,49 @@ class QuotingService:
     def model_version(self) -> str | None:
         return self.versions.model_version
 
+    def _model_cache(self) -> Any | None:
+        if self._models is None:
+            try:
+                from training.registry import Registry
+                from training.serving import ModelCache
+            except ImportError:  # pragma: no cover - registry ships with the project
+                return None
+            # ttl 0: every reload asks the registry which model is champion; loading stays cached by id
+            self._models = ModelCache(Registry(self.engine, self.models_dir), ttl_seconds=0.0)
+        return self._models
+
     def _champion(self) -> Any | None:
-        try:
-            from training.registry import Registry
-        except ImportError:  # pragma: no cover - registry ships with the project
-            return None
-        registry = Registry(self.engine, self.models_dir)
-        if registry.champion() is None:
-            return None
-        return registry.load()
+        cache = self._model_cache()
+        return None if cache is None else cache.champion()
 
     def refresh(self) -> None:
         """Reload definitions, rates, champion model and features (after a promotion, say)."""
         with self._lock:
             self._load()
 
-    def store_versions(self, versions: Versions) -> None:
-        """Keep every definition and rate table by content hash (idempotent), for replay."""
+    def store_versions(self, versions: Versions, actor: str = "quoting-service") -> None:
+        """Keep every definition and rate table by content hash (idempotent), for replay. A blob not
+        stored before is a configuration change: it is audited ("config.publish") in the same transaction."""
         blobs = [("product", c, p.version, versions.definition_sha[c], p.definition.model_dump(mode="json"))
                  for c, p in versions.plans.items()]
         blobs.append(("reference_rates", "reference_rates", "-", versions.rates_sha, versions.rates))
-        with self.engine.begin() as conn:
-            known = set(conn.execute(sa.select(config_blobs.c.sha256)).scalars())
-            for kind, code, version, digest, body in blobs:
-                if digest not in known:
-                    conn.execute(config_blobs.insert().values(
-                        sha256=digest, kind=kind, code=code, version=version,
-                        body_json=canonical_json(body, sort_keys=False), created_at=dt.datetime.now(dt.UTC)))
+        for attempt in range(2):
+            try:
+                with self.engine.begin() as conn:
+                    known = set(conn.execute(sa.select(config_blobs.c.sha256)).scalars())
+                    for kind, code, version, digest, body in blobs:
+                        if digest in known:
+                            continue
+                        conn.execute(config_blobs.insert().values(
+                            sha256=digest, kind=kind, code=code, version=version,
+                            body_json=canonical_json(body, sort_keys=False), created_at=dt.datetime.now(dt.UTC)))
+                        audit.append(conn, actor, "config.publish", f"{kind}:{code}",
+                                     {"kind": kind, "code": code, "version": version, "sha256": digest})
+                return
+            except sa.exc.IntegrityError:
+                if attempt:  # pragma: no cover - a second clash means something else is wrong
+                    raise
+                # another worker process stored the same blobs between our read and write: read again
 
     def inputs(self, credit_code: str, as_of: dt.date) -> tuple[pd.DataFrame, Versions]:
         """One enterprise's features (empty when unknown) and the versions in force, taken together:
@@ -244,14 +268,36 @@ class QuotingService:
         day, _mark, population, versions = self._fresh()
         if as_of != day:
             return load_features([credit_code], as_of, engine=self.engine), versions
-        position = self._positions.get(credit_code)
-        return (population.iloc[[position]] if position is not None else population.iloc[[]]), versions
+        position = population.positions.get(credit_code)
+        return population.frame.iloc[[position] if position is not None else []], versions
 
     def snapshot(self, row: pd.DataFrame, as_of: dt.date, versions: Versions) -> dict[str, Any]:
         provenance = {c[:-6]: row[c].iloc[0].date().isoformat() for c in row.columns
                       if c.endswith(".as_of") and pd.notna(row[c].iloc[0])}
         return {"format": 1, "as_of": as_of.isoformat(), "versions": versions.describe(),
                 "source_as_of": provenance, "features": features_to_json(row, versions.columns)}
+
+    def quote(self, credit_code: str, as_of: dt.date, products: list[str], requested_amount: float | None
+              ) -> tuple[dict[str, Any], dict[str, Any], Versions] | None:
+        """(quote body, input snapshot, versions) for one enterprise, or None when it is not in the store.
+        Today's quotes come from the prepared population (array takes); other dates from the store."""
+        day, _mark, population, versions = self._fresh()
+        if as_of != day:
+            row = load_features([credit_code], as_of, engine=self.engine)
+            if row.empty:
+                return None
+            body = compute_quotes(versions, row, products, requested_amount)
+            return body, self.snapshot(row, as_of, versions), versions
+        position = population.positions.get(credit_code)
+        if position is None:
+            return None
+        block, i = population.block(position)
+        risk = population.risk(block, i, RISK_FACTORS)
+        body = quote_body(versions, block.results, i, risk, products, requested_amount)
+        snapshot = {"format": 1, "as_of": as_of.isoformat(), "versions": versions.describe(),
+                    "source_as_of": population.encoder.provenance(position),
+                    "features": population.encoder.features(position)}
+        return body, snapshot, versions
 
     def versions_from_snapshot(self, snapshot: dict[str, Any]) -> Versions:
         """Rebuild the exact versions a stored quote used (definitions by content hash, cut-offs, model)."""
@@ -266,9 +312,7 @@ class QuotingService:
         rates = json.loads(rows[described["reference_rates"]["sha256"]])
         model = None
         if described["model_version"]:
-            from training.registry import Registry
-
-            model = Registry(self.engine, self.models_dir).load(described["model_version"])
+            model = self._model_cache().get(described["model_version"])
         versions = build_versions(definitions, rates, model, None)
         plans = {c: replace(p, cut_cents=np.array(described["products"][c]["cut_cents"], dtype=np.int64),
                             cuts_calibrated=described["products"][c]["cuts_calibrated"])

@@ -76,6 +76,8 @@ def _display_value(r: ProductResult, j: int, value: float) -> Any:
     ind = r.plan.indicators[j]
     if np.isnan(value):
         return None
+    if np.isinf(value):
+        return repr(float(value))  # e.g. growth over a zero base; JSON has no infinity
     if ind.kind == "categorical":
         return ind.choices[int(value)]
     if ind.kind == "flag":

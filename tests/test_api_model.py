@@ -46,3 +46,37 @@ def test_platform_gets_risk_reasons_without_values(svc: Service) -> None:
         assert "risk_factors" not in q
         for reason in q.get("risk_reasons", []):
             assert set(reason) <= {"code", "zh", "en"}
+
+
+def test_every_enterprise_quotes_as_the_one_row_path_and_replays_from_its_snapshot(svc: Service) -> None:
+    """The prepared-population fast path (blocks of rows, array takes) gives exactly the one-row path's
+    quote and snapshot for every enterprise, the snapshot replays to the same quote, and the body holds
+    no NaN or infinity (orjson would write those as null)."""
+    import datetime as dt
+    import json
+
+    from api.quoting import compute_quotes
+    from api.snapshot import fast_json, features_from_json
+
+    service = svc.client.app.state.quoting
+    today = dt.date.today()
+    population = service._fresh()[2]
+    products = service.products
+    assert len(population) == len(svc.codes) > 1000
+    for position, code in enumerate(population.frame.index):
+        fast, snapshot, versions = service.quote(code, today, products, 2_000_000.0)
+        row = population.frame.iloc[[position]]
+        assert fast == compute_quotes(versions, row, products, 2_000_000.0), code
+        assert snapshot == service.snapshot(row, today, versions), code
+        replayed = features_from_json(code, json.loads(fast_json(snapshot))["features"])
+        assert compute_quotes(versions, replayed, products, 2_000_000.0) == fast, code
+        assert json.loads(fast_json(fast)) == json.loads(json.dumps(fast, allow_nan=False)), code
+
+
+def test_a_subset_of_products_keeps_the_requested_order(svc: Service) -> None:
+    body = {"credit_code": svc.codes[5], "products": ["per_mu", "tax_credit"]}
+    response = svc.client.post("/v1/quotes", json=body, headers=svc.headers(Role.loan_officer))
+    assert response.status_code == 201, response.text
+    assert [q["product"] for q in response.json()["quotes"]] == ["per_mu", "tax_credit"]
+    stored = svc.client.get(response.headers["Location"], headers=svc.headers(Role.loan_officer))
+    assert stored.content == response.content

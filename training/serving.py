@@ -48,7 +48,10 @@ class RiskFactor:
 
     def to_json(self) -> dict[str, Any]:
         # Flat code/zh/en, the shape of the scorecard's reasons (one catalogue, one format).
-        return {"feature": self.feature, "value": self.value, "contribution": self.contribution,
+        value = self.value
+        if isinstance(value, float) and not math.isfinite(value):
+            value = repr(value)  # e.g. growth over a zero base; JSON has no infinity
+        return {"feature": self.feature, "value": value, "contribution": self.contribution,
                 "code": self.code, "zh": self.zh, "en": self.en}
 
 
@@ -170,18 +173,24 @@ class RiskModel:
         contrib = self.contributions(X)
         return [self._factors(X[i], contrib[i], top_k) for i in range(len(X))]
 
+    def scores(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(raw score, calibrated PD, SHAP contributions) for an encoded matrix. Each row is computed
+        independently, so a block of rows gives the same numbers as one row at a time."""
+        raw = self.raw_score(X)
+        return raw, self.calibrator(raw), self.contributions(X)
+
+    def assessment(self, X_row: np.ndarray, raw: float, pd_value: float, contrib_row: np.ndarray,
+                   top_k: int = 5) -> dict[str, Any]:
+        """The quote fields of one row from its `scores`."""
+        return {"pd": float(pd_value), "model_version": self.model_version, "raw_score": float(raw),
+                "base_value": self.base_value,
+                "risk_factors": [f.to_json() for f in self._factors(X_row, contrib_row, top_k)]}
+
     def assess(self, features: pd.DataFrame, top_k: int = 5) -> list[dict[str, Any]]:
         """The quote fields per row: pd, model_version, raw_score, base_value and risk_factors."""
         X = self.encode(features)
-        raw = self.raw_score(X)
-        pd_values = self.calibrator(raw)
-        contrib = self.contributions(X)
-        return [
-            {"pd": float(pd_values[i]), "model_version": self.model_version, "raw_score": float(raw[i]),
-             "base_value": self.base_value,
-             "risk_factors": [f.to_json() for f in self._factors(X[i], contrib[i], top_k)]}
-            for i in range(len(X))
-        ]
+        raw, pd_values, contrib = self.scores(X)
+        return [self.assessment(X[i], raw[i], pd_values[i], contrib[i], top_k) for i in range(len(X))]
 
     def pd_series(self, features: pd.DataFrame) -> pd.Series:
         """PD indexed like `features` (credit codes): the form `scoring.evaluate_all(pd_values=...)` takes."""

@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import uuid
+from dataclasses import dataclass
 from typing import Annotated, Any
 
+import anyio
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -18,8 +21,8 @@ from api.diff import differences
 from api.errors import ProblemError
 from api.keys import Principal, Role
 from api.metrics import QUOTES
-from api.quoting import QuotingService, compute_quotes, platform_body
-from api.snapshot import canonical_json
+from api.quoting import QuotingService, platform_body
+from api.snapshot import canonical_json, fast_json
 from api.tables import quotes
 from features import uscc
 
@@ -109,74 +112,128 @@ def _visible(body: dict[str, Any], principal: Principal, service: QuotingService
     return platform_body(service.versions, body) if principal.role is Role.platform else body
 
 
-@router.post("", status_code=201, response_model=QuoteResponse, summary="Quote every (or some) products",
-             responses={404: {"description": "unknown enterprise"}, 409: {"description": "idempotency conflict"},
-                        422: {"description": "invalid request"}})
-def create_quote(
-    body: QuoteRequest,
-    request: Request,
-    response: Response,
-    principal: Principal = Depends(QuoteCreators),
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)] = None,
-) -> dict[str, Any]:
+@dataclass
+class _Issued:
+    """A computed quote, serialised, ready to be stored and then sent."""
+
+    values: dict[str, Any]  # the `quotes` row
+    full: dict[str, Any]
+    sent: bytes
+    products: list[str]
+    versions: Any
+    snapshot: dict[str, Any]
+
+
+def _json_response(content: bytes, quote_id: str, status: int = 201, replayed: bool = False) -> Response:
+    # Sent as bytes: the body was serialised once (for storage) and is not validated again on the way out.
+    headers = {"Location": f"/v1/quotes/{quote_id}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(content, status_code=status, media_type="application/json", headers=headers)
+
+
+def _issue(service: QuotingService, body: QuoteRequest, principal: Principal, products: list[str],
+           as_of: dt.date, request_json: str, idempotency_key: str | None) -> _Issued:
+    """Compute and serialise a quote (CPU only, no database writes)."""
+    computed = service.quote(body.credit_code, as_of, products, body.requested_amount_cny)
+    if computed is None:
+        raise _field_error(404, "credit_code", f"enterprise {body.credit_code} is not in the store as of {as_of}")
+    quote_body, snapshot, versions = computed
+    created = dt.datetime.now(dt.UTC)
+    expires = created + dt.timedelta(days=min(q["expiry_days"] for q in quote_body["quotes"]))
+    quote_id = str(uuid.uuid4())
+    full = {"quote_id": quote_id, "credit_code": body.credit_code, "as_of": as_of.isoformat(),
+            "created_at": created.isoformat(), "expires_at": expires.isoformat(),
+            "consent_ref": body.consent_ref, **quote_body}
+    full_json = fast_json(full)
+    sent = fast_json(platform_body(versions, full)) if principal.role is Role.platform else full_json
+    values = dict(quote_id=quote_id, credit_code=body.credit_code, as_of=as_of, created_at=created,
+                  expires_at=expires, api_key_id=principal.key_id, role=principal.role.value,
+                  consent_ref=body.consent_ref, idempotency_key=idempotency_key, request_json=request_json,
+                  snapshot_json=fast_json(snapshot).decode("utf-8"), response_json=full_json.decode("utf-8"),
+                  response_sha256=hashlib.sha256(full_json).hexdigest())
+    return _Issued(values, full, sent, products, versions, snapshot)
+
+
+def _store(service: QuotingService, issued: _Issued, principal: Principal) -> Response:
+    """Commit the quote and its audit row, then (only then) answer with it."""
+    values = issued.values
+    try:
+        with service.engine.begin() as conn:
+            # The quote row first: on SQLite its INSERT takes the write lock before the audit head is read.
+            conn.execute(quotes.insert().values(**values))
+            audit.append(conn, principal.name, "quote.create", f"quote:{values['quote_id']}",
+                         {"credit_code": values["credit_code"], "role": principal.role.value,
+                          "consent_ref": values["consent_ref"], "products": issued.products,
+                          "model_version": issued.versions.model_version,
+                          "source_as_of": issued.snapshot["source_as_of"]})
+    except sa.exc.IntegrityError:
+        # A concurrent retry with the same Idempotency-Key won the race: answer with its result.
+        key = values["idempotency_key"]
+        previous = _lookup(service, principal, key) if key else None
+        if previous is None:
+            raise
+        return _replayed(previous, values["request_json"], principal, service)
+    except sa.exc.SQLAlchemyError as error:
+        raise ProblemError(503, "the quote could not be stored, so it was not issued; retry later") from error
+    for q in issued.full["quotes"]:
+        QUOTES.labels(q["product"], "true" if q["eligible"] else "false").inc()
+    return _json_response(issued.sent, values["quote_id"])
+
+
+def _lookup(service: QuotingService, principal: Principal, idempotency_key: str) -> sa.Row | None:
+    with service.engine.connect() as conn:
+        return _stored(conn, principal.key_id, idempotency_key)
+
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
+CREATE = dict(status_code=201, response_model=QuoteResponse, summary="Quote every (or some) products",
+              responses={404: {"description": "unknown enterprise"}, 409: {"description": "idempotency conflict"},
+                         422: {"description": "invalid request"}})
+
+
+def create_quote(body: QuoteRequest, request: Request, principal: Principal = Depends(QuoteCreators),
+                 idempotency_key: IdempotencyKey = None) -> Response:
+    """Threadpool route: the whole quote (compute, then commit) runs in one worker thread."""
     service = _service(request)
     products, as_of = _check_request(body, principal, service)
     request_json = canonical_json(body.model_dump(mode="json"))
-    engine = service.engine
     if idempotency_key:
-        with engine.connect() as conn:
-            previous = _stored(conn, principal.key_id, idempotency_key)
+        previous = _lookup(service, principal, idempotency_key)
         if previous is not None:
-            return _replayed(previous, request_json, response, principal, service)
-
-    row, versions = service.inputs(body.credit_code, as_of)
-    if row.empty:
-        raise _field_error(404, "credit_code", f"enterprise {body.credit_code} is not in the store as of {as_of}")
-    computed = compute_quotes(versions, row, products, body.requested_amount_cny)
-    created = dt.datetime.now(dt.UTC)
-    valid_days = min(q["expiry_days"] for q in computed["quotes"])
-    quote_id = str(uuid.uuid4())
-    full = {"quote_id": quote_id, "credit_code": body.credit_code, "as_of": as_of.isoformat(),
-            "created_at": created.isoformat(), "expires_at": (created + dt.timedelta(days=valid_days)).isoformat(),
-            "consent_ref": body.consent_ref, **computed}
-    sent = _visible(full, principal, service)
-    snapshot = service.snapshot(row, as_of, versions)
-    full_json = canonical_json(full)
-    try:
-        with engine.begin() as conn:
-            conn.execute(quotes.insert().values(
-                quote_id=quote_id, credit_code=body.credit_code, as_of=as_of, created_at=created,
-                expires_at=created + dt.timedelta(days=valid_days), api_key_id=principal.key_id,
-                role=principal.role.value, consent_ref=body.consent_ref, idempotency_key=idempotency_key,
-                request_json=request_json, snapshot_json=canonical_json(snapshot), response_json=full_json,
-                response_sha256=hashlib.sha256(full_json.encode("utf-8")).hexdigest()))
-            audit.append(conn, principal.name, "quote.create", f"quote:{quote_id}",
-                         {"credit_code": body.credit_code, "role": principal.role.value,
-                          "consent_ref": body.consent_ref, "products": products,
-                          "model_version": versions.model_version, "source_as_of": snapshot["source_as_of"]})
-    except sa.exc.IntegrityError:
-        # A concurrent retry with the same Idempotency-Key won the race: answer with its result.
-        with engine.connect() as conn:
-            previous = _stored(conn, principal.key_id, idempotency_key) if idempotency_key else None
-        if previous is None:
-            raise
-        return _replayed(previous, request_json, response, principal, service)
-    except sa.exc.SQLAlchemyError as error:
-        raise ProblemError(503, "the quote could not be stored, so it was not issued; retry later") from error
-    for q in computed["quotes"]:
-        QUOTES.labels(q["product"], str(q["eligible"]).lower()).inc()
-    response.headers["Location"] = f"/v1/quotes/{quote_id}"
-    return sent
+            return _replayed(previous, request_json, principal, service)
+    issued = _issue(service, body, principal, products, as_of, request_json, idempotency_key)
+    return _store(service, issued, principal)
 
 
-def _replayed(previous: sa.Row, request_json: str, response: Response, principal: Principal,
-              service: QuotingService) -> dict[str, Any]:
+async def create_quote_async(body: QuoteRequest, request: Request, principal: Principal = Depends(QuoteCreators),
+                             idempotency_key: IdempotencyKey = None) -> Response:
+    """Async route: the computation runs on the event loop, database reads and the commit in a thread."""
+    service = _service(request)
+    products, as_of = _check_request(body, principal, service)
+    request_json = canonical_json(body.model_dump(mode="json"))
+    if idempotency_key:
+        previous = await anyio.to_thread.run_sync(_lookup, service, principal, idempotency_key)
+        if previous is not None:
+            return _replayed(previous, request_json, principal, service)
+    issued = _issue(service, body, principal, products, as_of, request_json, idempotency_key)
+    return await anyio.to_thread.run_sync(_store, service, issued, principal)
+
+
+# Which route serves POST /v1/quotes; INDEXLOAN_QUOTE_MODE=thread|async overrides it (for bench/http.py).
+QUOTE_MODE = os.environ.get("INDEXLOAN_QUOTE_MODE", "thread")
+router.post("", **CREATE)(create_quote_async if QUOTE_MODE == "async" else create_quote)
+
+
+def _replayed(previous: sa.Row, request_json: str, principal: Principal, service: QuotingService) -> Response:
     if previous.request_json != request_json:
         raise ProblemError(409, "this Idempotency-Key was already used with a different request body",
                            errors=[{"field": "Idempotency-Key", "message": "reused with a different body"}])
-    response.headers["Idempotent-Replayed"] = "true"
-    response.headers["Location"] = f"/v1/quotes/{previous.quote_id}"
-    return _visible(json.loads(previous.response_json), principal, service)
+    if principal.role is Role.platform:
+        content = fast_json(platform_body(service.versions, json.loads(previous.response_json)))
+    else:
+        content = previous.response_json.encode("utf-8")
+    return _json_response(content, previous.quote_id, replayed=True)
 
 
 def _load(request: Request, quote_id: str, principal: Principal) -> sa.Row:
@@ -190,9 +247,13 @@ def _load(request: Request, quote_id: str, principal: Principal) -> sa.Row:
 
 @router.get("/{quote_id}", response_model=QuoteResponse, summary="A stored quote, as issued")
 def get_quote(quote_id: str, request: Request,
-              principal: Principal = Depends(QuoteReaders)) -> dict[str, Any]:
+              principal: Principal = Depends(QuoteReaders)) -> Response:
     row = _load(request, quote_id, principal)
-    return _visible(json.loads(row.response_json), principal, _service(request))
+    if principal.role is Role.platform:
+        content = fast_json(_visible(json.loads(row.response_json), principal, _service(request)))
+    else:
+        content = row.response_json.encode("utf-8")  # exactly the stored (and first sent) bytes
+    return Response(content, media_type="application/json")
 
 
 @router.get("/{quote_id}/replay", response_model=ReplayResponse,
