@@ -105,17 +105,22 @@ def decline_columns(r: ProductResult) -> dict[str, pd.Categorical]:
     if not hit.any():
         out.update({f"reasons_{lang}": _categorical(group, labels[lang]) for lang in ("zh", "en")})
         return out
+    # rows whose text carries their PD: one more category per distinct (reasons, PD as printed)
     values, inverse = np.unique(r.pd[hit], return_inverse=True)
-    shown = np.full(n, "", dtype=object)
-    shown[hit] = np.array([f"{v:.2%}" for v in values], dtype=object)[inverse.reshape(-1)]
-    middle = pa.array(shown, pa.string())
-    take = pa.array(group)
+    shown = [f"{v:.2%}" for v in values]
+    combo, combos = pd.factorize(group[hit] * len(values) + inverse.reshape(-1))
+    codes_all = group.copy()
+    codes_all[hit] = len(first) + combo
+    g, v = pa.array(combos // len(values)), pa.array(combos % len(values))
+    middle = pa.array(shown, pa.string()).take(v)
     for lang in ("zh", "en"):
         split = [t.partition(PROBE) for t in labels[lang]]
-        before = pa.array([b for b, _, _ in split], pa.string()).take(take)
-        after = pa.array([a for _, _, a in split], pa.string()).take(take)
-        text = pc.binary_join_element_wise(before, middle, after, "")
-        out[f"reasons_{lang}"] = text.dictionary_encode().to_pandas().array
+        extra = pc.binary_join_element_wise(pa.array([b for b, _, _ in split], pa.string()).take(g), middle,
+                                            pa.array([a for _, _, a in split], pa.string()).take(g), "")
+        every = pa.concat_arrays([pa.array(labels[lang], pa.string()), extra])
+        dedup, uniques = pd.factorize(pd.array(every, dtype=pd.ArrowDtype(pa.string())))
+        out[f"reasons_{lang}"] = pd.Categorical.from_codes(dedup[codes_all], categories=pd.Index(
+            np.asarray(uniques, dtype=object), dtype=object))
     return out
 
 
