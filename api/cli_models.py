@@ -119,10 +119,18 @@ def train_command(
     operator: Annotated[str | None, typer.Option("--operator", help="who trains (default: $INDEXLOAN_OPERATOR "
                                                                       "or the login name)")] = None,
     force: Annotated[bool, typer.Option("--force", help="replace a model already in --out")] = False,
+    engine: Annotated[str, typer.Option("--engine", help="local, or dask (LightGBM's Dask interface; a "
+                                                         "LocalCluster on loopback unless --scheduler)")] = "local",
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="with --engine dask: scheduler address")]
+    = None,
     as_json: JsonOption = False,
     database_url: DatabaseOption = None,
 ) -> None:
     """Train a PD model: LightGBM with monotone constraints, calibrated, with an HTML evaluation report."""
+    if engine not in ("local", "dask"):
+        fail(f"--engine must be local or dask, got {engine!r}", 2)
+    if scheduler is not None and engine != "dask":
+        fail("--scheduler goes with --engine dask", 2)
     if from_store == (data is not None):
         fail("give exactly one of --from-store or --data FILE --target COL", 2)
     if data is not None and not target:
@@ -160,7 +168,7 @@ def train_command(
                 ds = store_dataset(migrate(database_url), day, cfg)
             else:
                 ds = from_file(data, target, cfg, date_col, positive, tuple(segment or ()))  # type: ignore[arg-type]
-            result = train_pipeline(ds, cfg, staging, operator, report)
+            result = train_pipeline(ds, cfg, staging, operator, report, engine=engine, scheduler=scheduler)
             if stack:
                 stack.pop().stop()
             if out_dir.exists():

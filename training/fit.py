@@ -121,8 +121,57 @@ def _early_stopped(params: dict[str, Any], X: np.ndarray, y: np.ndarray, fit_row
     return booster, int(booster.best_iteration or state["iterations"]), int(state["iterations"])
 
 
+def _best_iteration(booster: lgb.Booster, X: np.ndarray, y: np.ndarray, patience: int) -> int:
+    """What `lgb.early_stopping` on the validation log-loss would keep: trees are added one at a time to
+    the validation scores, and the search stops `patience` rounds after the last improvement."""
+    raw = np.zeros(len(X))
+    best, best_loss = 1, np.inf
+    for k in range(booster.num_trees()):
+        raw += booster.predict(X, raw_score=True, start_iteration=k, num_iteration=1)
+        p = np.clip(1.0 / (1.0 + np.exp(-raw)), 1e-15, 1 - 1e-15)
+        loss = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+        if loss < best_loss:
+            best, best_loss = k + 1, loss
+        elif k + 1 - best >= patience:
+            break
+    return best
+
+
+def _fit_dask(params: dict[str, Any], X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec,
+              cfg: TrainConfig, progress: Progress | None, scheduler: str | None) -> Fitted:
+    """LightGBM's own Dask interface (`DaskLGBMClassifier`): the training rows are spread over the
+    workers (a LocalCluster on loopback unless `scheduler` names a cluster). Dask training has no early
+    stopping, so all `num_boost_round` trees are grown and the validation fold picks how many to keep."""
+    import dask.array as da
+    from dask.distributed import Client, LocalCluster
+
+    cluster = None if scheduler else LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                                  host="127.0.0.1", dashboard_address=None)
+    client = Client(scheduler or cluster)
+    try:
+        workers = max(1, len(client.scheduler_info()["workers"]))
+        rows = -(-len(split.train) // workers)
+        X_train = da.from_array(X[split.train], chunks=(rows, X.shape[1]))
+        y_train = da.from_array(y[split.train], chunks=(rows,))
+        if progress is not None:
+            progress("training (dask)", 0, cfg.num_boost_round)
+        threads = {"num_threads", "n_jobs"}  # Dask gives each worker its own threads
+        model = lgb.DaskLGBMClassifier(client=client, n_estimators=cfg.num_boost_round,
+                                       **{k: v for k, v in params.items() if k not in threads})
+        model.fit(X_train, y_train, feature_name=lgb_feature_names(spec.names),
+                  categorical_feature=spec.categorical_indices)
+        booster = model.booster_
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    best = _best_iteration(booster, X[split.valid], y[split.valid], cfg.early_stopping_rounds)
+    raw = booster.predict(X[split.valid], raw_score=True, num_iteration=best)
+    return Fitted(booster, best, booster.num_trees(), params, "holdout", split.valid, raw)
+
+
 def fit_booster(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, cfg: TrainConfig,
-                progress: Progress | None = None) -> Fitted:
+                progress: Progress | None = None, engine: str = "local", scheduler: str | None = None) -> Fitted:
     """Binary LightGBM with the declared monotone constraints and early stopping.
 
     holdout: trees grow on `split.train`, stop on `split.valid`, whose scores then fit the calibrator.
@@ -131,6 +180,8 @@ def fit_booster(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, c
     so no fifth of a small sample is spent on validation only.
     """
     params = {**cfg.lgb_params(), "monotone_constraints": list(spec.monotone), "num_threads": 0}
+    if engine == "dask":  # holdout only: the validation fold chooses the trees and fits the calibrator
+        return _fit_dask(params, X, y, split, spec, cfg, progress, scheduler)
     dev = split.dev
     if validation_mode(cfg, len(dev)) == "holdout":
         booster, best, grown = _early_stopped(params, X, y, split.train, split.valid, spec, cfg, "training",

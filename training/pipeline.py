@@ -74,8 +74,8 @@ def evaluate_samples(y: np.ndarray, p: np.ndarray, split: Split) -> dict[str, An
 
 
 def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator: str | None = None,
-                   progress: Progress | None = None, write_report: bool = True, split: Split | None = None
-                   ) -> TrainResult:
+                   progress: Progress | None = None, write_report: bool = True, split: Split | None = None,
+                   engine: str = "local", scheduler: str | None = None) -> TrainResult:
     """Train, calibrate and evaluate; write model.txt, calibrator.joblib, metrics.json, report.html, metadata.
 
     `split` fixes the samples (e.g. cross-validation folds in a benchmark); by default the data is
@@ -103,7 +103,7 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
     X = spec.encode(ds.X)
     y = ds.y
     checksum = ds.source.get("file_sha256") or ds.checksum()
-    fitted = fit_booster(X, y, split, spec, cfg, step)
+    fitted = fit_booster(X, y, split, spec, cfg, step, engine, scheduler)
 
     # Serve exactly what was evaluated: save the best trees, reload the file, predict with it.
     model_path = out / art.MODEL_FILE
@@ -151,6 +151,7 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
             "rows": int(ds.rows),
             "data_checksum": checksum,
             "split": split.describe(),
+            "engine": engine,
             "notes": notes,
             "config": {"seed": cfg.seed, "num_boost_round": cfg.num_boost_round,
                        "early_stopping_rounds": cfg.early_stopping_rounds,
