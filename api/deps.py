@@ -11,8 +11,15 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ProblemError
 from api.keys import Principal, Role, lookup
+from features import uscc
 
 KEY_CACHE_SECONDS = 30.0
+
+# What the OpenAPI document promises about a credit code (the check character is checked by uscc.problem,
+# which also gives the clearer message, so the handlers validate and this only documents).
+_CHAR = "[" + uscc.ALPHABET.replace("ABCDEFGH", "A-H").replace("JKLMN", "J-N") + "]"
+CREDIT_CODE_SCHEMA = {"type": "string", "minLength": uscc.LENGTH, "maxLength": uscc.LENGTH,
+                      "pattern": f"^{_CHAR}{{2}}[0-9]{{6}}{_CHAR}{{10}}$"}
 
 bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer ilk_...`")
 

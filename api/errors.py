@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -10,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"  # FastAPI's text for a body it cannot decode
 
 
 class ProblemError(Exception):
@@ -46,7 +48,71 @@ def _field(loc: tuple) -> str:
     return ".".join(parts) or "body"
 
 
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "Problem",
+    "description": "RFC 9457 problem details; `errors` names each invalid field",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {"type": "array", "items": {
+            "type": "object", "required": ["field", "message"],
+            "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}},
+    },
+}
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+_HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+
+
+def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
+    """Make the OpenAPI document say what the handlers above really send for errors.
+
+    FastAPI documents validation errors as its own JSON shape and leaves out 401/403/413; every error
+    here is a problem document, so each error response points at one Problem schema (in place).
+    """
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Problem"] = PROBLEM_SCHEMA
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    for path_item in schema.get("paths", {}).values():
+        for method, operation in path_item.items():
+            if method not in _HTTP_METHODS:
+                continue
+            responses = operation.setdefault("responses", {})
+            codes = set()
+            if operation.get("security"):
+                codes |= {401, 403}
+            if "requestBody" in operation:
+                codes |= {400, 413, 422}  # 400: a body that is not even UTF-8
+            parameters = operation.get("parameters", [])
+            if parameters:
+                codes.add(422)
+            if any(p.get("in") == "path" for p in parameters):
+                codes.add(404)  # a path names a resource, which may not exist
+            for code in codes:
+                responses.setdefault(str(code), {})
+            operation["responses"] = responses = dict(sorted(responses.items()))
+            for code, response in responses.items():
+                if code[:1] in ("4", "5"):
+                    response.setdefault("description", HTTPStatus(int(code)).phrase)
+                    response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_REF}}
+    return schema
+
+
 def install(app: FastAPI) -> None:
+    original_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(original_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, error: ProblemError) -> JSONResponse:
         return problem_response(request, error.status, error.detail, title=error.title, type_=error.type,
@@ -61,6 +127,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 400 and error.detail == _FASTAPI_BODY_ERROR:
+            message = "the request body could not be read: send JSON encoded as UTF-8"
+            return problem_response(request, 400, message, errors=[{"field": "body", "message": message}])
         return problem_response(request, error.status_code, str(error.detail), headers=error.headers)
 
     @app.exception_handler(Exception)

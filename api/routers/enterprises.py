@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 
 from api import audit
-from api.deps import require
+from api.deps import CREDIT_CODE_SCHEMA, require
 from api.errors import ProblemError
 from api.keys import Principal, Role
 from features import uscc
@@ -27,7 +27,9 @@ def _plain(value: Any) -> Any:
 
 
 @router.get("/{credit_code}/profile", summary="Latest record per source with its provenance")
-def profile(credit_code: str, request: Request, principal: Principal = Depends(LoanOfficers)) -> dict[str, Any]:
+def profile(credit_code: Annotated[str, Path(description="unified social credit code (统一社会信用代码)",
+                                             json_schema_extra=CREDIT_CODE_SCHEMA)],
+            request: Request, principal: Principal = Depends(LoanOfficers)) -> dict[str, Any]:
     reason = uscc.problem(credit_code)
     if reason:
         raise ProblemError(422, f"invalid unified social credit code: {reason}",

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api import audit
-from api.deps import ALL_ROLES, require
+from api.deps import ALL_ROLES, CREDIT_CODE_SCHEMA, require
 from api.diff import differences
 from api.errors import ProblemError
 from api.keys import Principal, Role
@@ -37,7 +37,7 @@ class QuoteRequest(BaseModel):
          "purpose": "working capital", "consent_ref": "AUTH-2026-000123"}]})
 
     credit_code: str = Field(description="unified social credit code (统一社会信用代码), 18 characters",
-                             min_length=1, max_length=64)
+                             min_length=1, max_length=64, json_schema_extra=CREDIT_CODE_SCHEMA)
     products: list[str] | None = Field(None, description="product codes; default all", max_length=20)
     requested_amount_cny: float | None = Field(None, gt=0, le=1e9, description="requested amount (CNY)")
     purpose: str | None = Field(None, max_length=200)
