@@ -8,6 +8,8 @@ printed here is exact to two decimals and the points add up to the index.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from functools import lru_cache
+from string import Formatter
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,7 @@ from features.sources import SOURCES
 from products.catalogue import common_reasons
 from products.schema import Text
 from scoring.engine import ProductResult, ReasonSpec
+from scoring.plan import Plan
 
 
 class _Blank(dict):
@@ -48,24 +51,52 @@ def reason_text(code: str, params: Mapping[str, str], extra: Mapping[str, Text] 
     return {"zh": text.zh.format_map(values), "en": text.en.format_map(values)}
 
 
-def _reason(r: ProductResult, spec: ReasonSpec, i: int) -> dict[str, Any]:
-    plan = r.plan
+_DYNAMIC = ("points", "grade", "pd")  # placeholders whose values differ between enterprises
+
+
+@lru_cache(maxsize=8192)  # per (plan, reason): plans hash by identity and are few
+def _reason_parts(plan: Plan, spec: ReasonSpec
+                  ) -> tuple[dict[str, str], int | None, Text | None, frozenset[str], dict[str, str] | None]:
+    """The enterprise-independent part of a reason: its parameters, the indicator it names, its text
+    template and which per-enterprise placeholders that template uses."""
     params: dict[str, str] = dict(spec.params)
     if "source" in params:
         params.update(_source_names(params["source"]))
+    j = None
     if "indicator" in params:
         j = next(j for j, ind in enumerate(plan.indicators) if ind.code == params["indicator"])
         ind = plan.indicators[j]
-        params.update(indicator_zh=ind.name.zh, indicator_en=ind.name.en,
-                      points=f"{_cents(r.points_cents[i, j]):g}", max=f"{_cents(ind.weight_cents):g}")
+        params.update(indicator_zh=ind.name.zh, indicator_en=ind.name.en, max=f"{_cents(ind.weight_cents):g}")
     if "base" in params:
         b = next(b for b in plan.bases if b.code == params["base"])
         params.update(base_zh=b.name.zh, base_en=b.name.en)
-    params.update(grade=plan.grades[r.grade[i]], eligible="/".join(plan.definition.grading.eligible),
-                  max_pd=f"{plan.max_pd:.2%}")
+    params.update(eligible="/".join(plan.definition.grading.eligible), max_pd=f"{plan.max_pd:.2%}")
+    text = plan.reasons.get(spec.code) or common_reasons().get(spec.code)
+    used = set()
+    if text is not None:
+        used = {name for template in (text.zh, text.en) for _, name, _, _ in Formatter().parse(template) if name}
+    dynamic = frozenset(used.intersection(_DYNAMIC))
+    fixed = None  # the texts themselves when no placeholder depends on the enterprise
+    if text is None:
+        fixed = {"zh": spec.code, "en": spec.code}
+    elif not dynamic:
+        fixed = {"zh": text.zh.format_map(_Blank(params)), "en": text.en.format_map(_Blank(params))}
+    return params, j, text, dynamic, fixed
+
+
+def _reason(r: ProductResult, spec: ReasonSpec, i: int) -> dict[str, Any]:
+    params, j, text, dynamic, fixed = _reason_parts(r.plan, spec)
+    head = {"code": spec.code, "kind": spec.kind, **params_public(spec)}
+    if fixed is not None:
+        return {**head, **fixed}
+    params = dict(params)
+    if j is not None:
+        params["points"] = f"{_cents(r.points_cents[i, j]):g}"
+    params["grade"] = r.plan.grades[r.grade[i]]
     if not np.isnan(r.pd[i]):
         params["pd"] = f"{r.pd[i]:.2%}"
-    return {"code": spec.code, "kind": spec.kind, **params_public(spec), **reason_text(spec.code, params, plan.reasons)}
+    values = _Blank(params)
+    return {**head, "zh": text.zh.format_map(values), "en": text.en.format_map(values)}
 
 
 def params_public(spec: ReasonSpec) -> dict[str, str]:
