@@ -261,3 +261,11 @@ def test_batch_encoding_equals_the_models_own(region: Region) -> None:
     expected = region.model.encode(frame)
     assert np.array_equal(encode_inputs(region.model.spec, frame), expected, equal_nan=True)
     assert np.isnan(expected[:3, region.model.spec.names.index("registry.registered_capital_cny")]).all()
+
+
+def test_top_k_is_the_stable_descending_order_even_with_ties() -> None:
+    from api.batch.texts import top_k_stable
+
+    values = np.random.default_rng(9).integers(0, 4, size=(2000, 12)).astype(float)  # many ties
+    expected = np.argsort(-values, axis=1, kind="stable")[:, :3]
+    assert np.array_equal(top_k_stable(values, 3), expected)

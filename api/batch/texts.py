@@ -19,9 +19,10 @@ import pyarrow.compute as pc
 from features.sources import SOURCES
 from scoring.engine import ProductResult, ReasonSpec
 from scoring.output import reason_text
-from training.reasons import display_value, reason_for
+from training.reasons import _RANK_LABELS, display_value, reason_for
 
 CODE_SEP = ";"
+RANK_FEATURES = frozenset(_RANK_LABELS)
 TEXT_SEP = {"zh": "；", "en": "; "}
 
 
@@ -124,50 +125,57 @@ def decline_columns(r: ProductResult) -> dict[str, pd.Categorical]:
     return out
 
 
+def top_k_stable(values: np.ndarray, k: int) -> np.ndarray:
+    """Column positions of the `k` largest values per row, ties to the lower position: the first `k` of a
+    stable descending argsort, found by `k` argmax passes (argmax returns the first maximum)."""
+    work = values.astype(np.float64, copy=True)
+    out = np.empty((len(work), min(k, work.shape[1])), dtype=np.intp)
+    rows = np.arange(len(work))
+    for m in range(out.shape[1]):
+        out[:, m] = np.argmax(work, axis=1)
+        work[rows, out[:, m]] = -np.inf
+    return out
+
+
 def top_points_lost(r: ProductResult, k: int) -> dict[str, pd.Categorical]:
     """The `k` indicators with most points lost (the quote's `top_reasons` order), code and text."""
     lost = r.plan.max_cents[None, :] - r.points_cents
-    order = np.argsort(-lost, axis=1, kind="stable")[:, :k]
+    order = top_k_stable(lost, k)
+    rows = np.arange(r.n)
+    # each indicator's text with a probe where the points go; filled once per distinct (indicator, points)
+    templates = []
+    for ind in r.plan.indicators:
+        spec = ReasonSpec("POINTS_LOST", "info", (("indicator", ind.code),))
+        text = reason_text("POINTS_LOST", {**spec_params(r, spec), "points": PROBE}, r.plan.reasons)
+        templates.append({lang: text[lang].partition(PROBE) for lang in ("zh", "en")})
     out: dict[str, pd.Categorical] = {}
     for m in range(order.shape[1]):
         j = order[:, m]
-        points = r.points_cents[np.arange(r.n), j]
-        none = lost[np.arange(r.n), j] <= 0
+        points = r.points_cents[rows, j]
+        none = lost[rows, j] <= 0
         first, group = _group(np.where(none, -1, j), np.where(none, 0, points))
-        names: list[str | None] = []
-        zh: list[str | None] = []
-        en: list[str | None] = []
-        for row in first:
+        labels: dict[str, list[str | None]] = {"": [], "zh": [], "en": []}
+        for row in first.tolist():
             if none[row]:
-                names.append(None), zh.append(None), en.append(None)
+                for v in labels.values():
+                    v.append(None)
                 continue
-            ind = r.plan.indicators[j[row]]
-            spec = ReasonSpec("POINTS_LOST", "info", (("indicator", ind.code),))
-            text = reason_text("POINTS_LOST", {**spec_params(r, spec), "points": _cents(points[row])}, r.plan.reasons)
-            names.append(ind.code), zh.append(text["zh"]), en.append(text["en"])
-        out[f"top_reason_{m + 1}"] = _categorical(group, names)
-        out[f"top_reason_{m + 1}_zh"] = _categorical(group, zh)
-        out[f"top_reason_{m + 1}_en"] = _categorical(group, en)
+            jj = int(j[row])
+            shown = _cents(points[row])
+            labels[""].append(r.plan.indicators[jj].code)
+            for lang in ("zh", "en"):
+                before, _, after = templates[jj][lang]
+                labels[lang].append(before + shown + after)
+        for key, values in labels.items():
+            out[f"top_reason_{m + 1}" + (f"_{key}" if key else "")] = _categorical(group, values)
     return out
 
 
 def top_contributions(contrib: np.ndarray, k: int) -> np.ndarray:
     """Feature positions by |SHAP| descending, ties by position (`RiskModel.explain`'s stable order),
-    -1 once a contribution is zero. argpartition for speed; a full stable sort for rows where a tie
-    at the k-th place could change the pick."""
+    -1 once a contribution is zero."""
     values = np.abs(contrib[:, :-1])
-    n, f = values.shape
-    k = min(k, f)
-    if k == 0 or n == 0:
-        return np.full((n, k), -1, dtype=np.intp)
-    part = np.argpartition(-values, k - 1, axis=1)[:, :k] if k < f else np.tile(np.arange(f), (n, 1))
-    sel = np.take_along_axis(values, part, axis=1)
-    kth = sel.min(axis=1)
-    ties = ((values == kth[:, None]).sum(axis=1) > (sel == kth[:, None]).sum(axis=1)) & (kth > 0)
-    order = np.lexsort((part, -sel), axis=1)
-    top = np.take_along_axis(part, order, axis=1)
-    if ties.any():
-        top[ties] = np.argsort(-values[ties], axis=1, kind="stable")[:, :k]
+    top = top_k_stable(values, k)
     picked = np.take_along_axis(values, top, axis=1)
     return np.where(picked > 0, top, -1)
 
@@ -188,8 +196,11 @@ def _value_texts(name: str, labels: tuple[str, ...] | None, is_bool: bool, value
     elif is_bool:
         en = ["yes" if v else "no" for v in uniq]
         zh = ["是" if v else "否" for v in uniq]
-    else:
+    elif name in RANK_FEATURES:
         en = [display_value(name, float(v)) for v in uniq]
+        zh = en
+    else:  # display_value's rule for numbers, inlined: it runs once per distinct value of a million rows
+        en = [f"{int(v):,}" if v.is_integer() and abs(v) >= 1 else f"{v:.4g}" for v in uniq.tolist()]
         zh = en
     take = pa.array(inverse.reshape(-1))
     return pa.array(zh, pa.string()).take(take), pa.array(en, pa.string()).take(take)
