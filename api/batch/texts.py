@@ -125,10 +125,11 @@ def decline_columns(r: ProductResult) -> dict[str, pd.Categorical]:
     return out
 
 
-def top_k_stable(values: np.ndarray, k: int) -> np.ndarray:
+def top_k_stable(values: np.ndarray, k: int, overwrite: bool = False) -> np.ndarray:
     """Column positions of the `k` largest values per row, ties to the lower position: the first `k` of a
-    stable descending argsort, found by `k` argmax passes (argmax returns the first maximum)."""
-    work = values.astype(np.float64, copy=True)
+    stable descending argsort, found by `k` argmax passes (argmax returns the first maximum).
+    `overwrite`: `values` (float64) may be used as scratch space."""
+    work = values if overwrite else values.astype(np.float64, copy=True)
     out = np.empty((len(work), min(k, work.shape[1])), dtype=np.intp)
     rows = np.arange(len(work))
     for m in range(out.shape[1]):
@@ -174,10 +175,9 @@ def top_points_lost(r: ProductResult, k: int) -> dict[str, pd.Categorical]:
 def top_contributions(contrib: np.ndarray, k: int) -> np.ndarray:
     """Feature positions by |SHAP| descending, ties by position (`RiskModel.explain`'s stable order),
     -1 once a contribution is zero."""
-    values = np.abs(contrib[:, :-1])
-    top = top_k_stable(values, k)
-    picked = np.take_along_axis(values, top, axis=1)
-    return np.where(picked > 0, top, -1)
+    top = top_k_stable(np.abs(contrib[:, :-1]), k, overwrite=True)
+    picked = np.take_along_axis(contrib[:, :-1], top, axis=1)
+    return np.where(picked != 0, top, -1)
 
 
 def _bool_features() -> frozenset[str]:
