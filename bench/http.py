@@ -30,6 +30,7 @@ import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import http.client  # noqa: E402
 import json  # noqa: E402
+import resource  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import sqlite3  # noqa: E402
@@ -49,6 +50,35 @@ LOADGEN = ROOT / "bench" / "loadgen.py"
 
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """user + system CPU seconds of a live process and its live descendants (from /proc)."""
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        for child, parent in parents.items():
+            if parent == pid and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    return sum(cpu.get(pid, 0.0) for pid in tree)
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def free_port() -> int:
@@ -102,11 +132,11 @@ def wait_ready(port: int, path: str, seconds: float = 120.0) -> None:
 
 
 @contextlib.contextmanager
-def server(cmd: list[str], env: dict[str, str], port: int, ready_path: str) -> Iterator[None]:
+def server(cmd: list[str], env: dict[str, str], port: int, ready_path: str) -> Iterator[int]:
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True)
     try:
         wait_ready(port, ready_path)
-        yield
+        yield proc.pid
     finally:
         proc.send_signal(signal.SIGINT)  # uvicorn's supervisor stops its workers on SIGINT
         try:
@@ -124,6 +154,11 @@ class Figures:
     statuses: dict
     seconds: float
     latencies: np.ndarray
+    server_cpu: float = 0.0  # CPU seconds used by the server processes / the load generators
+    client_cpu: float = 0.0
+
+    def cpu_ms(self, seconds: float) -> float:
+        return seconds / max(self.requests, 1) * 1e3
 
     @property
     def rate(self) -> float:
@@ -201,29 +236,36 @@ def main() -> None:
                 else:
                     cmd = [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(port), "--workers",
                            str(w), "--log-level", "warning", "--no-access-log"]
-                with server(cmd, env, port, ready):
+                with server(cmd, env, port, ready) as pid:
                     before = stored_quotes(db)
                     load(port, path, headers, bodies, max(connections), args.client_processes, args.warmup, work,
                          ok_status)
                     for c in connections:
+                        server0, client0 = tree_cpu_seconds(pid), children_cpu_seconds()
                         f = load(port, path, headers, bodies, c, args.client_processes, args.seconds, work, ok_status)
+                        f.server_cpu = tree_cpu_seconds(pid) - server0
+                        f.client_cpu = children_cpu_seconds() - client0
                         table[(name, w, c)] = f
                         print(f"{name:5s} workers {w} connections {c:3d}: {f.rate:8.1f} req/s  p50 {f.pct(50):6.2f} ms"
-                              f"  p99 {f.pct(99):6.2f} ms  statuses {f.statuses} errors {f.errors}  | {uptime()}",
-                              flush=True)
+                              f"  p99 {f.pct(99):6.2f} ms  CPU per request: server {f.cpu_ms(f.server_cpu):.2f} ms,"
+                              f" load generator {f.cpu_ms(f.client_cpu):.2f} ms  statuses {f.statuses}"
+                              f" errors {f.errors}  | {uptime()}", flush=True)
                     if name == "quote":
                         print(f"      quotes stored during the run (incl. warm-up): {stored_quotes(db) - before:,}")
 
-        print(f"\n{'workers':>7} {'conns':>5} | {'quotes/s':>9} {'p50 ms':>7} {'p99 ms':>7} | {'bare/s':>9} "
-              f"{'p50 ms':>7} {'p99 ms':>7} | {'ratio':>6}")
+        print(f"\n{'workers':>7} {'conns':>5} | {'quotes/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'cpu ms':>7} | "
+              f"{'bare/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'cpu ms':>7} | {'ratio':>6}")
         for w in workers:
             for c in connections:
                 q = table[("quote", w, c)]
                 b = table.get(("bare", w, c))
-                bare = f"{b.rate:9.1f} {b.pct(50):7.2f} {b.pct(99):7.2f}" if b else f"{'-':>9} {'-':>7} {'-':>7}"
+                bare = (f"{b.rate:9.1f} {b.pct(50):7.2f} {b.pct(99):7.2f} {b.cpu_ms(b.server_cpu):7.2f}" if b
+                        else f"{'-':>9} {'-':>7} {'-':>7} {'-':>7}")
                 ratio = f"{q.rate / b.rate:6.2f}" if b else f"{'-':>6}"
-                print(f"{w:>7} {c:>5} | {q.rate:9.1f} {q.pct(50):7.2f} {q.pct(99):7.2f} | {bare} | {ratio}")
-        print(f"ratio = full stored, explained quotes per second / bare pred_contrib requests per second. {uptime()}")
+                full = f"{q.rate:9.1f} {q.pct(50):7.2f} {q.pct(99):7.2f} {q.cpu_ms(q.server_cpu):7.2f}"
+                print(f"{w:>7} {c:>5} | {full} | {bare} | {ratio}")
+        print("ratio = full stored, explained quotes per second / bare pred_contrib requests per second; cpu ms = "
+              f"server CPU time per request (all its processes). {uptime()}")
 
 
 if __name__ == "__main__":

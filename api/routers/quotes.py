@@ -155,13 +155,16 @@ def _issue(service: QuotingService, body: QuoteRequest, principal: Principal, pr
     return _Issued(values, full, sent, products, versions, snapshot)
 
 
+INSERT_QUOTE = quotes.insert()  # one statement object: compiled once, values bound per quote
+
+
 def _store(service: QuotingService, issued: _Issued, principal: Principal) -> Response:
     """Commit the quote and its audit row, then (only then) answer with it."""
     values = issued.values
     try:
         with service.engine.begin() as conn:
             # The quote row first: on SQLite its INSERT takes the write lock before the audit head is read.
-            conn.execute(quotes.insert().values(**values))
+            conn.execute(INSERT_QUOTE, values)
             audit.append(conn, principal.name, "quote.create", f"quote:{values['quote_id']}",
                          {"credit_code": values["credit_code"], "role": principal.role.value,
                           "consent_ref": values["consent_ref"], "products": issued.products,
