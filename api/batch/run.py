@@ -165,15 +165,28 @@ def _run_dask(ctx: BatchContext, features: pd.DataFrame, bounds: list[tuple[int,
             raise BatchInputError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
     try:
         shared = client.scatter(ctx, broadcast=True)
-        futures = {}
-        for i in todo:
+        window = 2 * max(1, len(client.scheduler_info()["workers"]))  # partitions in flight: bounded memory
+        futures: dict[Any, int] = {}
+        queued = iter(todo)
+
+        def submit_next() -> Any | None:
+            i = next(queued, None)
+            if i is None:
+                return None
             a, b = bounds[i]
             rows = client.scatter(features.iloc[a:b])  # data as a future: the task graph stays small
-            futures[client.submit(score_partition, shared, rows, key=f"precredit-part-{i}-{a}", pure=False)] = i
-        for future in as_completed(futures):
+            future = client.submit(score_partition, shared, rows, key=f"precredit-part-{i}-{a}", pure=False)
+            futures[future] = i
+            return future
+
+        running = as_completed([f for f in (submit_next() for _ in range(window)) if f is not None])
+        for future in running:
             i = futures.pop(future)
             frame = future.result()
             future.release()
+            nxt = submit_next()
+            if nxt is not None:
+                running.add(nxt)
             _write_atomic_table(pa.Table.from_pandas(frame, preserve_index=False), _part_path(work, i))
             yield i
     finally:

@@ -30,15 +30,13 @@ class PrecreditBody(BaseModel):
     products: list[str] | None = Field(None, min_length=1, max_length=20, description="product codes; default all")
     reasons: int = Field(0, ge=0, le=10, description="top-K explanations per row (0 = none, fastest)")
     format: Literal["parquet", "csv"] = "parquet"
-    engine: Literal["local", "dask"] = Field("local", description="local threads, or a Dask LocalCluster on "
-                                                                  "loopback")
     partitions: int | None = Field(None, ge=1, le=10_000, description="default one per 100,000 enterprises")
 
     @field_validator("as_of")
     @classmethod
     def _not_future(cls, value: dt.date | None) -> dt.date | None:
         if value is not None and value > dt.date.today():
-            raise ValueError("as_of may not be in the future")
+            raise ValueError("as_of is in the future")
         return value
 
     @field_validator("products")
@@ -104,7 +102,7 @@ def _job(request: Request, job_id: str) -> Any:
 @router.post("", status_code=202, response_model=JobView, summary="Start a whole-region pre-credit run")
 def start_precredit(body: PrecreditBody, request: Request, response: Response,
                     principal: Principal = Depends(require(*RISK_ROLES))) -> JobView:
-    job = PrecreditRequest(body.as_of or dt.date.today(), body.products, body.reasons, body.format, body.engine,
+    job = PrecreditRequest(body.as_of or dt.date.today(), body.products, body.reasons, body.format, "local",
                            body.partitions)
     job_id = _runner(request).submit(job, principal.key_id, principal.name)
     response.headers["Location"] = f"{router.prefix}/{job_id}"
