@@ -5,6 +5,10 @@ becomes challenger on request; becoming champion needs a request by one person a
 another. The replaced champion is retired ("replaced") and stays restorable: `rollback` puts the
 previous champion back in one step (it already passed maker-checker once). Every change is a row
 in `model_transitions` with who, when and why; artifacts are sha256-verified before any load.
+
+Every change also appends a row to the hash-chained audit log in the same transaction, so a change
+without its audit row (or the reverse) cannot be committed. The log is the service's (api.audit); a
+caller may pass another `audit` hook with the same signature.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,16 @@ from training.errors import ArtifactIntegrityError, RegistryError, UnknownModelE
 from training.registry_tables import models, promotion_requests, transitions
 
 MIN_PREFIX = 6  # shortest id prefix accepted for a model id
+
+# (conn, actor, action, subject, detail): appends one audit row inside the caller's transaction.
+AuditHook = Callable[[sa.Connection, str, str, str, dict[str, Any]], object]
+
+
+def chained_audit_log(conn: sa.Connection, actor: str, action: str, subject: str, detail: dict[str, Any]) -> None:
+    # Imported here: api.audit needs only SQLAlchemy, but training should not load the api package eagerly.
+    from api.audit import append
+
+    append(conn, actor, action, subject, detail)
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -162,13 +177,18 @@ def _ts(text: str) -> dt.datetime:
 
 
 class Registry:
-    def __init__(self, engine: sa.Engine, models_dir: str | Path | None = None) -> None:
+    def __init__(self, engine: sa.Engine, models_dir: str | Path | None = None,
+                 audit: AuditHook = chained_audit_log) -> None:
         if models_dir is None:
             from features.settings import get_settings
 
             models_dir = get_settings().data_dir / "models"
         self.engine = engine
         self.models_dir = Path(models_dir)
+        self._audit = audit
+
+    def _log(self, conn: sa.Connection, actor: str, action: str, model_id: str, **detail: Any) -> None:
+        self._audit(conn, actor, f"model.{action}", f"model:{model_id}", detail)
 
     # ------------------------------------------------------------------ reading
 
@@ -305,6 +325,8 @@ class Registry:
             conn.execute(transitions.insert().values(
                 model_id=model_id, action="registered", from_stage=None, to_stage="candidate",
                 requested_by=created_by, approved_by=None, reason=_why(reason), request_id=None, at=now))
+            self._log(conn, created_by, "register", model_id, stage="candidate", reason=reason,
+                      data_checksum=values["data_checksum"], digests=digests)
         return self.get(model_id)
 
     # ------------------------------------------------------------------ stage changes
@@ -338,13 +360,17 @@ class Registry:
                 raise RegistryError(f"only a candidate becomes challenger; model {record.id} is {record.stage}")
             with self.engine.begin() as conn:
                 self._move(conn, record.id, "candidate", "challenger", "promoted", requested_by, reason)
+                self._log(conn, requested_by, "promote", record.id, from_stage="candidate", to_stage="challenger",
+                          reason=reason)
             return self.transitions(record.id)[-1]
         if self.requests(record.id, "pending"):
             raise RegistryError(f"model {record.id} already has a pending promotion request")
         with self.engine.begin() as conn:
-            conn.execute(promotion_requests.insert().values(
+            request_id = conn.execute(promotion_requests.insert().values(
                 model_id=record.id, to_stage="champion", requested_by=requested_by, reason=reason,
-                requested_at=_now(), status="pending"))
+                requested_at=_now(), status="pending")).inserted_primary_key[0]
+            self._log(conn, requested_by, "promotion_request", record.id, from_stage=record.stage,
+                      to_stage="champion", request_id=request_id, reason=reason)
         return self.requests(record.id, "pending")[-1]
 
     def _pending(self, model_id: str) -> PromotionRequest:
@@ -378,6 +404,8 @@ class Registry:
                                         decided_at=now))
             if done.rowcount != 1:
                 raise RegistryError(f"promotion request {request.id} was decided concurrently")
+            self._log(conn, approved_by, "approve", record.id, from_stage=record.stage, to_stage="champion",
+                      request_id=request.id, requested_by=request.requested_by, replaced=old, reason=why)
         return self.transitions(record.id)[-1]
 
     def reject(self, model_id: str, rejected_by: str, reason: str) -> PromotionRequest:
@@ -386,8 +414,14 @@ class Registry:
         record = self.get(model_id)
         request = self._pending(record.id)
         with self.engine.begin() as conn:
-            conn.execute(promotion_requests.update().where(promotion_requests.c.id == request.id)
-                         .values(status="rejected", decided_by=rejected_by, decision_reason=reason, decided_at=_now()))
+            done = conn.execute(promotion_requests.update()
+                                .where(promotion_requests.c.id == request.id, promotion_requests.c.status == "pending")
+                                .values(status="rejected", decided_by=rejected_by, decision_reason=reason,
+                                        decided_at=_now()))
+            if done.rowcount != 1:
+                raise RegistryError(f"promotion request {request.id} was decided concurrently")
+            self._log(conn, rejected_by, "reject", record.id, request_id=request.id,
+                      requested_by=request.requested_by, reason=reason)
         return self.requests(record.id)[-1]
 
     def rollback(self, by: str, reason: str) -> Transition:
@@ -413,6 +447,7 @@ class Registry:
         with self.engine.begin() as conn:
             self._move(conn, current.id, "champion", "retired", "rolled_back", by, reason, at=now)
             self._move(conn, previous, "retired", "champion", "restored", by, reason, at=now)
+            self._log(conn, by, "rollback", previous, retired=current.id, restored=previous, reason=reason)
         return self.transitions(previous)[-1]
 
     def retire(self, model_id: str, by: str, reason: str) -> Transition:
@@ -429,5 +464,6 @@ class Registry:
                                                            promotion_requests.c.status == "pending")
                          .values(status="superseded", decided_by=by, decision_reason="model retired", decided_at=now))
             self._move(conn, record.id, record.stage, "retired", "retired", by, reason, at=now)
+            self._log(conn, by, "retire", record.id, from_stage=record.stage, to_stage="retired", reason=reason)
         return self.transitions(record.id)[-1]
 
