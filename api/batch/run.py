@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +28,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from api.batch.score import BatchContext, score_partition
@@ -95,10 +95,20 @@ def _part_path(work: Path, i: int) -> Path:
     return work / f"part-{i:05d}.arrow"
 
 
-def _write_atomic_table(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    # Arrow IPC, uncompressed: written at memory speed and read back once, at assembly
-    feather.write_feather(table, tmp, compression="uncompressed")
+def scored_partition_ipc(ctx: BatchContext, features: pd.DataFrame) -> pa.Buffer:
+    """`score_partition` as an Arrow IPC file in memory: what a part file holds. Built where the partition
+    is scored (a thread, or a Dask worker), so the driver only writes bytes."""
+    table = pa.Table.from_pandas(score_partition(ctx, features), preserve_index=False)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:  # uncompressed: written and read at memory speed
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def _write_atomic(data: pa.Buffer, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with pa.OSFile(str(tmp), "wb") as fh:
+        fh.write(data)
     os.replace(tmp, path)
 
 
@@ -126,8 +136,7 @@ def _run_local(ctx: BatchContext, features: pd.DataFrame, bounds: list[tuple[int
 
     def one(i: int) -> int:
         a, b = bounds[i]
-        frame = score_partition(ctx, features.iloc[a:b])
-        _write_atomic_table(pa.Table.from_pandas(frame, preserve_index=False), _part_path(work, i))
+        _write_atomic(scored_partition_ipc(ctx, features.iloc[a:b]), _part_path(work, i))
         if throttle:
             time.sleep(throttle)
         return i
@@ -175,19 +184,19 @@ def _run_dask(ctx: BatchContext, features: pd.DataFrame, bounds: list[tuple[int,
                 return None
             a, b = bounds[i]
             rows = client.scatter(features.iloc[a:b])  # data as a future: the task graph stays small
-            future = client.submit(score_partition, shared, rows, key=f"precredit-part-{i}-{a}", pure=False)
+            future = client.submit(scored_partition_ipc, shared, rows, key=f"precredit-part-{i}-{a}", pure=False)
             futures[future] = i
             return future
 
         running = as_completed([f for f in (submit_next() for _ in range(window)) if f is not None])
         for future in running:
             i = futures.pop(future)
-            frame = future.result()
+            data = future.result()
             future.release()
             nxt = submit_next()
             if nxt is not None:
                 running.add(nxt)
-            _write_atomic_table(pa.Table.from_pandas(frame, preserve_index=False), _part_path(work, i))
+            _write_atomic(data, _part_path(work, i))
             yield i
     finally:
         client.close()
@@ -213,7 +222,8 @@ def assemble(work: Path, parts: int, out: Path, fmt: str, summary: Summary) -> s
     schema = None
     try:
         for i in range(parts):
-            table, schema = _uniform(feather.read_table(_part_path(work, i), memory_map=True), schema)
+            with pa.memory_map(str(_part_path(work, i))) as source:
+                table, schema = _uniform(pa.ipc.open_file(source).read_all(), schema)
             summary.add(table)
             if fmt == "parquet":
                 if writer is None:
