@@ -80,3 +80,23 @@ def test_a_subset_of_products_keeps_the_requested_order(svc: Service) -> None:
     assert [q["product"] for q in response.json()["quotes"]] == ["per_mu", "tax_credit"]
     stored = svc.client.get(response.headers["Location"], headers=svc.headers(Role.loan_officer))
     assert stored.content == response.content
+
+
+def test_blocks_of_any_size_give_the_same_quotes(svc: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows at block edges (and a short last block) quote as in one big block."""
+    import api.population
+    from api.quoting import RISK_FACTORS, quote_body
+
+    service = svc.client.app.state.quoting
+    whole = service._fresh()[2]
+    monkeypatch.setattr(api.population, "BLOCK", 500)
+    small = api.population.Population(whole.frame, whole.versions)
+    products = service.products
+    for position in (0, 1, 499, 500, 501, 999, 1000, len(whole) - 1):
+        quotes = []
+        for population in (whole, small):
+            block, i = population.block(position)
+            quotes.append(quote_body(population.versions, block.results, i,
+                                     population.risk(block, i, RISK_FACTORS), products, None))
+        assert quotes[0] == quotes[1], position
+    assert len(small._blocks) == 3
