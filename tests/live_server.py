@@ -1,13 +1,17 @@
-"""The real app served by uvicorn on a free loopback port, in a thread, for tests that need real HTTP."""
+"""The real app served by uvicorn on a free loopback port, in a thread, for tests that need real HTTP;
+and a champion model and batch folder kept inside the test's own directory (never the repository's var/)."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import sqlalchemy as sa
 import uvicorn
 from fastapi import FastAPI
 
@@ -38,3 +42,39 @@ def serve(app: FastAPI) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=15)
         sock.close()
+
+
+def champion_in(models_dir: Path) -> Callable[[sa.Engine], None]:
+    """A `prepare` callback: train from the store and promote through maker-checker, artifacts in models_dir."""
+
+    def prepare(engine: sa.Engine) -> None:
+        from training.config import load_config
+        from training.datasets import from_store
+        from training.pipeline import train_pipeline
+        from training.registry import Registry
+
+        cfg = load_config()
+        trained = train_pipeline(from_store(engine=engine, config=cfg), cfg, models_dir.parent / "trained",
+                                 operator="test-analyst", write_report=False)
+        registry = Registry(engine, models_dir)
+        model_id = registry.register(trained.out_dir, "test-analyst").id
+        registry.request_promotion(model_id, "champion", "test-analyst", "test champion")
+        registry.approve(model_id, "test-approver", "second person")
+
+    return prepare
+
+
+@contextlib.contextmanager
+def private_batch_dir(directory: Path) -> Iterator[None]:
+    """Batch job outputs of apps started inside the block go to `directory`."""
+    from api.batch.jobs import BATCH_DIR_ENV
+
+    previous = os.environ.get(BATCH_DIR_ENV)
+    os.environ[BATCH_DIR_ENV] = str(directory)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(BATCH_DIR_ENV, None)
+        else:
+            os.environ[BATCH_DIR_ENV] = previous

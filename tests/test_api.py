@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -12,11 +13,13 @@ from api.tables import audit_log, quotes
 from features.sources import SOURCES
 from tests.api_support import Service, running_service
 from tests.conftest import BACKENDS
+from tests.live_server import private_batch_dir
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def svc(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    with running_service(request.param, tmp_path_factory.mktemp(f"api-{request.param}")) as service:
+    directory = tmp_path_factory.mktemp(f"api-{request.param}")
+    with private_batch_dir(directory / "batch"), running_service(request.param, directory) as service:
         yield service
 
 
@@ -160,31 +163,67 @@ def test_authentication_is_required(svc: Service) -> None:
     assert bad.status_code == 401 and bad.json()["title"] == "Unauthorized"
 
 
-# Every endpoint x every role: the expected status class. "ok" = 2xx.
+# Every endpoint (as the OpenAPI document names it) x every role, plus no key at all: the roles that get a 2xx;
+# the others get 403 (401 without a key). PUBLIC endpoints answer everyone, keys or not.
+RISK = {Role.risk_analyst, Role.risk_approver, Role.admin}
+PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
 ROLE_MATRIX = {
+    ("GET", "/healthz"): set(Role),
+    ("GET", "/readyz"): set(Role),
+    ("GET", "/metrics"): set(Role),
     ("POST", "/v1/quotes"): set(Role),
-    ("GET", "/v1/quotes/{id}"): set(Role),
-    ("GET", "/v1/quotes/{id}/replay"): {Role.loan_officer, Role.risk_analyst, Role.risk_approver, Role.admin},
-    ("GET", "/v1/enterprises/{code}/profile"): {Role.loan_officer},
+    ("GET", "/v1/quotes/{quote_id}"): set(Role),
+    ("GET", "/v1/quotes/{quote_id}/replay"): {Role.loan_officer} | RISK,
+    ("GET", "/v1/enterprises/{credit_code}/profile"): {Role.loan_officer},
     ("GET", "/v1/products"): set(Role),
-    ("GET", "/v1/products/tax_credit"): set(Role),
-    ("GET", "/v1/models"): {Role.risk_analyst, Role.risk_approver, Role.admin},
+    ("GET", "/v1/products/{code}"): set(Role),
+    ("GET", "/v1/models"): RISK,
     ("GET", "/v1/audit/verify"): {Role.risk_approver, Role.admin},
+    ("POST", "/v1/batch/precredit"): RISK,
+    ("GET", "/v1/batch/precredit/{job_id}"): RISK,
+    ("GET", "/v1/batch/precredit/{job_id}/result"): RISK,
+}
+BODIES = {
+    "/v1/quotes": lambda svc: {"credit_code": svc.codes[0], "consent_ref": "AUTH-1"},
+    "/v1/batch/precredit": lambda svc: {"products": ["per_mu"], "format": "csv", "partitions": 1},
 }
 
 
+@pytest.fixture(scope="module")
+def finished_job(svc: Service) -> str:
+    """A small pre-credit job that has succeeded, so that its status and result can be read."""
+    started = svc.client.post("/v1/batch/precredit", json=BODIES["/v1/batch/precredit"](svc),
+                              headers=svc.headers(Role.admin))
+    assert started.status_code == 202, started.text
+    job_id = started.json()["job_id"]
+    deadline = time.monotonic() + 180
+    while (status := svc.client.get(f"/v1/batch/precredit/{job_id}", headers=svc.headers(Role.admin))
+           .json()["status"]) not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, status
+        time.sleep(0.1)
+    assert status == "succeeded"
+    return job_id
+
+
+def test_role_matrix_names_every_endpoint(svc: Service) -> None:
+    operations = {(method.upper(), path) for path, item in svc.client.app.openapi()["paths"].items()
+                  for method in item}
+    assert operations == set(ROLE_MATRIX)
+
+
 @pytest.mark.parametrize(("method", "path"), list(ROLE_MATRIX))
-@pytest.mark.parametrize("role", list(Role))
-def test_role_matrix(svc: Service, method: str, path: str, role: Role) -> None:
-    # each role quotes for itself first, so that "{id}" is a quote it may see when allowed at all
-    quote_id = _quote(svc, role).json()["quote_id"]
-    url = path.replace("{id}", quote_id).replace("{code}", svc.codes[0])
-    body = {"credit_code": svc.codes[0], "consent_ref": "AUTH-1"} if method == "POST" else None
-    response = svc.client.request(method, url, json=body, headers=svc.headers(role))
-    if role in ROLE_MATRIX[(method, path)]:
+@pytest.mark.parametrize("role", [*Role, None], ids=[*(r.value for r in Role), "no-key"])
+def test_role_matrix(svc: Service, finished_job: str, method: str, path: str, role: Role | None) -> None:
+    # each role quotes for itself first, so that "{quote_id}" is a quote it may see when allowed at all
+    quote_id = _quote(svc, role or Role.admin).json()["quote_id"]
+    url = (path.replace("{quote_id}", quote_id).replace("{credit_code}", svc.codes[0])
+           .replace("{code}", "tax_credit").replace("{job_id}", finished_job))
+    body = BODIES[path](svc) if method == "POST" else None
+    response = svc.client.request(method, url, json=body, headers=svc.headers(role) if role else {})
+    if (method, path) in PUBLIC or role in ROLE_MATRIX[(method, path)]:
         assert 200 <= response.status_code < 300, (role, path, response.text)
     else:
-        assert response.status_code == 403, (role, path, response.status_code)
+        assert response.status_code == (401 if role is None else 403), (role, path, response.status_code)
 
 
 def test_profile_shows_provenance(svc: Service) -> None:

@@ -18,7 +18,7 @@ from api.app import create_app
 from api.keys import Role
 from api.tables import quotes
 from tests.api_support import Service, running_service
-from tests.live_server import serve
+from tests.live_server import champion_in, serve
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -51,15 +51,10 @@ class Live:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     directory = tmp_path_factory.mktemp("page")
-
-    def prepare(engine) -> None:  # noqa: ANN001
-        from api.demo import ensure_champion
-
-        ensure_champion(engine, directory)
-
-    with running_service("sqlite", directory, prepare=prepare) as service:
+    models_dir = directory / "models"
+    with running_service("sqlite", directory, models_dir, prepare=champion_in(models_dir)) as service:
         url = service.engine.url.render_as_string(hide_password=False)
-        with serve(create_app(database_url=url)) as base_url:
+        with serve(create_app(database_url=url, models_dir=str(models_dir))) as base_url:
             headers = {"Authorization": f"Bearer {service.keys[Role.loan_officer]}"}
             code = None
             for candidate in service.codes:  # the seeded region makes this the same firm every run

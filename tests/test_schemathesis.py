@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from api.app import create_app
 from api.keys import Role
 from tests.api_support import Service, running_service
-from tests.live_server import serve
+from tests.live_server import champion_in, private_batch_dir, serve
 
 ROLES = (Role.admin, Role.loan_officer)
 MAX_EXAMPLES = 25
@@ -62,15 +62,12 @@ class Live:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     directory: Path = tmp_path_factory.mktemp("schemathesis")
-
-    def prepare(engine) -> None:  # noqa: ANN001
-        from api.demo import ensure_champion
-
-        ensure_champion(engine, directory)
-
-    with running_service("sqlite", directory, prepare=prepare) as service:
+    models_dir = directory / "models"
+    with (private_batch_dir(directory / "batch"),
+          running_service("sqlite", directory, models_dir, prepare=champion_in(models_dir)) as service):
         url = service.engine.url.render_as_string(hide_password=False)
-        with serve(create_app(database_url=url)) as base_url, requests.Session() as http:
+        app = create_app(database_url=url, models_dir=str(models_dir))
+        with serve(app) as base_url, requests.Session() as http:
             quote_ids = []
             for code in service.codes[:3]:
                 created = http.post(f"{base_url}/v1/quotes", json={"credit_code": code},
