@@ -131,3 +131,12 @@ def test_served_schema_is_the_one_tested(live: Live) -> None:
     assert served.status_code == 200
     assert served.json() == SCHEMA_DOCUMENT
     assert {"/v1/quotes", "/v1/audit/verify", "/healthz"} <= set(SCHEMA_DOCUMENT["paths"])
+
+
+def test_undecodable_body_is_a_field_level_400(live: Live) -> None:
+    response = live.http.post(f"{live.base_url}/v1/quotes", data=b"\xff\xfe{", headers={
+        **live.headers(Role.loan_officer), "Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["errors"] == [{"field": "body", "message": response.json()["detail"]}]
+    assert "UTF-8" in response.json()["detail"]
