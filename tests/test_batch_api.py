@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import json
 import os
 import time
 from pathlib import Path
@@ -142,3 +143,34 @@ def test_unknown_job_and_unfinished_result(svc: Service) -> None:
     assert done["status"] == "failed" and "no enterprises" in done["error"]
     result = svc.client.get(f"/v1/batch/precredit/{done['job_id']}/result", headers=svc.headers(Role.risk_analyst))
     assert result.status_code == 409 and "failed" in result.json()["detail"]
+
+
+def test_a_job_cut_short_by_a_restart_resumes_from_its_partitions(svc: Service, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.batch.jobs import JobRunner, PrecreditRequest
+    from api.batch.run import THROTTLE_ENV
+
+    monkeypatch.setenv(THROTTLE_ENV, "1.0")
+    runner = JobRunner(svc.engine, batch_dir=tmp_path)
+    runner.start()
+    job_id = runner.submit(PrecreditRequest(dt.date.today(), None, 0, "parquet", "local", 12), 1, "test")
+    deadline = time.monotonic() + 120
+    while (runner.get(job_id).partitions_done or 0) < 2:
+        assert time.monotonic() < deadline and runner.get(job_id).status in ("queued", "running")
+        time.sleep(0.05)
+    runner.stop()  # the service stops mid-run
+    assert runner.get(job_id).status == "queued"
+    finished = len(list((tmp_path / f"{job_id}.parts").glob("part-*.arrow")))
+    assert 2 <= finished < 12
+
+    monkeypatch.delenv(THROTTLE_ENV)
+    again = JobRunner(svc.engine, batch_dir=tmp_path)
+    again.start()  # the next start picks the job up again
+    try:
+        while again.get(job_id).status != "succeeded":
+            assert time.monotonic() < deadline and again.get(job_id).status != "failed", again.get(job_id).error
+            time.sleep(0.1)
+    finally:
+        again.stop()
+    summary = json.loads(again.get(job_id).summary_json)
+    assert summary["run"]["reused_partitions"] >= finished and summary["enterprises"] == len(svc.codes)

@@ -183,7 +183,7 @@ def _run_dask(ctx: BatchContext, features: pd.DataFrame, bounds: list[tuple[int,
             if i is None:
                 return None
             a, b = bounds[i]
-            rows = client.scatter(features.iloc[a:b])  # data as a future: the task graph stays small
+            rows = client.scatter(features.iloc[a:b], hash=False)  # a future, not graph data; no hashing of rows
             future = client.submit(scored_partition_ipc, shared, rows, key=f"precredit-part-{i}-{a}", pure=False)
             futures[future] = i
             return future
@@ -279,10 +279,13 @@ def run_precredit(ctx: BatchContext, features: pd.DataFrame, describe: dict[str,
     else:
         finished = _run_local(ctx, features, bounds, todo, work, options.workers)
     computed = []
-    for i in finished:
-        computed.append(i)
-        if progress:
-            progress(len(done) + len(computed), len(bounds))
+    try:
+        for i in finished:
+            computed.append(i)
+            if progress:
+                progress(len(done) + len(computed), len(bounds))
+    finally:
+        finished.close()  # a stopped run releases its threads or cluster now, not when collected
     summary = Summary(list(ctx.plans))
     sha = assemble(work, len(bounds), options.out, fmt, summary)
     body = {
