@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
 from api.batch.jobs import JobRunner
-from api.metrics import LATENCY, REQUESTS
+from api.middleware import LimitsAndMetrics
 from api.quoting import QuotingService
 from api.routers import audit, batch, catalogue, enterprises, health, quotes
 from features.settings import get_settings
@@ -44,18 +43,7 @@ def create_app(database_url: str | None = None, models_dir: str | None = None) -
     app = FastAPI(title="indexloan", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
 
-    @app.middleware("http")
-    async def limits_and_metrics(request: Request, call_next):  # type: ignore[no-untyped-def]
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return errors.problem_response(request, 413, f"request body over {MAX_BODY_BYTES} bytes")
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        name = getattr(route, "path", "unmatched")
-        LATENCY.labels(name).observe(time.perf_counter() - start)
-        REQUESTS.labels(name, str(response.status_code)).inc()
-        return response
+    app.add_middleware(LimitsAndMetrics, max_body_bytes=MAX_BODY_BYTES)
 
     for router in (health.router, quotes.router, catalogue.router, enterprises.router, audit.router, batch.router):
         app.include_router(router)

@@ -209,13 +209,23 @@ def serve(
 ) -> None:
     """Serve the HTTP API and the loan officer's page."""
     import os
+    import shutil
+    import tempfile
 
     import uvicorn
 
     open_store(database_url)  # migrate once, before workers start
     if database_url:
         os.environ["INDEXLOAN_DATABASE_URL"] = database_url
-    uvicorn.run("api.server:app", host=host, port=port, workers=workers, log_level="warning", access_log=False)
+    metrics_dir = None
+    if workers > 1:  # workers add up their Prometheus metrics through files in a fresh directory
+        metrics_dir = tempfile.mkdtemp(prefix="indexloan-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        uvicorn.run("api.server:app", host=host, port=port, workers=workers, log_level="warning", access_log=False)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _mount_subcommands() -> None:

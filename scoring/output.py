@@ -34,6 +34,16 @@ def _cents(c: int | np.integer) -> float:
     return round(int(c) / 100, 2)
 
 
+def _cents_list(c: np.ndarray) -> list[float]:
+    # int64 cents / 100 is the double nearest to the two-decimal value: what `_cents` rounds to
+    return (c / 100).tolist()
+
+
+@lru_cache(maxsize=256)
+def _indicator_codes(plan: Plan) -> tuple[str, ...]:
+    return tuple(ind.code for ind in plan.indicators)
+
+
 def _pct(bp: int | np.integer) -> float | None:
     return None if bp < 0 else round(int(bp) / 100, 2)
 
@@ -163,9 +173,9 @@ def quote_dict(r: ProductResult, i: int) -> dict[str, Any]:
     """One product's quote for row `i`, JSON-ready."""
     plan = r.plan
     d = plan.definition
-    flags = r.reason_flags[i]
-    reasons = [_reason(r, s, i) for s, f in zip(r.reason_specs, flags, strict=True) if f and s.kind == "decline"]
-    notes = [_reason(r, s, i) for s, f in zip(r.reason_specs, flags, strict=True) if f and s.kind == "info"]
+    flagged = [r.reason_specs[k] for k in np.flatnonzero(r.reason_flags[i])]
+    reasons = [_reason(r, s, i) for s in flagged if s.kind == "decline"]
+    notes = [_reason(r, s, i) for s in flagged if s.kind == "info"]
     grade = plan.grades[r.grade[i]]
     seg = plan.segment_labels[r.segment[i]] if plan.segment_field and r.segment[i] >= 0 else None
     eligible = bool(r.eligible[i])
@@ -189,8 +199,8 @@ def quote_dict(r: ProductResult, i: int) -> dict[str, Any]:
         "gates": {g.code: bool(r.gate_passed[i, gi]) for gi, g in enumerate(plan.gates)},
         "index": _cents(r.index_cents[i]),
         "scale": _num(d.scale),
-        "points": {ind.code: _cents(r.points_cents[i, j]) for j, ind in enumerate(plan.indicators)},
-        "dimensions": {c: _cents(r.dimension_cents[i, k]) for k, c in enumerate(plan.dimension_codes)},
+        "points": dict(zip(_indicator_codes(plan), _cents_list(r.points_cents[i]), strict=True)),
+        "dimensions": dict(zip(plan.dimension_codes, _cents_list(r.dimension_cents[i]), strict=True)),
         "grade": grade,
         "grade_source": "official" if r.grade_official[i] else "index",
         "segment": seg,

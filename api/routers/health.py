@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.errors import ProblemError
-from api.metrics import registry
+from api.metrics import exposition
 
 router = APIRouter(tags=["health"])
 
@@ -30,4 +30,4 @@ def readyz(request: Request) -> dict:
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 def metrics() -> Response:
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
