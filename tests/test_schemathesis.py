@@ -1,7 +1,7 @@
 """schemathesis against the served `/openapi.json`: no 5xx and no response that contradicts the schema.
 
 The real app runs under uvicorn on a loopback port over a populated store with a champion model;
-every operation is called with generated data as an admin and as a loan officer, and each
+every operation is called with generated data as an admin, a loan officer and the platform, and each
 generated enterprise or quote is also swapped for one that exists, so the checks reach the quote
 engine, replay and the profile, not only the validators.
 """
@@ -26,7 +26,7 @@ from api.keys import Role
 from tests.api_support import Service, running_service
 from tests.live_server import champion_in, private_batch_dir, serve
 
-ROLES = (Role.admin, Role.loan_officer)
+ROLES = (Role.admin, Role.loan_officer, Role.platform)  # the platform's whitelisted body must fit the schema too
 MAX_EXAMPLES = 25
 
 # The schema is read from an app built the same way as the served one (schemathesis's lazy fixture
@@ -35,10 +35,12 @@ SCHEMA_DOCUMENT = create_app().openapi()
 schema = schemathesis.openapi.from_dict(SCHEMA_DOCUMENT)
 
 # Rules JSON Schema cannot state, so schema-valid data may still be refused with 422 naming the field:
-# the credit code's check character (mod 31), a date relative to today, product codes from configuration.
+# the credit code's check character (mod 31), a date relative to today, product codes from configuration,
+# and the platform role's duty to send the enterprise's consent reference.
 CHECK_CHARACTER = ("credit_code", "check character")
 BUSINESS_RULES = {
-    ("POST", "/v1/quotes"): {CHECK_CHARACTER, ("as_of", "is in the future"), ("products", "unknown product")},
+    ("POST", "/v1/quotes"): {CHECK_CHARACTER, ("as_of", "is in the future"), ("products", "unknown product"),
+                             ("consent_ref", "must send the enterprise's consent reference")},
     ("GET", "/v1/enterprises/{credit_code}/profile"): {CHECK_CHARACTER},
 }
 
