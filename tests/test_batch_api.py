@@ -58,6 +58,7 @@ def test_a_job_runs_in_the_background_and_its_file_downloads(svc: Service, tmp_p
     job = started.json()
     assert started.headers["location"] == f"/v1/batch/precredit/{job['job_id']}"
     assert job["status"] in ("queued", "running", "succeeded") and job["requested_by"] == "test-risk_analyst"
+    assert dt.datetime.fromisoformat(job["created_at"]).tzinfo is not None
     done = _wait(svc, job["job_id"], Role.risk_approver)  # any risk role may follow it
     assert done["status"] == "succeeded", done["error"]
     assert done["progress"] == {"partitions_done": 3, "partitions_total": 3}
@@ -113,11 +114,14 @@ def test_only_risk_roles(svc: Service, role: Role) -> None:
     ({"products": []}, "products"),
     ({"reasons": -1}, "reasons"),
     ({"reasons": 11}, "reasons"),
+    ({"reasons": False}, "reasons"),
+    ({"reasons": "3"}, "reasons"),
     ({"format": "xlsx"}, "format"),
     ({"engine": "spark"}, "engine"),
     ({"partitions": 0}, "partitions"),
     ({"as_of": (dt.date.today() + dt.timedelta(days=1)).isoformat()}, "as_of"),
     ({"as_of": "2025-02-30"}, "as_of"),
+    ({"as_of": 0}, "as_of"),
     ({"scheduler": "tcp://10.0.0.1:8786"}, "scheduler"),
 ])
 def test_bad_input_is_a_field_level_problem(svc: Service, body: dict, field: str) -> None:

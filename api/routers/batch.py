@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from api import audit
 from api.batch.jobs import JobRunner, PrecreditRequest
@@ -28,9 +28,16 @@ class PrecreditBody(BaseModel):
     as_of: dt.date | None = Field(None, description="features and rates as of this date (default today); "
                                                     "not in the future")
     products: list[str] | None = Field(None, min_length=1, max_length=20, description="product codes; default all")
-    reasons: int = Field(0, ge=0, le=10, description="top-K explanations per row (0 = none, fastest)")
+    reasons: StrictInt = Field(0, ge=0, le=10, description="top-K explanations per row (0 = none, fastest)")
     format: Literal["parquet", "csv"] = "parquet"
-    partitions: int | None = Field(None, ge=1, le=10_000, description="default one per 100,000 enterprises")
+    partitions: StrictInt | None = Field(None, ge=1, le=10_000, description="default one per 100,000 enterprises")
+
+    @field_validator("as_of", mode="before")
+    @classmethod
+    def _date_text(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str | dt.date):  # 0 is not a date (pydantic would say 1970)
+            raise ValueError("as_of must be a date YYYY-MM-DD")
+        return value
 
     @field_validator("as_of")
     @classmethod
@@ -79,11 +86,16 @@ def _runner(request: Request) -> JobRunner:
     return request.app.state.batch_jobs
 
 
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands timestamps back without their zone; they were stored in UTC."""
+    return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
+
+
 def _view(row: Any) -> JobView:
     done = row.status == "succeeded"
     return JobView(
         job_id=row.job_id, kind=row.kind, status=row.status, requested_by=row.requested_by,
-        created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at,
+        created_at=_utc(row.created_at), started_at=_utc(row.started_at), finished_at=_utc(row.finished_at),
         request=json.loads(row.request_json),
         progress=JobProgress(partitions_done=row.partitions_done, partitions_total=row.partitions_total),
         result_url=f"{router.prefix}/{row.job_id}/result" if done else None,
