@@ -42,6 +42,7 @@ BUSINESS_RULES = {
     ("POST", "/v1/quotes"): {CHECK_CHARACTER, ("as_of", "is in the future"), ("products", "unknown product"),
                              ("consent_ref", "must send the enterprise's consent reference")},
     ("GET", "/v1/enterprises/{credit_code}/profile"): {CHECK_CHARACTER},
+    ("POST", "/v1/batch/precredit"): {("as_of", "is in the future"), ("products", "unknown product")},
 }
 
 

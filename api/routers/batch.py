@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api import audit
 from api.batch.jobs import JobRunner, PrecreditRequest
@@ -28,9 +28,17 @@ class PrecreditBody(BaseModel):
     as_of: dt.date | None = Field(None, description="features and rates as of this date (default today); "
                                                     "not in the future")
     products: list[str] | None = Field(None, min_length=1, max_length=20, description="product codes; default all")
-    reasons: StrictInt = Field(0, ge=0, le=10, description="top-K explanations per row (0 = none, fastest)")
+    reasons: int = Field(0, ge=0, le=10, description="top-K explanations per row (0 = none, fastest)")
     format: Literal["parquet", "csv"] = "parquet"
-    partitions: StrictInt | None = Field(None, ge=1, le=10_000, description="default one per 100,000 enterprises")
+    partitions: int | None = Field(None, ge=1, le=10_000, description="default one per 100,000 enterprises")
+
+    @field_validator("reasons", "partitions", mode="before")
+    @classmethod
+    def _whole_number(cls, value: Any) -> Any:
+        # JSON numbers only (2 and 2.0 alike); pydantic would also take true or "3"
+        if isinstance(value, bool) or not isinstance(value, int | float | None):
+            raise ValueError("must be a whole number")
+        return value
 
     @field_validator("as_of", mode="before")
     @classmethod
