@@ -150,8 +150,9 @@ def _run_local(ctx: BatchContext, features: pd.DataFrame, bounds: list[tuple[int
     try:
         pending = [pool.submit(one, i) for i in todo[:workers]]
         for nxt in todo[workers:]:
-            yield pending.pop(0).result()
-            pending.append(pool.submit(one, nxt))
+            finished = pending.pop(0).result()
+            pending.append(pool.submit(one, nxt))  # keep the window full while the caller writes output
+            yield finished
         for future in pending:
             yield future.result()
     finally:
@@ -215,39 +216,53 @@ def _uniform(table: pa.Table, schema: pa.Schema | None) -> tuple[pa.Table, pa.Sc
     return table.cast(target), target
 
 
-def assemble(work: Path, parts: int, out: Path, fmt: str, summary: Summary) -> str:
-    """Concatenate the part files in partition order into `out` (atomically); returns its sha256."""
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    writer: Any = None
-    schema = None
-    try:
-        for i in range(parts):
-            with pa.memory_map(str(_part_path(work, i))) as source:
-                table, schema = _uniform(pa.ipc.open_file(source).read_all(), schema)
-            summary.add(table)
-            if fmt == "parquet":
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, schema, compression="zstd")
-                writer.write_table(table)
-            else:
-                plain = pa.table({n: (c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c)
-                                  for n, c in zip(table.column_names, table.columns, strict=True)})
-                if writer is None:
-                    writer = pacsv.CSVWriter(tmp, plain.schema)
-                writer.write_table(plain)
-        if writer is not None:
-            writer.close()
-            writer = None
-        os.replace(tmp, out)
-    finally:
-        if writer is not None:
-            writer.close()
-        tmp.unlink(missing_ok=True)
-    digest = hashlib.sha256()
-    with out.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+class Assembler:
+    """Appends part files to the output in partition order, as soon as each next one is there (so writing
+    overlaps scoring); the output is written aside and renamed by `finish`."""
+
+    def __init__(self, work: Path, parts: int, out: Path, fmt: str, summary: Summary) -> None:
+        self.work, self.parts, self.out, self.fmt, self.summary = work, parts, out, fmt, summary
+        self.tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        self.next = 0
+        self._writer: Any = None
+        self._schema: pa.Schema | None = None
+
+    def add_ready(self, ready: set[int]) -> None:
+        while self.next < self.parts and self.next in ready:
+            self._append(self.next)
+            self.next += 1
+
+    def _append(self, i: int) -> None:
+        with pa.memory_map(str(_part_path(self.work, i))) as source:
+            table, self._schema = _uniform(pa.ipc.open_file(source).read_all(), self._schema)
+        self.summary.add(table)
+        if self.fmt == "parquet":
+            if self._writer is None:
+                self._writer = pq.ParquetWriter(self.tmp, self._schema, compression="zstd")
+            self._writer.write_table(table)
+            return
+        plain = pa.table({n: (c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c)
+                          for n, c in zip(table.column_names, table.columns, strict=True)})
+        if self._writer is None:
+            self._writer = pacsv.CSVWriter(self.tmp, plain.schema)
+        self._writer.write_table(plain)
+
+    def finish(self) -> str:
+        """Close, rename into place; the output's sha256."""
+        self.add_ready(set(range(self.parts)))
+        self._writer.close()
+        self._writer = None
+        os.replace(self.tmp, self.out)
+        digest = hashlib.sha256()
+        with self.out.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self.tmp.unlink(missing_ok=True)
 
 
 def run_precredit(ctx: BatchContext, features: pd.DataFrame, describe: dict[str, Any], options: RunOptions,
@@ -278,16 +293,20 @@ def run_precredit(ctx: BatchContext, features: pd.DataFrame, describe: dict[str,
         finished = _run_dask(ctx, features, bounds, todo, work, options.scheduler, options.workers)
     else:
         finished = _run_local(ctx, features, bounds, todo, work, options.workers)
-    computed = []
+    summary = Summary(list(ctx.plans))
+    assembler = Assembler(work, len(bounds), options.out, fmt, summary)
+    computed: list[int] = []
     try:
+        assembler.add_ready(done)
         for i in finished:
             computed.append(i)
+            assembler.add_ready(done.union(computed))
             if progress:
                 progress(len(done) + len(computed), len(bounds))
+        sha = assembler.finish()
     finally:
         finished.close()  # a stopped run releases its threads or cluster now, not when collected
-    summary = Summary(list(ctx.plans))
-    sha = assemble(work, len(bounds), options.out, fmt, summary)
+        assembler.abort()
     body = {
         "output": {"path": str(options.out), "format": fmt, "sha256": sha, "rows": summary.rows},
         "versions": describe, "reasons": ctx.reasons, "fingerprint": fp,
