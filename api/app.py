@@ -39,6 +39,7 @@ def create_app(database_url: str | None = None, models_dir: str | None = None) -
         app.state.batch_jobs.start()
         yield
         app.state.batch_jobs.stop()
+        app.state.quoting.writer.stop()
 
     app = FastAPI(title="indexloan", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)

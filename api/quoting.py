@@ -23,6 +23,7 @@ from api import audit
 from api.population import Population
 from api.snapshot import canonical_json, features_from_json, features_to_json, sha256_json
 from api.tables import config_blobs
+from api.writer import GroupWriter
 from features.store.load import load_features
 from features.store.tables import batches
 from products.catalogue import load_catalogue, parse_definition, reference_rates
@@ -179,6 +180,7 @@ class QuotingService:
         self._lock = threading.Lock()
         self._checked_at = 0.0
         self._models: Any | None = None  # training.serving.ModelCache: artifacts hashed once per model
+        self.writer = GroupWriter(engine)  # commits issued quotes, grouping concurrent ones
         self._load()
 
     def _batch_mark(self) -> int:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -158,30 +160,44 @@ def _issue(service: QuotingService, body: QuoteRequest, principal: Principal, pr
 INSERT_QUOTE = quotes.insert()  # one statement object: compiled once, values bound per quote
 
 
-def _store(service: QuotingService, issued: _Issued, principal: Principal) -> Response:
-    """Commit the quote and its audit row, then (only then) answer with it."""
+def _writes(issued: _Issued, principal: Principal) -> Callable[[sa.Connection], None]:
     values = issued.values
-    try:
-        with service.engine.begin() as conn:
-            # The quote row first: on SQLite its INSERT takes the write lock before the audit head is read.
-            conn.execute(INSERT_QUOTE, values)
-            audit.append(conn, principal.name, "quote.create", f"quote:{values['quote_id']}",
-                         {"credit_code": values["credit_code"], "role": principal.role.value,
-                          "consent_ref": values["consent_ref"], "products": issued.products,
-                          "model_version": issued.versions.model_version,
-                          "source_as_of": issued.snapshot["source_as_of"]})
-    except sa.exc.IntegrityError:
+
+    def write(conn: sa.Connection) -> None:
+        # The quote row first: on SQLite its INSERT takes the write lock before the audit head is read.
+        conn.execute(INSERT_QUOTE, values)
+        audit.append(conn, principal.name, "quote.create", f"quote:{values['quote_id']}",
+                     {"credit_code": values["credit_code"], "role": principal.role.value,
+                      "consent_ref": values["consent_ref"], "products": issued.products,
+                      "model_version": issued.versions.model_version,
+                      "source_as_of": issued.snapshot["source_as_of"]})
+
+    return write
+
+
+def _answer(service: QuotingService, issued: _Issued, principal: Principal, error: BaseException | None) -> Response:
+    """The response once the quote's transaction has ended: the quote, or why it was not issued."""
+    values = issued.values
+    if isinstance(error, sa.exc.IntegrityError):
         # A concurrent retry with the same Idempotency-Key won the race: answer with its result.
         key = values["idempotency_key"]
         previous = _lookup(service, principal, key) if key else None
         if previous is None:
-            raise
+            raise error
         return _replayed(previous, values["request_json"], principal, service)
-    except sa.exc.SQLAlchemyError as error:
+    if isinstance(error, sa.exc.SQLAlchemyError):
         raise ProblemError(503, "the quote could not be stored, so it was not issued; retry later") from error
+    if error is not None:
+        raise error
     for q in issued.full["quotes"]:
         QUOTES.labels(q["product"], "true" if q["eligible"] else "false").inc()
     return _json_response(issued.sent, values["quote_id"])
+
+
+def _store(service: QuotingService, issued: _Issued, principal: Principal) -> Response:
+    """Commit the quote and its audit row (grouped with concurrent quotes), then answer with it."""
+    future = service.writer.submit(_writes(issued, principal))
+    return _answer(service, issued, principal, future.exception())
 
 
 def _lookup(service: QuotingService, principal: Principal, idempotency_key: str) -> sa.Row | None:
@@ -211,7 +227,8 @@ def create_quote(body: QuoteRequest, request: Request, principal: Principal = De
 
 async def create_quote_async(body: QuoteRequest, request: Request, principal: Principal = Depends(QuoteCreators),
                              idempotency_key: IdempotencyKey = None) -> Response:
-    """Async route: the computation runs on the event loop, database reads and the commit in a thread."""
+    """Async route: the computation runs on the event loop, database reads in a thread, the commit in the
+    writer thread (awaited without a thread of its own)."""
     service = _service(request)
     products, as_of = _check_request(body, principal, service)
     request_json = canonical_json(body.model_dump(mode="json"))
@@ -220,7 +237,12 @@ async def create_quote_async(body: QuoteRequest, request: Request, principal: Pr
         if previous is not None:
             return _replayed(previous, request_json, principal, service)
     issued = _issue(service, body, principal, products, as_of, request_json, idempotency_key)
-    return await anyio.to_thread.run_sync(_store, service, issued, principal)
+    future = service.writer.submit(_writes(issued, principal))
+    try:
+        await asyncio.wrap_future(future)  # the writer thread commits; the event loop serves others meanwhile
+    except Exception as error:  # noqa: BLE001 - turned into the response below
+        return await anyio.to_thread.run_sync(_answer, service, issued, principal, error)
+    return _answer(service, issued, principal, None)
 
 
 # Which route serves POST /v1/quotes; INDEXLOAN_QUOTE_MODE=thread|async overrides it (for bench/http.py).

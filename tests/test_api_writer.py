@@ -1,0 +1,58 @@
+"""Group commit of quotes: concurrent quotes share transactions, yet each request gets its own outcome
+and a failure leaves nothing of that quote written (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from api import audit
+from api.keys import Role, create_key
+from api.tables import audit_log, quotes
+from api.writer import GroupWriter
+from features.store.db import migrate
+from tests.conftest import BACKENDS, fresh_database
+
+
+def _row(key_id: int, quote_id: str) -> dict:
+    now = dt.datetime.now(dt.UTC)
+    return dict(quote_id=quote_id, credit_code="91330302000000000G", as_of=dt.date.today(), created_at=now,
+                expires_at=now, api_key_id=key_id, role="loan_officer", consent_ref=None, idempotency_key=None,
+                request_json="{}", snapshot_json="{}", response_json="{}", response_sha256="0" * 64)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_concurrent_quotes_commit_with_their_own_outcomes(backend: str, tmp_path: Path) -> None:
+    with fresh_database(backend, tmp_path) as url:
+        engine = migrate(url)
+        create_key(engine, Role.loan_officer, "writer-test")
+        with engine.connect() as conn:
+            key_id = conn.execute(sa.text("SELECT id FROM api_keys")).scalar_one()
+        writer = GroupWriter(engine)
+        ids = [str(uuid.uuid4()) for _ in range(60)]
+        duplicate = ids[7]  # quote 40 reuses quote 7's id: it alone must fail
+
+        def write_for(quote_id: str):  # noqa: ANN202
+            def write(conn: sa.Connection) -> None:
+                conn.execute(quotes.insert(), _row(key_id, quote_id))
+                audit.append(conn, "writer-test", "quote.create", f"quote:{quote_id}")
+            return write
+
+        plan = ids[:40] + [duplicate] + ids[40:]
+        with ThreadPoolExecutor(16) as pool:
+            futures = list(pool.map(lambda q: writer.submit(write_for(q)), plan))
+        errors = [f.exception(timeout=30) for f in futures]
+        writer.stop()
+        failed = [i for i, e in enumerate(errors) if e is not None]
+        assert failed in ([7], [40]) and isinstance(errors[failed[0]], sa.exc.IntegrityError)
+        with engine.connect() as conn:
+            assert set(conn.execute(sa.select(quotes.c.quote_id)).scalars()) == set(ids)
+            subjects = conn.execute(sa.select(audit_log.c.subject).where(audit_log.c.action == "quote.create")
+                                    ).scalars().all()
+            assert sorted(subjects) == sorted(f"quote:{q}" for q in ids)  # no audit row for the failed one
+            assert audit.verify(conn).ok
