@@ -22,6 +22,7 @@ from training.pipeline import train_pipeline
 from training.serving import RiskModel
 
 AS_OF = dt.date(2025, 12, 31)
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def test_best_iteration_is_what_early_stopping_keeps() -> None:
 def test_dask_training_keeps_constraints_calibration_and_report(dataset, tmp_path: Path) -> None:  # noqa: ANN001
     from dask.distributed import LocalCluster
 
-    cfg = dataclasses.replace(load_config(), validation="holdout", num_boost_round=300)
+    cfg = dataclasses.replace(load_config(), validation="holdout", num_boost_round=200)
     local = train_pipeline(dataset, cfg, tmp_path / "local", operator="test", write_report=False)
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                            dashboard_address=None)
@@ -55,7 +56,7 @@ def test_dask_training_keeps_constraints_calibration_and_report(dataset, tmp_pat
         cluster.close()
     meta = json.loads((tmp_path / "dask" / "metadata.json").read_text(encoding="utf-8"))
     assert meta["training"]["engine"] == "dask" and meta["validation"]["mode"] == "holdout"
-    assert meta["num_trees"] == meta["best_iteration"] <= meta["iterations_run"] == 300
+    assert meta["num_trees"] == meta["best_iteration"] <= meta["iterations_run"] == 200
     assert meta["monotone"] == json.loads((tmp_path / "local" / "metadata.json").read_text())["monotone"]
     assert (tmp_path / "dask" / "report.html").stat().st_size > 10_000
     assert result.metrics["oot"]["auc"] > 0.6
@@ -93,7 +94,10 @@ def test_cli_train_with_the_dask_engine(dataset, tmp_path: Path) -> None:  # noq
     bad = runner.invoke(app, ["train", "--data", str(path), "--target", "defaulted", "--out", str(tmp_path / "m"),
                               "--engine", "spark"])
     assert bad.exit_code == 2 and "--engine must be local or dask" in bad.output
+    config = tmp_path / "model.yaml"  # fewer rounds: Dask training grows all of them
+    config.write_text((REPO / "training" / "model.yaml").read_text(encoding="utf-8")
+                      .replace("num_boost_round: 1000", "num_boost_round: 150"), encoding="utf-8")
     good = runner.invoke(app, ["train", "--data", str(path), "--target", "defaulted", "--date-col", "loan_date",
-                               "--out", str(tmp_path / "m"), "--engine", "dask", "--json"])
+                               "--out", str(tmp_path / "m"), "--engine", "dask", "--config", str(config), "--json"])
     assert good.exit_code == 0, good.output
     assert json.loads((tmp_path / "m" / "metadata.json").read_text())["training"]["engine"] == "dask"
