@@ -178,3 +178,24 @@ def test_a_job_cut_short_by_a_restart_resumes_from_its_partitions(svc: Service, 
         again.stop()
     summary = json.loads(again.get(job_id).summary_json)
     assert summary["run"]["reused_partitions"] >= finished and summary["enterprises"] == len(svc.codes)
+
+
+def test_a_job_runs_once_even_with_two_service_processes(svc: Service, tmp_path: Path) -> None:
+    from api.batch.jobs import JobRunner, PrecreditRequest
+
+    first, second = JobRunner(svc.engine, batch_dir=tmp_path), JobRunner(svc.engine, batch_dir=tmp_path)
+    job_id = first.submit(PrecreditRequest(dt.date.today(), ["per_mu"], 0, "parquet", "local", 2), 1, "test")
+    second.start()  # finds the queued job and runs it
+    deadline = time.monotonic() + 120
+    try:
+        while second.get(job_id).status != "succeeded":
+            assert time.monotonic() < deadline and second.get(job_id).status != "failed"
+            time.sleep(0.05)
+    finally:
+        second.stop()
+    first._run(job_id)  # the other process gets to it late: the claim fails, nothing runs twice
+    with svc.engine.connect() as conn:
+        finishes = conn.execute(sa.select(sa.func.count()).select_from(audit.audit_log).where(
+            audit.audit_log.c.subject == f"batch:{job_id}", audit.audit_log.c.action == "batch.precredit.finish")
+        ).scalar_one()
+    assert finishes == 1 and first.get(job_id).status == "succeeded"

@@ -133,11 +133,15 @@ class JobRunner:
             conn.execute(batch_jobs.update().where(batch_jobs.c.job_id == job_id).values(**values))
 
     def _run(self, job_id: str) -> None:
+        # claim the job atomically: with several service processes, only one runs it
+        with self.engine.begin() as conn:
+            claimed = conn.execute(batch_jobs.update().where(batch_jobs.c.job_id == job_id,
+                                                             batch_jobs.c.status == "queued")
+                                   .values(status="running", started_at=_now(), error=None)).rowcount
         row = self.get(job_id)
-        if row is None or row.status != "queued":
+        if claimed != 1 or row is None:
             return
         request = PrecreditRequest.from_json(json.loads(row.request_json))
-        self._set(job_id, status="running", started_at=_now(), error=None)
         last = [0.0]
 
         def progress(done: int, total: int) -> None:
