@@ -87,6 +87,8 @@ class RowEncoder:
             kind = _kind(series)
             if kind in ("f", "b"):  # read as float64 with NaN for missing: one C-level read per value
                 array: Any = series.to_numpy(dtype=np.float64, na_value=np.nan)
+            elif kind == "s":  # Arrow-backed text: indexing an object array is ~10x cheaper per value
+                array = series.to_numpy(dtype=object)
             else:
                 array = series.array
             self._columns.append((c, kind, array))

@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,10 +16,11 @@ from typing import Annotated, Any
 import anyio
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api import audit
-from api.deps import ALL_ROLES, CREDIT_CODE_SCHEMA, require
+from api.deps import ALL_ROLES, CREDIT_CODE_SCHEMA, bearer, get_principal, require
 from api.diff import differences
 from api.errors import ProblemError
 from api.keys import Principal, Role
@@ -225,7 +227,17 @@ def create_quote(body: QuoteRequest, request: Request, principal: Principal = De
     return _store(service, issued, principal)
 
 
-async def create_quote_async(body: QuoteRequest, request: Request, principal: Principal = Depends(QuoteCreators),
+async def _any_role(request: Request,
+                   credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
+    """`require(*ALL_ROLES)` without a threadpool hop when the key is in api.deps' per-process cache."""
+    if credentials is not None:
+        cached = request.app.state.key_cache.get(credentials.credentials)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+    return await anyio.to_thread.run_sync(get_principal, request, credentials)
+
+
+async def create_quote_async(body: QuoteRequest, request: Request, principal: Principal = Depends(_any_role),
                              idempotency_key: IdempotencyKey = None) -> Response:
     """Async route: the computation runs on the event loop, database reads in a thread, the commit in the
     writer thread (awaited without a thread of its own)."""
