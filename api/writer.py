@@ -10,9 +10,11 @@ idempotency clash for one request does not fail the others).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 
 import sqlalchemy as sa
@@ -28,6 +30,24 @@ class GroupWriter:
         self._queue: queue.SimpleQueue[tuple[Write, Future[None]] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        url = engine.url
+        on_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+        self._lock_path = f"{url.database}.writer-lock" if on_file else None
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        """On a SQLite file, the writers of several worker processes take turns through a file lock: the
+        kernel wakes the next one as soon as the lock is free, where SQLite's busy handler would poll
+        with sleeps of up to 100 ms (p99 over a second at 2 workers x 32 connections)."""
+        if self._lock_path is None:
+            yield
+            return
+        with open(self._lock_path, "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def submit(self, write: Write) -> Future[None]:
         """Queue one quote's writes; the future completes once they are committed (or failed)."""
@@ -65,7 +85,7 @@ class GroupWriter:
 
     def _commit(self, group: list[tuple[Write, Future[None]]]) -> None:
         try:
-            with self.engine.begin() as conn:
+            with self._turn(), self.engine.begin() as conn:
                 for write, _ in group:
                     write(conn)
         except Exception as error:  # noqa: BLE001 - handed to the waiting requests
