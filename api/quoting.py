@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -51,6 +52,11 @@ class Versions:
         return None if self.model is None else self.model.model_version
 
     def describe(self) -> dict[str, Any]:
+        """The versions as a quote's snapshot records them (built once; read-only for callers)."""
+        return self._described
+
+    @cached_property
+    def _described(self) -> dict[str, Any]:
         return {
             "products": {c: {"version": p.version, "sha256": self.definition_sha[c],
                              "cut_cents": [int(x) for x in p.cut_cents], "cuts_calibrated": bool(p.cuts_calibrated)}
