@@ -258,11 +258,14 @@ async def create_quote_async(body: QuoteRequest, request: Request, principal: Pr
 
 
 # Which route serves POST /v1/quotes; INDEXLOAN_QUOTE_MODE=thread|async overrides it (for bench/http.py).
-# Async is the default: bench/http.py at 03:52 UTC (20,000 enterprises, 6 s a cell, load average 3-5 from
-# other work on the 2 cores), quotes/s thread vs async: 1 worker 1 conn 200 vs 254 (p50 3.9 vs 3.5 ms),
-# 1 worker 32 conns 263 vs 285, 2 workers 1 conn 202 vs 234, 2 workers 32 conns 259 vs 255 (p99 869 vs
-# 517 ms); an earlier run at 03:41: 2 workers 32 conns 254 vs 312 quotes/s. Server CPU per quote 3.4-4.3 ms
-# either way; async saves the threadpool hops (dependencies, endpoint) and awaits the group commit.
+# Async is the default. bench/http.py at 04:04-04:07 UTC (20,000 enterprises, 8 s a cell, load average
+# 1.4-2.3), threadpool route vs async route, quotes/s (p50 / p99 ms; server CPU ms per quote):
+#   1 worker,  1 conn:   143 (6.5 / 21; 6.5)   vs 400 (2.2 / 6.0; 2.3)
+#   1 worker, 32 conns:  188 (150 / 349; 5.3)  vs 311 (86 / 239; 3.2)
+#   2 workers, 1 conn:   158 (6.1 / 12; 5.9)   vs 314 (2.9 / 7.0; 3.0)
+#   2 workers, 32 conns: 272 (99 / 298; 5.2)   vs 563 (45 / 194; 2.7)
+# The async route has no threadpool hops for its dependencies and endpoint, and awaits the writer
+# thread's group commit instead of blocking a pool thread on it.
 QUOTE_MODE = os.environ.get("INDEXLOAN_QUOTE_MODE", "async")
 router.post("", **CREATE)(create_quote_async if QUOTE_MODE == "async" else create_quote)
 
