@@ -18,6 +18,7 @@ TAX_GRADE_RANK = {"D": 0, "C": 1, "M": 2, "B": 3, "A": 4}
 PER_MU_CLASS_RANK = {"D": 0, "C": 1, "B": 2, "A": 3, "A+": 4}
 LEVEL_RANK = {"none": 0, "city": 1, "provincial": 2, "national": 3}
 PRODUCTION_STATES = ("stopped", "reduced", "stable", "increased")
+INDUSTRY_SECTIONS = tuple("ABCDEFGHIJKLMNOPQRST")  # GB/T 4754-2017 sections A to T
 PRODUCTION_STATE_RANK = {s: i for i, s in enumerate(PRODUCTION_STATES)}
 
 # Expected sales growth used in the working-capital need is last year's growth kept in this band.
@@ -138,6 +139,11 @@ def derive(f: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
     )
     out["interest_coverage"] = ratio(_col(f, "financials.net_profit_cny") + interest, interest)
     out["roa"] = ratio(_col(f, "financials.net_profit_cny"), assets)
+    # GB/T 4754 section letter: derived here (not in training only) so that quotes and batches feed the
+    # risk model the same input it was trained on
+    code = f.get("registry.industry_code")
+    out["industry_section"] = (code.astype("str").str[0].where(code.notna()) if code is not None
+                               else pd.Series(pd.NA, index=f.index, dtype="str"))
 
     insured_now = _col(f, "social_security.insured_employees_m01")
     out["insured_employees"] = insured_now
@@ -158,6 +164,7 @@ DERIVED_FEATURES = (
     "value_added_per_tce_cny", "value_added_per_t_emission_cny", "rd_ratio", "sales_growth_1y",
     "sales_growth", "vat_paid_3y_cny", "rd_deduction_ratio", "tax_credit_grade_rank", "per_mu_class_rank",
     "specialized_level_rank", "rd_platform_level_rank", "wc_turnover", "wc_need_cny", "wc_gap_cny",
-    "sales_margin", "debt_ratio", "current_ratio", "interest_coverage", "roa", "insured_employees",
+    "sales_margin", "debt_ratio", "current_ratio", "interest_coverage", "roa", "industry_section",
+    "insured_employees",
     "employees_growth_12m", "production_state", "electricity_yoy", "production_state_rank",
 )

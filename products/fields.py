@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Literal
 
-from features.derive import DERIVED_FEATURES, PRODUCTION_STATES
+from features.derive import DERIVED_FEATURES, INDUSTRY_SECTIONS, PRODUCTION_STATES
 from features.sources import GOVERNMENT_SOURCES, SOURCES
 
 FeatureKind = Literal["number", "bool", "enum"]
@@ -50,13 +50,15 @@ DERIVED_SOURCES: dict[str, tuple[str, ...]] = {
     "current_ratio": ("financials",),
     "interest_coverage": ("financials",),
     "roa": ("financials",),
+    "industry_section": ("registry",),
     "insured_employees": ("social_security",),
     "employees_growth_12m": ("social_security",),
     "production_state": ("electricity",),
     "electricity_yoy": ("electricity",),
     "production_state_rank": ("electricity",),
 }
-DERIVED_ENUMS: dict[str, tuple[str, ...]] = {"production_state": PRODUCTION_STATES}
+DERIVED_ENUMS: dict[str, tuple[str, ...]] = {"production_state": PRODUCTION_STATES,
+                                              "industry_section": INDUSTRY_SECTIONS}
 
 
 @cache

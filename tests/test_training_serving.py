@@ -120,3 +120,15 @@ def test_metadata_changed_after_registration_is_refused(model_dir: Path, tmp_pat
     (copy / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(ArtifactIntegrityError, match="metadata.json failed its integrity check"):
         RiskModel.from_dir(copy, expected=recorded, model_version=model.model_version)
+
+
+def test_serving_features_feed_every_model_input_that_training_saw(model_dir: Path, features: pd.DataFrame) -> None:
+    """No train/serve skew: an input that training filled must not be always missing at quote time
+    (industry_section once existed only in the training dataset, so quotes fed it as missing)."""
+    model = RiskModel.from_dir(model_dir)
+    X = model.encode(features)
+    never_served = [name for j, name in enumerate(model.feature_names) if np.isnan(X[:, j]).all()]
+    assert never_served == []
+    assert "industry_section" in model.feature_names
+    sections = features["registry.industry_code"].str[0]
+    assert (features["industry_section"] == sections).all()

@@ -229,10 +229,7 @@ def loan_features(frames: dict[str, pd.DataFrame], loans: pd.DataFrame) -> pd.Da
         feats = feats.loc[group["credit_code"].to_numpy()]
         feats.index = group.index
         parts.append(feats)
-    out = pd.concat(parts).loc[loans.index]
-    code = out.get("registry.industry_code")
-    out["industry_section"] = code.str[0] if code is not None else pd.Series(pd.NA, index=out.index, dtype="str")
-    return out
+    return pd.concat(parts).loc[loans.index]
 
 
 def from_source_frames(frames: dict[str, pd.DataFrame], config: TrainConfig, as_of: dt.date | None = None,
