@@ -2,7 +2,7 @@
 
 Each row's hash covers its own fields and the previous row's hash; a head record holds the newest
 hash. Editing, deleting or reordering any row, or dropping rows at the end, breaks verification.
-Appends are serialised (a PostgreSQL advisory lock; SQLite serialises writers itself).
+Appends are serialised (a PostgreSQL advisory lock; on SQLite the write lock is taken before the head is read).
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ def append(conn: sa.Connection, actor: str, action: str, subject: str, detail: d
     """Append one audit row inside the caller's transaction; returns its sequence number."""
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_ID})
+    elif conn.dialect.name == "sqlite":
+        # pysqlite opens the write transaction at the first write, not at a read: a no-op write first,
+        # so that no other writer can read the same head between our read and our insert
+        conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=audit_head.c.seq))
     head = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).first()
     prev_seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS)
     seq = prev_seq + 1
