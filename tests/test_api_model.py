@@ -100,3 +100,22 @@ def test_blocks_of_any_size_give_the_same_quotes(svc: Service, monkeypatch: pyte
                                      population.risk(block, i, RISK_FACTORS), products, None))
         assert quotes[0] == quotes[1], position
     assert len(small._blocks) == 3
+
+
+def test_threadpool_route_issues_the_same_stored_quote_as_the_async_route(svc: Service) -> None:
+    """INDEXLOAN_QUOTE_MODE=thread serves POST /v1/quotes with `create_quote` (kept for bench/http.py's
+    comparison): mounted beside the default route, it must issue and store the same quote."""
+    from api.routers import quotes
+
+    svc.client.app.post("/test/threadpool-quotes", status_code=201)(quotes.create_quote)
+    request = {"credit_code": svc.codes[5], "requested_amount_cny": 1_000_000}
+    headers = svc.headers(Role.loan_officer)
+    by_async = svc.client.post("/v1/quotes", json=request, headers=headers)
+    by_thread = svc.client.post("/test/threadpool-quotes", json=request, headers=headers)
+    assert by_async.status_code == by_thread.status_code == 201, by_thread.text
+    issued = {k: v for k, v in by_thread.json().items() if k not in ("quote_id", "created_at", "expires_at")}
+    assert issued == {k: v for k, v in by_async.json().items() if k not in ("quote_id", "created_at", "expires_at")}
+    quote_id = by_thread.json()["quote_id"]
+    assert svc.client.get(f"/v1/quotes/{quote_id}", headers=headers).json() == by_thread.json()
+    replay = svc.client.get(f"/v1/quotes/{quote_id}/replay", headers=svc.headers(Role.risk_analyst)).json()
+    assert replay["identical"], replay["differences"]
