@@ -18,6 +18,7 @@ from api.tables import audit_head, audit_log
 
 GENESIS = "0" * 64
 _LOCK_ID = 545_424  # advisory lock key for audit appends
+_SQLITE_TAKE_WRITE_LOCK = f"UPDATE {audit_head.name} SET seq = seq WHERE id = 1"
 
 
 def _canonical(detail: dict) -> str:
@@ -36,7 +37,7 @@ def append(conn: sa.Connection, actor: str, action: str, subject: str, detail: d
     elif conn.dialect.name == "sqlite":
         # pysqlite opens the write transaction at the first write, not at a read: a no-op write first,
         # so that no other writer can read the same head between our read and our insert
-        conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=audit_head.c.seq))
+        conn.exec_driver_sql(_SQLITE_TAKE_WRITE_LOCK)  # plain SQL: nothing to compile on the quote path
     head = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).first()
     prev_seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS)
     seq = prev_seq + 1
