@@ -26,6 +26,7 @@ from features.synthetic import generate_region
 from products.catalogue import load_catalogue, reference_rates
 from training.config import load_config
 from training.datasets import from_source_frames
+from training.encoding import SMALL_FRAME_ROWS
 from training.pipeline import train_pipeline
 from training.serving import RiskModel
 
@@ -251,15 +252,15 @@ def test_cli_run_with_products_subset(region: Region, tmp_path: Path, monkeypatc
     assert "per_mu" in result.output and (tmp_path / "w.summary.json").exists()
 
 
-def test_batch_encoding_equals_the_models_own(region: Region) -> None:
-    from api.batch.score import encode_inputs
-
+def test_whole_frame_encoding_equals_one_row_at_a_time(region: Region) -> None:
+    """FeatureSpec.encode converts a batch column by column and a quote's row as one block: same numbers."""
     frame = region.features.copy()
     frame["registry.registered_capital_cny"] = frame["registry.registered_capital_cny"].astype(object)
     frame.iloc[:3, frame.columns.get_loc("registry.registered_capital_cny")] = "n/a"  # text in a numeric column
     frame = frame.drop(columns=["tax.vat_paid_cny_y1"], errors="ignore")  # an absent column
-    expected = region.model.encode(frame)
-    assert np.array_equal(encode_inputs(region.model.spec, frame), expected, equal_nan=True)
+    expected = np.vstack([region.model.encode(frame.iloc[[i]]) for i in range(len(frame))])
+    assert len(frame) > SMALL_FRAME_ROWS
+    assert np.array_equal(region.model.encode(frame), expected, equal_nan=True)
     assert np.isnan(expected[:3, region.model.spec.names.index("registry.registered_capital_cny")]).all()
 
 

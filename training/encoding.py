@@ -25,6 +25,13 @@ def _category_key(value: object) -> str | None:
     return str(value)
 
 
+def _as_float(column: pd.Series) -> np.ndarray:
+    try:
+        return column.to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):  # text in a numeric column: unreadable -> NaN
+        return pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
     names: tuple[str, ...]
@@ -60,17 +67,20 @@ class FeatureSpec:
 
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
         """float64 matrix [rows, features] in model order; absent columns are all-missing."""
-        out = np.full((len(frame), len(self.names)), np.nan, dtype=np.float64)
+        # column-major: filled a column at a time, and LightGBM's predict reads it as is
+        out = np.full((len(frame), len(self.names)), np.nan, dtype=np.float64, order="F")
         numeric, categorical = self._positions(frame.columns)
         present = numeric >= 0
-        if present.any():
+        if present.any() and len(frame) > SMALL_FRAME_ROWS:
+            # a column at a time: converting a block of mixed nullable dtypes at once is ~8x slower
+            for pos, k in zip(self._numeric_pos[present], numeric[present], strict=True):
+                out[:, pos] = _as_float(frame.iloc[:, k])
+        elif present.any():  # a quote: one conversion of the whole (tiny) block has the least overhead
             block = frame.take(numeric[present], axis=1)
             try:
                 values = block.to_numpy(dtype=np.float64, na_value=np.nan)
-            except (TypeError, ValueError):  # text in a numeric column: coerce per column, unreadable -> NaN
-                values = np.column_stack([pd.to_numeric(block.iloc[:, k], errors="coerce")
-                                          .to_numpy(dtype=np.float64, na_value=np.nan)
-                                          for k in range(block.shape[1])])
+            except (TypeError, ValueError):  # text in a numeric column: per column
+                values = np.column_stack([_as_float(block.iloc[:, k]) for k in range(block.shape[1])])
             out[:, self._numeric_pos[present]] = values
         if (categorical >= 0).any():
             self._encode_categories(frame, categorical, out)

@@ -48,40 +48,15 @@ def _tier(result: Any) -> pd.Categorical:
     return pd.Categorical.from_codes(seg * len(grades) + result.grade, categories=pd.Index(labels, dtype=object))
 
 
-def encode_inputs(spec: Any, frame: pd.DataFrame) -> np.ndarray:
-    """The model's input matrix, equal to `FeatureSpec.encode` (a test holds them equal), built one column
-    at a time into column-major memory, which LightGBM reads as is: 8x faster than converting the
-    frame's mixed nullable dtypes in one block on 200,000 firms."""
-    out = np.empty((len(frame), len(spec.names)), dtype=np.float64, order="F")
-    columns = frame.columns
-    for j, name in enumerate(spec.names):
-        if name not in columns:
-            out[:, j] = np.nan
-            continue
-        s = frame[name]
-        if name in spec.categories:
-            if not (pd.api.types.is_string_dtype(s) and not pd.api.types.is_object_dtype(s)):
-                s = s.astype("str")  # numbers or mixed objects: spelled as in the vocabulary
-            codes = pd.Categorical(s, categories=list(spec.categories[name])).codes
-            out[:, j] = np.where(codes < 0, np.nan, codes)
-            continue
-        try:
-            out[:, j] = s.to_numpy(dtype=np.float64, na_value=np.nan)
-        except (TypeError, ValueError):  # text in a numeric column: unreadable -> missing
-            out[:, j] = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    return out
-
-
 def score_partition(ctx: BatchContext, features: pd.DataFrame) -> pd.DataFrame:
     """Decisions for every enterprise (row) of `features` on every product of `ctx`, in row order."""
     n = len(features)
     pd_values = None
     X = contrib = None
     if ctx.model is not None and n:
-        X = encode_inputs(ctx.model.spec, features)
+        X = ctx.model.encode(features)
         pd_values = ctx.model.predict(X)
         if ctx.reasons > 0:
-            X = np.ascontiguousarray(X)  # TreeSHAP walks rows: ~13% faster on row-major input
             contrib = ctx.model.contributions(X)
     results = evaluate_all(ctx.plans, features, pd_values=pd_values) if n else {}
     out: dict[str, Any] = {
