@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import gc
 import os
 import resource
@@ -35,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from api.batch.inputs import build_context  # noqa: E402
 from api.batch.run import RunOptions, run_precredit  # noqa: E402
+from bench.quote import AS_OF, features_frame  # noqa: E402  (the same region setup as the engine benchmark)
 
-AS_OF = dt.date(2025, 12, 31)
 MODEL_FIRMS = 20_000
 
 
@@ -87,18 +86,6 @@ def train_model(directory: Path):  # type: ignore[no-untyped-def]
     return RiskModel.from_dir(directory)
 
 
-def features_frame(firms: int, seed: int):  # type: ignore[no-untyped-def]
-    from features.assemble import point_in_time
-    from features.synthetic import generate_region
-
-    frames = generate_region(firms, seed, AS_OF)
-    frames.pop("loan_outcomes", None)
-    features = point_in_time(frames, AS_OF)
-    del frames
-    gc.collect()
-    return features
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--firms", type=int, default=1_000_000)
@@ -115,7 +102,7 @@ def main() -> None:
     model = train_model(work / "model")
     t_model = time.perf_counter() - t0
     t0 = time.perf_counter()
-    features = features_frame(args.firms, args.seed)
+    features = features_frame(args.firms, args.seed, "synthetic")
     t_feat = time.perf_counter() - t0
     n = len(features)
     print(f"setup: model ({model.booster.num_trees()} trees, {len(model.feature_names)} features) in {t_model:.1f} s; "
