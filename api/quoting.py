@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from api import audit
 from api.population import Population
-from api.snapshot import canonical_json, features_from_json, features_to_json, sha256_json
+from api.snapshot import RowEncoder, canonical_json, features_from_json, sha256_json
 from api.tables import config_blobs
 from api.writer import GroupWriter
 from features.store.load import load_features
@@ -279,11 +279,11 @@ class QuotingService:
         position = population.positions.get(credit_code)
         return population.frame.iloc[[position] if position is not None else []], versions
 
-    def snapshot(self, row: pd.DataFrame, as_of: dt.date, versions: Versions) -> dict[str, Any]:
-        provenance = {c[:-6]: row[c].iloc[0].date().isoformat() for c in row.columns
-                      if c.endswith(".as_of") and pd.notna(row[c].iloc[0])}
+    @staticmethod
+    def snapshot(encoder: RowEncoder, i: int, as_of: dt.date, versions: Versions) -> dict[str, Any]:
+        """What a replay needs of row `i`: feature values, each source's as-of date, the versions."""
         return {"format": 1, "as_of": as_of.isoformat(), "versions": versions.describe(),
-                "source_as_of": provenance, "features": features_to_json(row, versions.columns)}
+                "source_as_of": encoder.provenance(i), "features": encoder.features(i)}
 
     def quote(self, credit_code: str, as_of: dt.date, products: list[str], requested_amount: float | None
               ) -> tuple[dict[str, Any], dict[str, Any], Versions] | None:
@@ -295,17 +295,14 @@ class QuotingService:
             if row.empty:
                 return None
             body = compute_quotes(versions, row, products, requested_amount)
-            return body, self.snapshot(row, as_of, versions), versions
+            return body, self.snapshot(RowEncoder(row, versions.columns), 0, as_of, versions), versions
         position = population.positions.get(credit_code)
         if position is None:
             return None
         block, i = population.block(position)
         risk = population.risk(block, i, RISK_FACTORS)
         body = quote_body(versions, block.results, i, risk, products, requested_amount)
-        snapshot = {"format": 1, "as_of": as_of.isoformat(), "versions": versions.describe(),
-                    "source_as_of": population.encoder.provenance(position),
-                    "features": population.encoder.features(position)}
-        return body, snapshot, versions
+        return body, self.snapshot(population.encoder, position, as_of, versions), versions
 
     def versions_from_snapshot(self, snapshot: dict[str, Any]) -> Versions:
         """Rebuild the exact versions a stored quote used (definitions by content hash, cut-offs, model)."""

@@ -62,22 +62,10 @@ def _value(kind: str, v: Any) -> Any:
     return str(v)
 
 
-def features_to_json(row: pd.DataFrame, columns: list[str]) -> dict[str, Any]:
-    """{column: [kind, value]} for one enterprise's features (columns absent from the frame are skipped)."""
-    present = [c for c in columns if c in row.columns]
-    sub = row[present]
-    kinds = [_KIND_BY_DTYPE.get(dtype) or _KIND_BY_DTYPE.setdefault(dtype, _kind(sub[c]))
-             for c, dtype in zip(present, sub.dtypes, strict=True)]
-    values = sub.iloc[0].tolist()
-    return {c: [k, _value(k, v)] for c, k, v in zip(present, kinds, values, strict=True)}
-
-
-_KIND_BY_DTYPE: dict[Any, str] = {}
-
-
 class RowEncoder:
-    """`features_to_json` and source provenance for any row of a whole frame, without pandas per-row
-    work: each column is taken once as an array, so encoding a row is one array read per column."""
+    """A quote's snapshot of one row of a frame: {column: [kind, value]} for its features and each source's
+    as-of date. Each column is taken once as an array, so encoding a row of the whole population is one
+    array read per column; a one-row frame (a quote for another date) goes through the same code."""
 
     def __init__(self, frame: pd.DataFrame, columns: list[str]) -> None:
         present = [c for c in columns if c in frame.columns]
@@ -117,7 +105,7 @@ class RowEncoder:
 
 
 def features_from_json(credit_code: str, data: dict[str, Any]) -> pd.DataFrame:
-    """The one-row features frame back from `features_to_json`."""
+    """The one-row features frame back from `RowEncoder.features`."""
     columns: dict[str, pd.Series] = {}
     index = pd.Index([credit_code], name="credit_code")
     for column, (kind, value) in data.items():
