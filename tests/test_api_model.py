@@ -56,7 +56,7 @@ def test_every_enterprise_quotes_as_the_one_row_path_and_replays_from_its_snapsh
     import json
 
     from api.quoting import compute_quotes
-    from api.snapshot import fast_json, features_from_json
+    from api.snapshot import RowEncoder, fast_json, features_from_json
 
     service = svc.client.app.state.quoting
     today = dt.date.today()
@@ -67,7 +67,7 @@ def test_every_enterprise_quotes_as_the_one_row_path_and_replays_from_its_snapsh
         fast, snapshot, versions = service.quote(code, today, products, 2_000_000.0)
         row = population.frame.iloc[[position]]
         assert fast == compute_quotes(versions, row, products, 2_000_000.0), code
-        assert snapshot == service.snapshot(row, today, versions), code
+        assert snapshot == service.snapshot(RowEncoder(row, versions.columns), 0, today, versions), code
         replayed = features_from_json(code, json.loads(fast_json(snapshot))["features"])
         assert compute_quotes(versions, replayed, products, 2_000_000.0) == fast, code
         assert json.loads(fast_json(fast)) == json.loads(json.dumps(fast, allow_nan=False)), code
@@ -119,3 +119,21 @@ def test_threadpool_route_issues_the_same_stored_quote_as_the_async_route(svc: S
     assert svc.client.get(f"/v1/quotes/{quote_id}", headers=headers).json() == by_thread.json()
     replay = svc.client.get(f"/v1/quotes/{quote_id}/replay", headers=svc.headers(Role.risk_analyst)).json()
     assert replay["identical"], replay["differences"]
+
+
+def test_a_quote_for_an_earlier_date_reads_the_store_and_replays(svc: Service) -> None:
+    """Not today: features are read from the store as of that date (off the event loop), stored with a
+    snapshot of that row, and the stored quote replays identically."""
+    import datetime as dt
+
+    earlier = (dt.date.today() - dt.timedelta(days=30)).isoformat()
+    request = {"credit_code": svc.codes[7], "as_of": earlier}
+    response = svc.client.post("/v1/quotes", json=request, headers=svc.headers(Role.loan_officer))
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["as_of"] == earlier and len(body["quotes"]) == 5
+    replay = svc.client.get(f"/v1/quotes/{body['quote_id']}/replay", headers=svc.headers(Role.risk_analyst)).json()
+    assert replay["identical"], replay["differences"]
+    unknown = svc.client.post("/v1/quotes", json={**request, "as_of": "1990-01-01"},
+                              headers=svc.headers(Role.loan_officer))
+    assert unknown.status_code == 404 and unknown.json()["errors"][0]["field"] == "credit_code"

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any
 
 import anyio
@@ -213,18 +214,25 @@ CREATE = dict(status_code=201, response_model=QuoteResponse, summary="Quote ever
                          422: {"description": "invalid request"}})
 
 
-def create_quote(body: QuoteRequest, request: Request, principal: Principal = Depends(QuoteCreators),
-                 idempotency_key: IdempotencyKey = None) -> Response:
-    """Threadpool route: the whole quote (compute, then commit) runs in one worker thread."""
+def _prepared(request: Request, body: QuoteRequest, principal: Principal, idempotency_key: str | None
+              ) -> tuple[QuotingService, dt.date, str, Callable[[], _Issued]]:
+    """Checks shared by both routes: the service, the as-of date, the canonical request and the issuing call."""
     service = _service(request)
     products, as_of = _check_request(body, principal, service)
     request_json = canonical_json(body.model_dump(mode="json"))
+    return service, as_of, request_json, partial(_issue, service, body, principal, products, as_of, request_json,
+                                                 idempotency_key)
+
+
+def create_quote(body: QuoteRequest, request: Request, principal: Principal = Depends(QuoteCreators),
+                 idempotency_key: IdempotencyKey = None) -> Response:
+    """Threadpool route: the whole quote (compute, then commit) runs in one worker thread."""
+    service, _as_of, request_json, issue = _prepared(request, body, principal, idempotency_key)
     if idempotency_key:
         previous = _lookup(service, principal, idempotency_key)
         if previous is not None:
             return _replayed(previous, request_json, principal, service)
-    issued = _issue(service, body, principal, products, as_of, request_json, idempotency_key)
-    return _store(service, issued, principal)
+    return _store(service, issue(), principal)
 
 
 async def _any_role(request: Request,
@@ -241,14 +249,13 @@ async def create_quote_async(body: QuoteRequest, request: Request, principal: Pr
                              idempotency_key: IdempotencyKey = None) -> Response:
     """Async route: the computation runs on the event loop, database reads in a thread, the commit in the
     writer thread (awaited without a thread of its own)."""
-    service = _service(request)
-    products, as_of = _check_request(body, principal, service)
-    request_json = canonical_json(body.model_dump(mode="json"))
+    service, as_of, request_json, issue = _prepared(request, body, principal, idempotency_key)
     if idempotency_key:
         previous = await anyio.to_thread.run_sync(_lookup, service, principal, idempotency_key)
         if previous is not None:
             return _replayed(previous, request_json, principal, service)
-    issued = _issue(service, body, principal, products, as_of, request_json, idempotency_key)
+    # today's quote is array lookups on the loop; another date reads the store, which must not block it
+    issued = issue() if as_of == dt.date.today() else await anyio.to_thread.run_sync(issue)
     future = service.writer.submit(_writes(issued, principal))
     try:
         await asyncio.wrap_future(future)  # the writer thread commits; the event loop serves others meanwhile
