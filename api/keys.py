@@ -10,8 +10,8 @@ from enum import StrEnum
 
 import sqlalchemy as sa
 
-from api import audit
 from api.tables import api_keys
+from features.store import audit
 
 KEY_PREFIX = "ilk_"
 

@@ -1,4 +1,6 @@
-"""Service tables: API keys, stored quotes (with their input snapshot) and the hash-chained audit log."""
+"""Service tables: API keys, stored quotes (with their input snapshot), configuration blobs and batch jobs.
+
+The audit log's tables live with it, in `features.store.audit`."""
 
 from __future__ import annotations
 
@@ -36,28 +38,6 @@ quotes = sa.Table(
     sa.Column("response_json", sa.Text, nullable=False),
     sa.Column("response_sha256", sa.String(64), nullable=False),
     sa.UniqueConstraint("api_key_id", "idempotency_key", name="uq_quotes_key_idempotency"),
-)
-
-audit_log = sa.Table(
-    "audit_log",
-    metadata,
-    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-    sa.Column("at", sa.String(40), nullable=False),  # ISO 8601 text: hashed exactly as stored
-    sa.Column("actor", sa.String(128), nullable=False),
-    sa.Column("action", sa.String(64), nullable=False),
-    sa.Column("subject", sa.String(256), nullable=False),
-    sa.Column("detail_json", sa.Text, nullable=False),
-    sa.Column("prev_hash", sa.String(64), nullable=False),
-    sa.Column("hash", sa.String(64), nullable=False),
-)
-
-# The hash of the newest audit row, so that deleting rows at the tail is detected too.
-audit_head = sa.Table(
-    "audit_head",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("seq", sa.BigInteger, nullable=False),
-    sa.Column("hash", sa.String(64), nullable=False),
 )
 
 # Content-addressed configuration (product definitions, reference rates) so that any stored quote can be

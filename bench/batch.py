@@ -32,8 +32,8 @@ import psutil
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from api.batch.inputs import build_context  # noqa: E402
-from api.batch.run import RunOptions, run_precredit  # noqa: E402
+from api.precredit.inputs import build_context  # noqa: E402
+from api.precredit.run import RunOptions, run_precredit  # noqa: E402
 from bench.quote import AS_OF, features_frame  # noqa: E402  (the same region setup as the engine benchmark)
 
 MODEL_FIRMS = 20_000

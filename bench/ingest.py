@@ -20,8 +20,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from api.database import migrate
 from features.ingest import find_source_files, ingest_directory
-from features.store.db import connect, migrate
+from features.store.db import connect
 from features.synthetic import generate_region, write_region
 
 

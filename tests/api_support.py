@@ -10,10 +10,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from api.app import create_app
+from api.database import migrate
+from api.http.app import create_app
 from api.keys import Role, create_key
 from features.ingest import ingest_directory
-from features.store.db import migrate
 from features.synthetic import generate_region, write_region
 from tests.conftest import fresh_database
 

@@ -68,6 +68,6 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def store(store_url: str) -> sa.Engine:
-    from features.store.db import migrate
+    from api.database import migrate
 
     return migrate(store_url)

@@ -67,7 +67,7 @@ def champion_in(models_dir: Path) -> Callable[[sa.Engine], None]:
 @contextlib.contextmanager
 def private_batch_dir(directory: Path) -> Iterator[None]:
     """Batch job outputs of apps started inside the block go to `directory`."""
-    from api.batch.jobs import BATCH_DIR_ENV
+    from api.precredit.jobs import BATCH_DIR_ENV
 
     previous = os.environ.get(BATCH_DIR_ENV)
     os.environ[BATCH_DIR_ENV] = str(directory)

@@ -9,8 +9,9 @@ import pytest
 import sqlalchemy as sa
 
 from api.keys import Role
-from api.tables import audit_log, quotes
+from api.tables import quotes
 from features.sources import SOURCES
+from features.store.audit import audit_log
 from tests.api_support import Service, running_service
 from tests.conftest import BACKENDS
 from tests.live_server import private_batch_dir

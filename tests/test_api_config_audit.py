@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from api import audit
-from api.quoting import QuotingService, build_versions
-from api.tables import audit_log, config_blobs
-from features.store.db import migrate
+from api.database import migrate
+from api.quoting.service import QuotingService, build_versions
+from api.tables import config_blobs
+from features.store import audit
+from features.store.audit import audit_log
 from products.catalogue import load_catalogue, reference_rates
 from tests.conftest import BACKENDS, fresh_database
 

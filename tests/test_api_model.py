@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.demo import ensure_champion
+from api.cli.demo import ensure_champion
 from api.keys import Role
 from tests.api_support import Service, running_service
 
@@ -55,8 +55,8 @@ def test_every_enterprise_quotes_as_the_one_row_path_and_replays_from_its_snapsh
     import datetime as dt
     import json
 
-    from api.quoting import compute_quotes
-    from api.snapshot import RowEncoder, fast_json, features_from_json
+    from api.quoting.service import compute_quotes
+    from api.quoting.snapshot import RowEncoder, fast_json, features_from_json
 
     service = svc.client.app.state.quoting
     today = dt.date.today()
@@ -84,13 +84,13 @@ def test_a_subset_of_products_keeps_the_requested_order(svc: Service) -> None:
 
 def test_blocks_of_any_size_give_the_same_quotes(svc: Service, monkeypatch: pytest.MonkeyPatch) -> None:
     """Rows at block edges (and a short last block) quote as in one big block."""
-    import api.population
-    from api.quoting import RISK_FACTORS, quote_body
+    import api.quoting.population
+    from api.quoting.service import RISK_FACTORS, quote_body
 
     service = svc.client.app.state.quoting
     whole = service._fresh()[2]
-    monkeypatch.setattr(api.population, "BLOCK", 500)
-    small = api.population.Population(whole.frame, whole.versions)
+    monkeypatch.setattr(api.quoting.population, "BLOCK", 500)
+    small = api.quoting.population.Population(whole.frame, whole.versions)
     products = service.products
     for position in (0, 1, 499, 500, 501, 999, 1000, len(whole) - 1):
         quotes = []
@@ -105,7 +105,7 @@ def test_blocks_of_any_size_give_the_same_quotes(svc: Service, monkeypatch: pyte
 def test_threadpool_route_issues_the_same_stored_quote_as_the_async_route(svc: Service) -> None:
     """INDEXLOAN_QUOTE_MODE=thread serves POST /v1/quotes with `create_quote` (kept for bench/http.py's
     comparison): mounted beside the default route, it must issue and store the same quote."""
-    from api.routers import quotes
+    from api.http.routers import quotes
 
     svc.client.app.post("/test/threadpool-quotes", status_code=201)(quotes.create_quote)
     request = {"credit_code": svc.codes[5], "requested_amount_cny": 1_000_000}

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from api import audit
+from api.database import migrate
 from api.keys import Role, create_key
-from api.tables import audit_log, quotes
-from api.writer import GroupWriter
-from features.store.db import migrate
+from api.quoting.writer import GroupWriter
+from api.tables import quotes
+from features.store import audit
+from features.store.audit import audit_log
 from tests.conftest import BACKENDS, fresh_database
 
 

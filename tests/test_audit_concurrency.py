@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from api import audit
-from api.tables import audit_log
-from features.store.db import migrate
+from api.database import migrate
+from features.store import audit
+from features.store.audit import audit_log
 from tests.conftest import BACKENDS, fresh_database
 
 WRITERS = 4

@@ -18,10 +18,9 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from api.audit import append, verify
-from api.cli import app as cli
+from api.cli.main import app as cli
 from api.keys import Role
-from api.tables import audit_log
+from features.store.audit import append, audit_log, verify
 from tests.api_support import Service, running_service
 from tests.conftest import BACKENDS
 from training.errors import RegistryError

@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from api.batch.inputs import build_context
-from api.batch.run import THROTTLE_ENV, RunOptions, run_precredit
-from api.cli import app
-from api.quoting import build_versions, compute_quotes
+from api.cli.main import app
+from api.precredit.inputs import build_context
+from api.precredit.run import THROTTLE_ENV, RunOptions, run_precredit
+from api.quoting.service import build_versions, compute_quotes
 from features.assemble import point_in_time
 from features.synthetic import generate_region
 from products.catalogue import load_catalogue, reference_rates
@@ -60,7 +60,7 @@ def region(tmp_path_factory: pytest.TempPathFactory) -> Region:
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "api.cli", "batch", "precredit", *args], cwd=REPO,
+    return subprocess.Popen([sys.executable, "-m", "api.cli.main", "batch", "precredit", *args], cwd=REPO,
                             env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
@@ -265,7 +265,7 @@ def test_whole_frame_encoding_equals_one_row_at_a_time(region: Region) -> None:
 
 
 def test_top_k_is_the_stable_descending_order_even_with_ties() -> None:
-    from api.batch.texts import top_k_stable
+    from api.precredit.texts import top_k_stable
 
     values = np.random.default_rng(9).integers(0, 4, size=(2000, 12)).astype(float)  # many ties
     expected = np.argsort(-values, axis=1, kind="stable")[:, :3]

@@ -15,12 +15,12 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from api import audit
-from api.batch.inputs import build_context
-from api.batch.jobs import BATCH_DIR_ENV
-from api.batch.run import RunOptions, run_precredit
 from api.keys import Role
+from api.precredit.inputs import build_context
+from api.precredit.jobs import BATCH_DIR_ENV
+from api.precredit.run import RunOptions, run_precredit
 from api.tables import batch_jobs
+from features.store import audit
 from features.store.load import load_features
 from tests.api_support import Service, running_service
 
@@ -151,8 +151,8 @@ def test_unknown_job_and_unfinished_result(svc: Service) -> None:
 
 def test_a_job_cut_short_by_a_restart_resumes_from_its_partitions(svc: Service, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from api.batch.jobs import JobRunner, PrecreditRequest
-    from api.batch.run import THROTTLE_ENV
+    from api.precredit.jobs import JobRunner, PrecreditRequest
+    from api.precredit.run import THROTTLE_ENV
 
     monkeypatch.setenv(THROTTLE_ENV, "1.0")
     runner = JobRunner(svc.engine, batch_dir=tmp_path)
@@ -181,7 +181,7 @@ def test_a_job_cut_short_by_a_restart_resumes_from_its_partitions(svc: Service, 
 
 
 def test_a_job_runs_once_even_with_two_service_processes(svc: Service, tmp_path: Path) -> None:
-    from api.batch.jobs import JobRunner, PrecreditRequest
+    from api.precredit.jobs import JobRunner, PrecreditRequest
 
     first, second = JobRunner(svc.engine, batch_dir=tmp_path), JobRunner(svc.engine, batch_dir=tmp_path)
     job_id = first.submit(PrecreditRequest(dt.date.today(), ["per_mu"], 0, "parquet", "local", 2), 1, "test")

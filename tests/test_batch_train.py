@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from api.cli import app
+from api.cli.main import app
 from features.synthetic import generate_region
 from training.config import load_config
 from training.datasets import from_source_frames

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from api.cli import app
+from api.cli.main import app
 from features.ingest import ingest_directory, ingest_file
 from features.store.stats import store_statistics
 from features.store.tables import batches, source_table

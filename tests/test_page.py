@@ -14,7 +14,7 @@ import requests
 import sqlalchemy as sa
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from api.app import create_app
+from api.http.app import create_app
 from api.keys import Role
 from api.tables import quotes
 from tests.api_support import Service, running_service

@@ -12,7 +12,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from api.cli_products import products_app, quote_command
+from api.cli.products import products_app, quote_command
 from features import uscc
 from products.catalogue import DEFINITIONS_DIR
 from scoring.sample import random_features

@@ -21,7 +21,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from api.app import create_app
+from api.http.app import create_app
 from api.keys import Role
 from tests.api_support import Service, running_service
 from tests.live_server import champion_in, private_batch_dir, serve

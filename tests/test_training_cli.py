@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from api.cli_models import evaluate_command, models_app, train_command
+from api.cli.models import evaluate_command, models_app, train_command
 
 app = typer.Typer(pretty_exceptions_enable=False)  # mounted like api.cli mounts them
 app.command("train")(train_command)
@@ -124,8 +124,8 @@ def test_corrupted_artifact_is_not_registered(trained: Path, tmp_path: Path) -> 
 
 
 def test_train_from_the_store(tmp_path: Path) -> None:
+    from api.database import migrate
     from features.ingest import ingest_directory
-    from features.store.db import migrate
     from features.synthetic import generate_region, write_region
 
     url = f"sqlite:///{tmp_path / 'store.db'}"

@@ -7,7 +7,7 @@ previous champion back in one step (it already passed maker-checker once). Every
 in `model_transitions` with who, when and why; artifacts are sha256-verified before any load.
 
 Every change also appends a row to the hash-chained audit log in the same transaction, so a change
-without its audit row (or the reverse) cannot be committed. The log is the service's (api.audit); a
+without its audit row (or the reverse) cannot be committed. The log is the service's (features.store.audit); a
 caller may pass another `audit` hook with the same signature.
 """
 
@@ -23,6 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from features.store import audit
 from training import artifacts as art
 from training.errors import ArtifactIntegrityError, RegistryError, UnknownModelError
 from training.registry_tables import models, promotion_requests, transitions
@@ -34,10 +35,7 @@ AuditHook = Callable[[sa.Connection, str, str, str, dict[str, Any]], object]
 
 
 def chained_audit_log(conn: sa.Connection, actor: str, action: str, subject: str, detail: dict[str, Any]) -> None:
-    # Imported here: api.audit needs only SQLAlchemy, but training should not load the api package eagerly.
-    from api.audit import append
-
-    append(conn, actor, action, subject, detail)
+    audit.append(conn, actor, action, subject, detail)
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:

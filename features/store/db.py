@@ -1,4 +1,4 @@
-"""Engine creation and schema migration (Alembic) for the store."""
+"""Engine creation for the store (schema migrations: `api.database.migrate`, which sees every table)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,8 @@ from functools import cache
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 from features.settings import get_settings
-
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
 class StoreUnavailableError(RuntimeError):
@@ -42,26 +38,4 @@ def connect(url: str | None = None) -> sa.Engine:
     engine = sa.create_engine(url, future=True, pool_pre_ping=not sqlite)  # a local file has no stale connections
     if sqlite:
         sa.event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
-
-
-def alembic_config(url: str) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    return config
-
-
-def migrate(url: str | None = None, revision: str = "head") -> sa.Engine:
-    """Bring the database at `url` to `revision` and return its engine."""
-    engine = connect(url)
-    try:
-        with engine.begin() as connection:
-            config = alembic_config(str(engine.url.render_as_string(hide_password=False)))
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
-    except sa.exc.OperationalError as error:
-        raise StoreUnavailableError(
-            f"cannot open database {engine.url.render_as_string(hide_password=True)}: {error.orig}"
-        ) from error
     return engine

@@ -35,7 +35,7 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def open_store(database_url: str | None):  # type: ignore[no-untyped-def]
-    from features.store.db import StoreUnavailableError, migrate
+    from api.database import StoreUnavailableError, migrate
 
     try:
         return migrate(database_url)
@@ -171,7 +171,7 @@ def audit_verify(
     database_url: DatabaseOption = None,
 ) -> None:
     """Verify the audit log's hash chain; exit 1 when it is broken."""
-    from api.audit import verify
+    from features.store.audit import verify
 
     with open_store(database_url).connect() as conn:
         result = verify(conn)
@@ -189,7 +189,7 @@ def audit_verify(
 @app.command("demo-setup")
 def demo_setup(database_url: DatabaseOption = None) -> None:
     """Train and promote a first model if there is no champion, and print one new API key per role."""
-    from api.demo import demo_keys, ensure_champion
+    from api.cli.demo import demo_keys, ensure_champion
     from features.settings import get_settings
 
     engine = open_store(database_url)
@@ -222,7 +222,7 @@ def serve(
         metrics_dir = tempfile.mkdtemp(prefix="indexloan-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
-        uvicorn.run("api.server:app", host=host, port=port, workers=workers, log_level="warning", access_log=False)
+        uvicorn.run("api.http.server:app", host=host, port=port, workers=workers, log_level="warning", access_log=False)
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -230,7 +230,9 @@ def serve(
 
 def _mount_subcommands() -> None:
     """Sub-commands that live beside their parts of the service."""
-    from api import cli_batch, cli_models, cli_products
+    from api.cli import batch as cli_batch
+    from api.cli import models as cli_models
+    from api.cli import products as cli_products
 
     app.add_typer(cli_products.products_app, name="products")
     app.command("quote")(cli_products.quote_command)

@@ -1,11 +1,11 @@
-"""Alembic environment: runs on a connection handed over by features.store.db.migrate, or on a URL."""
+"""Alembic environment: runs on a connection handed over by api.database.migrate, or on a URL."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import context
 
-from features.store.tables import metadata
+from api.database import metadata  # every table the service owns
 
 config = context.config
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from api.snapshot import RowEncoder
+from api.quoting.snapshot import RowEncoder
 from scoring import ProductResult, evaluate_all, extract
 from scoring.engine import all_fields
 

@@ -6,8 +6,8 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api.errors import ProblemError
-from api.metrics import exposition
+from api.http.errors import ProblemError
+from api.http.metrics import exposition
 
 router = APIRouter(tags=["health"])
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
-from api import audit
-from api.deps import require
+from api.http.deps import require
 from api.keys import Principal, Role
+from features.store import audit
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 

@@ -30,8 +30,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from api.batch.score import BatchContext, score_partition
-from api.batch.summary import Summary
+from api.precredit.score import BatchContext, score_partition
+from api.precredit.summary import Summary
 
 FORMAT = 1
 DEFAULT_PARTITION_ROWS = 100_000

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from api.batch.texts import decline_columns, risk_factor_columns, top_points_lost
+from api.precredit.texts import decline_columns, risk_factor_columns, top_points_lost
 from scoring import Plan, evaluate_all
 
 ENTERPRISE_COLUMNS = ("credit_code", "pd", "model_version")

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.errors import ProblemError
+from api.http.errors import ProblemError
 from api.keys import Principal, Role, lookup
 from features import uscc
 

@@ -9,8 +9,8 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from api.batch.run import BatchInputError
-from api.batch.score import BatchContext
+from api.precredit.run import BatchInputError
+from api.precredit.score import BatchContext
 
 
 def read_feature_files(path: Path, as_of: dt.date) -> pd.DataFrame:
@@ -62,7 +62,7 @@ def build_context(features: pd.DataFrame, as_of: dt.date, products: list[str] | 
                   model: Any | None) -> tuple[BatchContext, dict[str, Any], pd.DataFrame]:
     """The plans (rank cut-offs calibrated on this population, as the quote path does), the context,
     a description of the versions, and the features narrowed to the columns the run reads."""
-    from api.quoting import build_versions
+    from api.quoting.service import build_versions
     from products.catalogue import load_catalogue, reference_rates
 
     if reasons < 0:

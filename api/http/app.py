@@ -9,13 +9,13 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from api import errors
-from api.batch.jobs import JobRunner
-from api.middleware import LimitsAndMetrics
-from api.quoting import QuotingService
-from api.routers import audit, batch, catalogue, enterprises, health, quotes
+from api.database import migrate
+from api.http import errors
+from api.http.middleware import LimitsAndMetrics
+from api.http.routers import audit, batch, catalogue, enterprises, health, quotes
+from api.precredit.jobs import JobRunner
+from api.quoting.service import QuotingService
 from features.settings import get_settings
-from features.store.db import migrate
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_BODY_BYTES = 64 * 1024

@@ -11,11 +11,11 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api import audit
-from api.batch.jobs import JobRunner, PrecreditRequest
-from api.deps import RISK_ROLES, require
-from api.errors import ProblemError
+from api.http.deps import RISK_ROLES, require
+from api.http.errors import ProblemError
 from api.keys import Principal
+from api.precredit.jobs import JobRunner, PrecreditRequest
+from features.store import audit
 
 router = APIRouter(prefix="/v1/batch/precredit", tags=["batch"])
 MEDIA_TYPES = {"parquet": "application/vnd.apache.parquet", "csv": "text/csv; charset=utf-8"}

@@ -9,8 +9,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import errors
-from api.metrics import LATENCY, REQUESTS
+from api.http import errors
+from api.http.metrics import LATENCY, REQUESTS
 
 MAX_BODY_BYTES = 64 * 1024
 

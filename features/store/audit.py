@@ -14,7 +14,29 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from api.tables import audit_head, audit_log
+from features.store.tables import metadata
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("at", sa.String(40), nullable=False),  # ISO 8601 text: hashed exactly as stored
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(256), nullable=False),
+    sa.Column("detail_json", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+# The hash of the newest audit row, so that deleting rows at the tail is detected too.
+audit_head = sa.Table(
+    "audit_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
 
 GENESIS = "0" * 64
 _LOCK_ID = 545_424  # advisory lock key for audit appends

@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from api.deps import ALL_ROLES, RISK_ROLES, require
-from api.errors import ProblemError
+from api.http.deps import ALL_ROLES, RISK_ROLES, require
+from api.http.errors import ProblemError
 from api.keys import Principal
 
 router = APIRouter(prefix="/v1", tags=["catalogue"])

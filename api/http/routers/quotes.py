@@ -20,16 +20,16 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api import audit
-from api.deps import ALL_ROLES, CREDIT_CODE_SCHEMA, bearer, get_principal, require
-from api.diff import differences
-from api.errors import ProblemError
+from api.http.deps import ALL_ROLES, CREDIT_CODE_SCHEMA, bearer, get_principal, require
+from api.http.errors import ProblemError
+from api.http.metrics import QUOTES
 from api.keys import Principal, Role
-from api.metrics import QUOTES
-from api.quoting import QuotingService, platform_body
-from api.snapshot import canonical_json, fast_json
+from api.quoting.diff import differences
+from api.quoting.service import QuotingService, platform_body
+from api.quoting.snapshot import canonical_json, fast_json
 from api.tables import quotes
 from features import uscc
+from features.store import audit
 
 router = APIRouter(prefix="/v1/quotes", tags=["quotes"])
 
@@ -237,7 +237,7 @@ def create_quote(body: QuoteRequest, request: Request, principal: Principal = De
 
 async def _any_role(request: Request,
                    credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
-    """`require(*ALL_ROLES)` without a threadpool hop when the key is in api.deps' per-process cache."""
+    """`require(*ALL_ROLES)` without a threadpool hop when the key is in api.http.deps' per-process cache."""
     if credentials is not None:
         cached = request.app.state.key_cache.get(credentials.credentials)
         if cached is not None and cached[1] > time.monotonic():

@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from api import audit
-from api.population import Population
-from api.snapshot import RowEncoder, canonical_json, features_from_json, sha256_json
+from api.quoting.population import Population
+from api.quoting.snapshot import RowEncoder, canonical_json, features_from_json, sha256_json
+from api.quoting.writer import GroupWriter
 from api.tables import config_blobs
-from api.writer import GroupWriter
+from features.store import audit
 from features.store.load import load_features
 from features.store.tables import batches
 from products.catalogue import load_catalogue, parse_definition, reference_rates

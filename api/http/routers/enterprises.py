@@ -8,12 +8,12 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Request
 
-from api import audit
-from api.deps import CREDIT_CODE_SCHEMA, require
-from api.errors import ProblemError
+from api.http.deps import CREDIT_CODE_SCHEMA, require
+from api.http.errors import ProblemError
 from api.keys import Principal, Role
 from features import uscc
 from features.sources import GOVERNMENT_SOURCES, SOURCES
+from features.store import audit
 from features.store.tables import batches, source_table
 
 router = APIRouter(prefix="/v1/enterprises", tags=["enterprises"])

@@ -1,6 +1,6 @@
 """CLI for products and quotes: `indexloan products validate|show` and `indexloan quote`.
 
-Mounted by api.cli: `app.add_typer(products_app, name="products")` and `app.command("quote")(quote_command)`.
+Mounted by api.cli.main: `app.add_typer(products_app, name="products")` and `app.command("quote")(quote_command)`.
 Exit codes: 0 ok, 1 unknown enterprise / product / store problem / invalid file, 2 invalid credit code.
 """
 

@@ -1,6 +1,6 @@
 """`indexloan batch precredit`: a whole-region pre-credit whitelist (every enterprise, every product).
 
-Mounted by api.cli: `app.add_typer(batch_app, name="batch")`. Every failure is one message and a
+Mounted by api.cli.main: `app.add_typer(batch_app, name="batch")`. Every failure is one message and a
 non-zero exit; a finished run prints its summary and writes it beside the output.
 """
 
@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from api.cli_models import DatabaseOption, ModelsDirOption, clear_errors, fail
+from api.cli.models import DatabaseOption, ModelsDirOption, clear_errors, fail
 
 batch_app = typer.Typer(help="Whole-region batch runs (全覆盖预授信 / 授信白名单).", no_args_is_help=True)
 out = Console()
@@ -50,7 +50,7 @@ def precredit_command(
     models_dir: ModelsDirOption = None,
 ) -> None:
     """Score every enterprise on every product; resumable by partition; prints and writes a summary."""
-    from api.batch.run import BatchInputError, output_format
+    from api.precredit.run import BatchInputError, output_format
 
     try:
         day = dt.date.fromisoformat(as_of)
@@ -84,9 +84,9 @@ def _run(day: dt.date, out_file: Path, products: list[str] | None, reasons: int,
          models_dir: Path | None) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from api.batch.inputs import build_context, load_model, read_feature_files
-    from api.batch.run import RunOptions, run_precredit
-    from features.store.db import migrate
+    from api.database import migrate
+    from api.precredit.inputs import build_context, load_model, read_feature_files
+    from api.precredit.run import RunOptions, run_precredit
     from features.store.load import load_features
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

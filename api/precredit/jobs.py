@@ -21,9 +21,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from api import audit
-from api.batch.run import BatchInputError, RunOptions, run_precredit
+from api.precredit.run import BatchInputError, RunOptions, run_precredit
 from api.tables import batch_jobs
+from features.store import audit
 
 log = logging.getLogger(__name__)
 BATCH_DIR_ENV = "INDEXLOAN_BATCH_DIR"
@@ -169,7 +169,7 @@ class JobRunner:
                      result_rows=output["rows"], summary_json=json.dumps(result.summary, ensure_ascii=False))
 
     def _execute(self, job_id: str, request: PrecreditRequest, progress: Any) -> Any:
-        from api.batch.inputs import build_context, load_model
+        from api.precredit.inputs import build_context, load_model
         from features.store.load import load_features
 
         features = load_features(None, request.as_of, engine=self.engine)

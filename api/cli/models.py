@@ -1,6 +1,6 @@
 """`indexloan train`, `indexloan evaluate` and `indexloan models ...`: the risk team's model workflow.
 
-Mounted by api.cli: `app.command("train")(train_command)`, `app.command("evaluate")(evaluate_command)`,
+Mounted by api.cli.main: `app.command("train")(train_command)`, `app.command("evaluate")(evaluate_command)`,
 `app.add_typer(models_app, name="models")`. Every failure is one message and a non-zero exit.
 """
 
@@ -62,7 +62,7 @@ def clear_errors() -> Iterator[None]:
 
 
 def _registry(database_url: str | None, models_dir: Path | None):  # type: ignore[no-untyped-def]
-    from features.store.db import migrate
+    from api.database import migrate
     from training.registry import Registry
 
     return Registry(migrate(database_url), models_dir)
@@ -163,7 +163,7 @@ def train_command(
             if report:
                 report("loading data", 0, 1)
             if from_store:
-                from features.store.db import migrate
+                from api.database import migrate
 
                 ds = store_dataset(migrate(database_url), day, cfg)
             else:

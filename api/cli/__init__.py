@@ -1,0 +1,1 @@
+"""The `indexloan` command line (entry point `api.cli.main:app`)."""

@@ -1,0 +1,1 @@
+"""The HTTP service: app factory, routers, dependencies, errors, middleware, metrics, static page."""
