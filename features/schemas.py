@@ -1,53 +1,18 @@
-"""Record models (pydantic) and frame schemas (pandera) built from the source catalogue.
+"""Frame schemas (pandera) built from the source catalogue.
 
-Both are derived from `features.sources`, so a range or enumeration is declared once and enforced
-the same way for one record (API) and for a whole file (ingestion).
+Derived from `features.sources`, so a range or enumeration is declared once and enforced the same way
+for every file ingested.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from functools import cache
-from typing import Annotated, Any, Literal
 
 import pandas as pd
 import pandera.pandas as pa
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
 from features import uscc
 from features.sources import FieldSpec, SourceSpec, all_fields, source
-
-_PY_TYPES: dict[str, Any] = {"str": str, "int": int, "float": float, "bool": bool, "date": dt.date}
-
-
-def _record_annotation(spec: FieldSpec) -> Any:
-    if spec.kind == "enum":
-        base: Any = Literal[spec.choices]  # type: ignore[valid-type]
-    else:
-        base = _PY_TYPES[spec.kind]
-    constraints: dict[str, Any] = {"description": spec.doc}
-    if spec.ge is not None:
-        constraints["ge"] = spec.ge
-    if spec.le is not None:
-        constraints["le"] = spec.le
-    if spec.pattern:
-        constraints["pattern"] = spec.pattern
-    annotated: Any = Annotated[base, Field(**constraints)]
-    if spec.name == "credit_code":
-        annotated = Annotated[annotated, AfterValidator(uscc.validate)]
-    return annotated if spec.required else annotated | None
-
-
-@cache
-def record_model(source_name: str) -> type[BaseModel]:
-    """A pydantic model for one row of the source (strict about unknown fields)."""
-    spec = source(source_name)
-    fields: dict[str, Any] = {}
-    for f in all_fields(spec):
-        annotation = _record_annotation(f)
-        fields[f.name] = (annotation, ...) if f.required else (annotation, None)
-    model_name = "".join(part.title() for part in spec.name.split("_")) + "Record"
-    return create_model(model_name, __config__=ConfigDict(extra="forbid", frozen=True), **fields)
 
 
 def _valid_credit_codes(series: pd.Series) -> pd.Series:

@@ -85,7 +85,3 @@ def feature_catalogue() -> dict[str, FeatureField]:
         else:
             out[name] = FeatureField(name, "number", DERIVED_SOURCES[name])
     return out
-
-
-def field_sources(name: str) -> tuple[str, ...]:
-    return feature_catalogue()[name].sources

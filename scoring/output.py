@@ -2,28 +2,21 @@
 
 This is the one place that loops, and only over the enterprises being returned to a caller.
 Points, rates and fees are integers in the engine (cents of a point, basis points), so every number
-printed here is exact to two decimals and the points add up to the index.
+printed here is exact to two decimals and the points add up to the index. Texts come from the rules
+of `scoring.texts`, the same the batch's columnar view (`scoring.columnar`) renders with.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
-from string import Formatter
 from typing import Any
 
 import numpy as np
 
-from features.sources import SOURCES
-from products.catalogue import common_reasons
-from products.schema import Text
 from scoring.engine import ProductResult, ReasonSpec
 from scoring.plan import Plan
-
-
-class _Blank(dict):
-    def __missing__(self, key: str) -> str:  # an unknown placeholder prints as itself
-        return "{" + key + "}"
+from scoring.texts import json_number, points_lost_spec, reason_parts, render_reason, row_values
 
 
 def _num(x: float) -> float | int:
@@ -48,82 +41,21 @@ def _pct(bp: int | np.integer) -> float | None:
     return None if bp < 0 else round(int(bp) / 100, 2)
 
 
-def _source_names(src: str) -> dict[str, str]:
-    spec = SOURCES.get(src)
-    return {"source_zh": spec.provider_zh if spec else src, "source_en": src.replace("_", " ")}
-
-
-def reason_text(code: str, params: Mapping[str, str], extra: Mapping[str, Text] | None = None) -> dict[str, str]:
-    text = (extra or {}).get(code) or common_reasons().get(code)
-    if text is None:
-        return {"zh": code, "en": code}
-    values = _Blank(params)
-    return {"zh": text.zh.format_map(values), "en": text.en.format_map(values)}
-
-
-_DYNAMIC = ("points", "grade", "pd")  # placeholders whose values differ between enterprises
-
-
-@lru_cache(maxsize=8192)  # per (plan, reason): plans hash by identity and are few
-def _reason_parts(plan: Plan, spec: ReasonSpec
-                  ) -> tuple[dict[str, str], int | None, Text | None, frozenset[str], dict[str, str] | None]:
-    """The enterprise-independent part of a reason: its parameters, the indicator it names, its text
-    template and which per-enterprise placeholders that template uses."""
-    params: dict[str, str] = dict(spec.params)
-    if "source" in params:
-        params.update(_source_names(params["source"]))
-    j = None
-    if "indicator" in params:
-        j = next(j for j, ind in enumerate(plan.indicators) if ind.code == params["indicator"])
-        ind = plan.indicators[j]
-        params.update(indicator_zh=ind.name.zh, indicator_en=ind.name.en, max=f"{_cents(ind.weight_cents):g}")
-    if "base" in params:
-        b = next(b for b in plan.bases if b.code == params["base"])
-        params.update(base_zh=b.name.zh, base_en=b.name.en)
-    params.update(eligible="/".join(plan.definition.grading.eligible), max_pd=f"{plan.max_pd:.2%}")
-    text = plan.reasons.get(spec.code) or common_reasons().get(spec.code)
-    used = set()
-    if text is not None:
-        used = {name for template in (text.zh, text.en) for _, name, _, _ in Formatter().parse(template) if name}
-    dynamic = frozenset(used.intersection(_DYNAMIC))
-    fixed = None  # the texts themselves when no placeholder depends on the enterprise
-    if text is None:
-        fixed = {"zh": spec.code, "en": spec.code}
-    elif not dynamic:
-        fixed = {"zh": text.zh.format_map(_Blank(params)), "en": text.en.format_map(_Blank(params))}
-    return params, j, text, dynamic, fixed
-
-
 def _reason(r: ProductResult, spec: ReasonSpec, i: int) -> dict[str, Any]:
-    params, j, text, dynamic, fixed = _reason_parts(r.plan, spec)
-    head = {"code": spec.code, "kind": spec.kind, **params_public(spec)}
-    if fixed is not None:
-        return {**head, **fixed}
-    params = dict(params)
-    if j is not None:
-        params["points"] = f"{_cents(r.points_cents[i, j]):g}"
-    params["grade"] = r.plan.grades[r.grade[i]]
-    if not np.isnan(r.pd[i]):
-        params["pd"] = f"{r.pd[i]:.2%}"
-    values = _Blank(params)
-    return {**head, "zh": text.zh.format_map(values), "en": text.en.format_map(values)}
-
-
-def params_public(spec: ReasonSpec) -> dict[str, str]:
-    return dict(spec.params)
+    parts = reason_parts(r.plan, spec)
+    return {"code": spec.code, "kind": spec.kind, **dict(spec.params),
+            **render_reason(parts, row_values(r, parts, i))}
 
 
 def _display_value(r: ProductResult, j: int, value: float) -> Any:
     ind = r.plan.indicators[j]
-    if np.isnan(value):
-        return None
-    if np.isinf(value):
-        return repr(float(value))  # e.g. growth over a zero base; JSON has no infinity
+    if not np.isfinite(value):
+        return json_number(value)  # None when missing, the infinity text (e.g. growth over a zero base)
     if ind.kind == "categorical":
         return ind.choices[int(value)]
     if ind.kind == "flag":
         return bool(value > 0.5)
-    return _num(round(float(value), 10))
+    return _num(round(float(value), 10))  # a threshold the engine computed: drop binary noise (0.30000000000000004)
 
 
 def _next_grade(r: ProductResult, i: int) -> dict[str, Any] | None:
@@ -186,8 +118,7 @@ def quote_dict(r: ProductResult, i: int) -> dict[str, Any]:
         if j < 0:
             continue
         ind = plan.indicators[j]
-        spec = ReasonSpec("POINTS_LOST", "info", (("indicator", ind.code),))
-        top.append({**_reason(r, spec, i), "points": _cents(r.points_cents[i, j]),
+        top.append({**_reason(r, points_lost_spec(ind.code), i), "points": _cents(r.points_cents[i, j]),
                     "max": _cents(ind.weight_cents)})
     quote: dict[str, Any] = {
         "product": plan.code,

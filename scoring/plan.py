@@ -22,8 +22,6 @@ from products.schema import (
     Text,
 )
 
-OPS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "is_true", "is_false")
-
 
 @dataclass(frozen=True)
 class CompiledCondition:

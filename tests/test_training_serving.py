@@ -15,11 +15,11 @@ import pytest
 
 from features.assemble import point_in_time
 from features.synthetic import generate_region
+from scoring.risk_texts import reason_templates
 from training.config import load_config
 from training.datasets import from_source_frames
 from training.errors import ArtifactIntegrityError
 from training.pipeline import train_pipeline
-from training.reasons import reason_templates
 from training.serving import RiskModel
 
 CFG = load_config()

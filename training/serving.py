@@ -23,18 +23,14 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.sources import SOURCES
+from scoring.risk_texts import model_value, reason_for
+from scoring.texts import json_number, top_k_positive
 from training import artifacts as art
 from training.calibration import Calibrator
 from training.encoding import FeatureSpec
 from training.errors import ArtifactIntegrityError
-from training.reasons import reason_for
 
 SINGLE_THREAD_ROWS = 64  # below this, threads cost more than they save
-_BOOL_FEATURES = frozenset(
-    [f"has_{name}" for name in SOURCES]
-    + [f"{name}.{f.name}" for name, spec in SOURCES.items() for f in spec.fields if f.kind == "bool"]
-)
 
 
 @dataclass(frozen=True)
@@ -48,9 +44,7 @@ class RiskFactor:
 
     def to_json(self) -> dict[str, Any]:
         # Flat code/zh/en, the shape of the scorecard's reasons (one catalogue, one format).
-        value = self.value
-        if isinstance(value, float) and not math.isfinite(value):
-            value = repr(value)  # e.g. growth over a zero base; JSON has no infinity
+        value = json_number(self.value) if isinstance(self.value, float) else self.value  # infinity as text
         return {"feature": self.feature, "value": value, "contribution": self.contribution,
                 "code": self.code, "zh": self.zh, "en": self.en}
 
@@ -145,34 +139,20 @@ class RiskModel:
 
     # ------------------------------------------------------------------ explanations
 
-    def _value(self, j: int, x: float) -> Any:
-        if math.isnan(x):
-            return None
-        if j in self._cat_labels:
-            return self._cat_labels[j][int(x)]
-        if self.spec.names[j] in _BOOL_FEATURES:
-            return bool(x)
-        return float(x)
-
     def _factors(self, X_row: np.ndarray, contrib_row: np.ndarray, top_k: int) -> list[RiskFactor]:
+        """The `top_k` features by |SHAP|, ties to the lower position, none with a zero contribution: the rule
+        (and the texts) of the batch's `scoring.columnar.risk_factor_columns`."""
         values = contrib_row[:-1]
-        order = np.argsort(-np.abs(values), kind="stable")[:top_k]
         out = []
-        for j in order:
-            c = float(values[j])
-            if c == 0.0:
+        for j in top_k_positive(np.abs(values)[None, :], top_k, overwrite=True)[0].tolist():
+            if j < 0:
                 break
+            c = float(values[j])
             name = self.spec.names[j]
-            value = self._value(int(j), float(X_row[j]))
+            value = model_value(name, float(X_row[j]), self._cat_labels.get(j))
             text = reason_for(name, value, c)
             out.append(RiskFactor(name, value, c, text["code"], text["zh"], text["en"]))
         return out
-
-    def explain(self, features: pd.DataFrame | np.ndarray, top_k: int = 5) -> list[list[RiskFactor]]:
-        """Per row, the `top_k` features with the largest |SHAP| contribution, with reason texts."""
-        X = features if isinstance(features, np.ndarray) else self.encode(features)
-        contrib = self.contributions(X)
-        return [self._factors(X[i], contrib[i], top_k) for i in range(len(X))]
 
     def scores(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(raw score, calibrated PD, SHAP contributions) for an encoded matrix. Each row is computed
@@ -192,10 +172,6 @@ class RiskModel:
         X = self.encode(features)
         raw, pd_values, contrib = self.scores(X)
         return [self.assessment(X[i], raw[i], pd_values[i], contrib[i], top_k) for i in range(len(X))]
-
-    def pd_series(self, features: pd.DataFrame) -> pd.Series:
-        """PD indexed like `features` (credit codes): the form `scoring.evaluate_all(pd_values=...)` takes."""
-        return pd.Series(self.predict(features), index=features.index, name="pd")
 
 
 class ModelCache:

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from api.precredit.texts import decline_columns, risk_factor_columns, top_points_lost
 from scoring import Plan, evaluate_all
+from scoring.columnar import decline_columns, risk_factor_columns, top_points_lost
 
 ENTERPRISE_COLUMNS = ("credit_code", "pd", "model_version")
 PRODUCT_COLUMNS = ("eligible", "index", "grade", "tier", "limit_cny", "rate_lo_pct", "rate_hi_pct", "rate_pct",
