@@ -1,7 +1,7 @@
 """Benchmark the quote path over loopback HTTP against a bare explain-only FastAPI app, in one run.
 
     .venv/bin/python bench/http.py [--firms 20000] [--seconds 8] [--workers 1,2] [--connections 1,32]
-                                   [--mode thread|async] [--store DIR]
+                                   [--store DIR]
 
 1. Prepares a demo store in a temp dir (or reuses --store): demo-data -> ingest -> demo-setup, which
    trains and promotes a champion model and prints one API key per role.
@@ -14,7 +14,6 @@
 
 The load comes from bench/loadgen.py processes (raw asyncio HTTP/1.1 keep-alive, closed loop), which
 share the machine's cores with the server: the figures are for client and server together.
-`--mode` sets INDEXLOAN_QUOTE_MODE for the server (threadpool route vs async route).
 """
 
 from __future__ import annotations
@@ -203,7 +202,6 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--connections", default="1,32")
     ap.add_argument("--client-processes", type=int, default=2, help="load generator processes for >1 connection")
-    ap.add_argument("--mode", choices=("default", "thread", "async"), default="default")
     ap.add_argument("--skip-bare", action="store_true")
     args = ap.parse_args()
     workers = [int(w) for w in args.workers.split(",")]
@@ -215,14 +213,12 @@ def main() -> None:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-http-work-")))
         env = {k: v for k, v in os.environ.items() if not k.startswith("INDEXLOAN_")}
         env.update(INDEXLOAN_DATA_DIR=str(store), PYTHONPATH=str(ROOT))
-        if args.mode != "default":
-            env["INDEXLOAN_QUOTE_MODE"] = args.mode
         key = prepare_store(store, args.firms, args.seed, env)
         db = store / "indexloan.db"
         codes = credit_codes(db)
         bodies = work / "bodies.jsonl"
         bodies.write_text("".join(json.dumps({"credit_code": c}) + "\n" for c in codes))
-        print(f"{len(codes):,} enterprises; {os.cpu_count()} CPUs; quote mode {args.mode}; {uptime()}")
+        print(f"{len(codes):,} enterprises; {os.cpu_count()} CPUs; {uptime()}")
 
         apps = {"quote": (["/v1/quotes", [f"Authorization: Bearer {key}"], 201, "/readyz"])}
         if not args.skip_bare:

@@ -15,8 +15,6 @@ import pandas as pd
 from features.derive import derive
 from features.sources import GOVERNMENT_SOURCES, SOURCES
 
-PROVENANCE_COLUMNS = ("batch_id", "consent_ref")
-
 
 def latest_on_or_before(frame: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
     """Latest row per credit_code with `as_of` <= the given date, indexed by credit_code."""

@@ -32,6 +32,14 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///<data_dir>/indexloan.db")
     quarantine_dir: Path | None = Field(None, description="where ingestion writes rejected rows")
     ingest_chunk_rows: int = Field(200_000, ge=1_000, description="rows validated and written per chunk")
+    quote_dates_cached: int = Field(4, ge=1, le=64, description="as-of dates whose population a quoting process "
+                                                               "keeps in memory (most recently used)")
+    batch_dir: Path | None = Field(None, description="where API batch jobs write results; default <data_dir>/batch")
+    batch_throttle_seconds: float = Field(0.0, ge=0, description="pause after each batch partition (to "
+                                                                 "interrupt a run in tests)")
+    operator: str | None = Field(None, description="who runs training (recorded in the model card); default "
+                                                   "the login name")
+    debug: bool = Field(False, description="CLI: print the traceback of an unexpected failure")
 
     @classmethod
     def settings_customise_sources(
@@ -53,6 +61,10 @@ class Settings(BaseSettings):
     @property
     def resolved_quarantine_dir(self) -> Path:
         return self.quarantine_dir or self.data_dir / "quarantine"
+
+    @property
+    def resolved_batch_dir(self) -> Path:
+        return self.batch_dir or self.data_dir / "batch"
 
 
 @lru_cache(maxsize=1)

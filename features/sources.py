@@ -1,7 +1,7 @@
 """The catalogue of government data sources: one declaration per source, used everywhere.
 
-Each source is a list of typed fields with units, ranges and enumerations. The record model
-(pydantic), the frame schema (pandera), the database tables (SQLAlchemy) and the synthetic
+Each source is a list of typed fields with units, ranges and enumerations. The frame schemas
+(pandera), the database tables (SQLAlchemy), the products' field catalogue and the synthetic
 generator all read this one catalogue, so a field is declared once.
 
 Every row of every source is keyed by (credit_code, as_of): the enterprise and the date the

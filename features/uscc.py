@@ -13,8 +13,6 @@ prime and every weight is non-zero modulo 31, any single-character substitution 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
@@ -45,12 +43,6 @@ WENZHOU_DIVISIONS = {
 
 class CreditCodeError(ValueError):
     """A unified social credit code that is not valid; the message says what is wrong."""
-
-
-@dataclass(frozen=True)
-class CreditCodeProblem:
-    code: str
-    message: str
 
 
 def check_character(first17: str) -> str:

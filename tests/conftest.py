@@ -60,6 +60,27 @@ def fresh_database(backend: str, directory: Path) -> Iterator[str]:
         admin.dispose()
 
 
+@contextlib.contextmanager
+def settings_env(**values: str) -> Iterator[None]:
+    """Settings from the environment for the block: INDEXLOAN_<NAME> variables, read afresh by the one
+    settings object (its cache is cleared on the way in and out)."""
+    from features.settings import get_settings
+
+    names = {f"INDEXLOAN_{k.upper()}": v for k, v in values.items()}
+    previous = {k: os.environ.get(k) for k in names}
+    os.environ.update(names)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        for k, v in previous.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        get_settings.cache_clear()
+
+
 @pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     with fresh_database(request.param, tmp_path) as url:

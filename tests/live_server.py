@@ -4,7 +4,6 @@ and a champion model and batch folder kept inside the test's own directory (neve
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import threading
 import time
@@ -67,14 +66,7 @@ def champion_in(models_dir: Path) -> Callable[[sa.Engine], None]:
 @contextlib.contextmanager
 def private_batch_dir(directory: Path) -> Iterator[None]:
     """Batch job outputs of apps started inside the block go to `directory`."""
-    from api.precredit.jobs import BATCH_DIR_ENV
+    from tests.conftest import settings_env
 
-    previous = os.environ.get(BATCH_DIR_ENV)
-    os.environ[BATCH_DIR_ENV] = str(directory)
-    try:
+    with settings_env(batch_dir=str(directory)):
         yield
-    finally:
-        if previous is None:
-            os.environ.pop(BATCH_DIR_ENV, None)
-        else:
-            os.environ[BATCH_DIR_ENV] = previous

@@ -11,7 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from api.database import migrate
-from api.quoting.service import QuotingService, build_versions
+from api.quoting.service import QuotingService
+from api.quoting.versions import build_versions
 from api.tables import config_blobs
 from features.store import audit
 from features.store.audit import audit_log
@@ -43,14 +44,14 @@ def test_new_definitions_and_rates_are_published_once_and_audited(backend: str, 
             [f"product:{c}" for c in codes] + ["reference_rates:reference_rates"])
         assert {p["sha256"] for p in first} == _blobs(engine)
 
-        service.store_versions(service.versions)  # nothing new: nothing audited
+        service.on_new_versions(service.state(dt.date.today()).versions)  # nothing new: nothing audited
         assert _publications(engine) == first
 
         definitions = load_catalogue()
         code = codes[0]
         definitions[code] = definitions[code].model_copy(update={"version": "test-2"})
         changed = build_versions(definitions, reference_rates(dt.date.today()), None, None)
-        service.store_versions(changed, actor="product-publisher")
+        service.on_new_versions(changed, actor="product-publisher")
         added = _publications(engine)[len(first):]
         assert added == [{"subject": f"product:{code}", "kind": "product", "code": code, "version": "test-2",
                           "sha256": changed.definition_sha[code]}]
@@ -69,7 +70,7 @@ def test_new_definitions_and_rates_are_published_once_and_audited(backend: str, 
         monkeypatch.setattr(audit, "append", refuse)
         blobs_before = _blobs(engine)
         with pytest.raises(RuntimeError):
-            service.store_versions(failing)
+            service.on_new_versions(failing)
         assert _blobs(engine) == blobs_before
         assert failing.definition_sha[code] not in blobs_before
         monkeypatch.undo()

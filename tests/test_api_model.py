@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from api.cli.demo import ensure_champion
 from api.keys import Role
+from features import uscc
 from tests.api_support import Service, running_service
 
 
@@ -49,27 +51,28 @@ def test_platform_gets_risk_reasons_without_values(svc: Service) -> None:
 
 
 def test_every_enterprise_quotes_as_the_one_row_path_and_replays_from_its_snapshot(svc: Service) -> None:
-    """The prepared-population fast path (blocks of rows, array takes) gives exactly the one-row path's
-    quote and snapshot for every enterprise, the snapshot replays to the same quote, and the body holds
-    no NaN or infinity (orjson would write those as null)."""
+    """The prepared population (blocks of rows, array takes) gives exactly the quote of a one-row
+    population (the path a replay takes) for every enterprise, its snapshot replays to the same quote, and
+    the body holds no NaN or infinity (orjson would write those as null)."""
     import datetime as dt
     import json
 
-    from api.quoting.service import compute_quotes
-    from api.quoting.snapshot import RowEncoder, fast_json, features_from_json
+    from api.quoting.population import Population
+    from api.quoting.snapshot import fast_json, features_from_json
 
     service = svc.client.app.state.quoting
     today = dt.date.today()
-    population = service._fresh()[2]
-    products = service.products
+    state = service.state(today)
+    population, versions = state.population, state.versions
+    products = versions.products
     assert len(population) == len(svc.codes) > 1000
     for position, code in enumerate(population.frame.index):
-        fast, snapshot, versions = service.quote(code, today, products, 2_000_000.0)
-        row = population.frame.iloc[[position]]
-        assert fast == compute_quotes(versions, row, products, 2_000_000.0), code
-        assert snapshot == service.snapshot(RowEncoder(row, versions.columns), 0, today, versions), code
+        fast, snapshot, _ = service.quote(code, today, products, 2_000_000.0)
+        alone = Population(population.frame.iloc[[position]], versions)
+        assert fast == alone.body(code, products, 2_000_000.0), code
+        assert snapshot == alone.snapshot(code), code
         replayed = features_from_json(code, json.loads(fast_json(snapshot))["features"])
-        assert compute_quotes(versions, replayed, products, 2_000_000.0) == fast, code
+        assert Population(replayed, versions).body(code, products, 2_000_000.0) == fast, code
         assert json.loads(fast_json(fast)) == json.loads(json.dumps(fast, allow_nan=False)), code
 
 
@@ -84,41 +87,18 @@ def test_a_subset_of_products_keeps_the_requested_order(svc: Service) -> None:
 
 def test_blocks_of_any_size_give_the_same_quotes(svc: Service, monkeypatch: pytest.MonkeyPatch) -> None:
     """Rows at block edges (and a short last block) quote as in one big block."""
-    import api.quoting.population
-    from api.quoting.service import RISK_FACTORS, quote_body
+    import datetime as dt
 
-    service = svc.client.app.state.quoting
-    whole = service._fresh()[2]
+    import api.quoting.population
+
+    whole = svc.client.app.state.quoting.state(dt.date.today()).population
     monkeypatch.setattr(api.quoting.population, "BLOCK", 500)
     small = api.quoting.population.Population(whole.frame, whole.versions)
-    products = service.products
+    products = whole.versions.products
     for position in (0, 1, 499, 500, 501, 999, 1000, len(whole) - 1):
-        quotes = []
-        for population in (whole, small):
-            block, i = population.block(position)
-            quotes.append(quote_body(population.versions, block.results, i,
-                                     population.risk(block, i, RISK_FACTORS), products, None))
-        assert quotes[0] == quotes[1], position
+        code = whole.frame.index[position]
+        assert whole.body(code, products, None) == small.body(code, products, None), position
     assert len(small._blocks) == 3
-
-
-def test_threadpool_route_issues_the_same_stored_quote_as_the_async_route(svc: Service) -> None:
-    """INDEXLOAN_QUOTE_MODE=thread serves POST /v1/quotes with `create_quote` (kept for bench/http.py's
-    comparison): mounted beside the default route, it must issue and store the same quote."""
-    from api.http.routers import quotes
-
-    svc.client.app.post("/test/threadpool-quotes", status_code=201)(quotes.create_quote)
-    request = {"credit_code": svc.codes[5], "requested_amount_cny": 1_000_000}
-    headers = svc.headers(Role.loan_officer)
-    by_async = svc.client.post("/v1/quotes", json=request, headers=headers)
-    by_thread = svc.client.post("/test/threadpool-quotes", json=request, headers=headers)
-    assert by_async.status_code == by_thread.status_code == 201, by_thread.text
-    issued = {k: v for k, v in by_thread.json().items() if k not in ("quote_id", "created_at", "expires_at")}
-    assert issued == {k: v for k, v in by_async.json().items() if k not in ("quote_id", "created_at", "expires_at")}
-    quote_id = by_thread.json()["quote_id"]
-    assert svc.client.get(f"/v1/quotes/{quote_id}", headers=headers).json() == by_thread.json()
-    replay = svc.client.get(f"/v1/quotes/{quote_id}/replay", headers=svc.headers(Role.risk_analyst)).json()
-    assert replay["identical"], replay["differences"]
 
 
 def test_a_quote_for_an_earlier_date_reads_the_store_and_replays(svc: Service) -> None:
@@ -134,6 +114,10 @@ def test_a_quote_for_an_earlier_date_reads_the_store_and_replays(svc: Service) -
     assert body["as_of"] == earlier and len(body["quotes"]) == 5
     replay = svc.client.get(f"/v1/quotes/{body['quote_id']}/replay", headers=svc.headers(Role.risk_analyst)).json()
     assert replay["identical"], replay["differences"]
-    unknown = svc.client.post("/v1/quotes", json={**request, "as_of": "1990-01-01"},
+    uncovered = svc.client.post("/v1/quotes", json={**request, "as_of": "1990-01-01"},
+                                headers=svc.headers(Role.loan_officer))  # no product in force then
+    assert uncovered.status_code == 422 and uncovered.json()["errors"][0]["field"] == "as_of"
+    absent = uscc.generate(np.array([999_999]), np.array(["330302"]))[0]
+    unknown = svc.client.post("/v1/quotes", json={**request, "credit_code": absent},
                               headers=svc.headers(Role.loan_officer))
     assert unknown.status_code == 404 and unknown.json()["errors"][0]["field"] == "credit_code"

@@ -19,11 +19,12 @@ from typer.testing import CliRunner
 
 from api.cli.main import app
 from api.precredit.inputs import build_context
-from api.precredit.run import THROTTLE_ENV, RunOptions, run_precredit
-from api.quoting.service import build_versions, compute_quotes
+from api.precredit.run import RunOptions, run_precredit
+from api.quoting.population import Population
+from api.quoting.versions import versions_for
 from features.assemble import point_in_time
 from features.synthetic import generate_region
-from products.catalogue import load_catalogue, reference_rates
+from products.catalogue import load_catalogue
 from training.config import load_config
 from training.datasets import from_source_frames
 from training.encoding import SMALL_FRAME_ROWS
@@ -71,7 +72,8 @@ def test_every_enterprise_once_in_credit_code_order_with_the_quote_paths_numbers
     out = pd.read_parquet(tmp_path / "out.parquet")
     assert list(out["credit_code"]) == sorted(region.features.index)
     assert summary["enterprises"] == FIRMS == len(out)
-    versions = build_versions(load_catalogue(), reference_rates(AS_OF), region.model, region.features)
+    versions = versions_for(AS_OF, region.features, region.model)
+    population = Population(region.features, versions)
     rows = out.set_index("credit_code")
     sample = list(np.random.default_rng(5).choice(out["credit_code"].to_numpy(), size=20, replace=False))
     for column in [c for c in out.columns if c.endswith(".reasons")]:  # the texts that carry the PD or grade
@@ -79,7 +81,7 @@ def test_every_enterprise_once_in_credit_code_order_with_the_quote_paths_numbers
             sample += list(out.loc[out[column].str.contains(code), "credit_code"][:2])
     assert len(sample) > 25
     for code in sample:
-        body = compute_quotes(versions, region.features.loc[[code]], list(versions.plans), None)
+        body = population.body(code, versions.products, None)
         row = rows.loc[code]
         assert row["pd"] == body["risk"]["pd"]
         for q in body["quotes"]:
@@ -163,7 +165,7 @@ def test_a_killed_run_resumes_by_partition_and_gives_the_same_file(region: Regio
     out = tmp_path / "killed.parquet"
     args = ["--as-of", AS_OF.isoformat(), "--out", str(out), "--features", str(region.features_file),
             "--model", str(region.model_dir), "--reasons", "2", "--partitions", "8", "--workers", "1"]
-    proc = _cli(*args, env={THROTTLE_ENV: "0.7"})
+    proc = _cli(*args, env={"INDEXLOAN_BATCH_THROTTLE_SECONDS": "0.7"})
     work = Path(str(out) + ".parts")
     deadline = time.monotonic() + 120
     while len(list(work.glob("part-*.arrow"))) < 3:
@@ -233,7 +235,7 @@ def test_unknown_product_and_empty_store_are_refused(region: Region, tmp_path: P
     unknown = runner.invoke(app, ["batch", "precredit", "--as-of", "2025-12-31", "--out", "x.parquet", "--features",
                                   str(region.features_file), "--model", str(region.model_dir), "--products",
                                   "tax_credit,nope"])
-    assert unknown.exit_code == 2 and "unknown product(s) nope" in " ".join(unknown.output.split())
+    assert unknown.exit_code == 2 and "unknown product(s): nope" in " ".join(unknown.output.split())
     empty = runner.invoke(app, ["batch", "precredit", "--as-of", "2025-12-31", "--out", "x.parquet",
                                 "--database-url", db])
     assert empty.exit_code != 0 and "no enterprises" in " ".join(empty.output.split())

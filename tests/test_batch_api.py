@@ -7,7 +7,6 @@ import datetime as dt
 import hashlib
 import io
 import json
-import os
 import time
 from pathlib import Path
 
@@ -17,27 +16,19 @@ import sqlalchemy as sa
 
 from api.keys import Role
 from api.precredit.inputs import build_context
-from api.precredit.jobs import BATCH_DIR_ENV
 from api.precredit.run import RunOptions, run_precredit
 from api.tables import batch_jobs
 from features.store import audit
 from features.store.load import load_features
 from tests.api_support import Service, running_service
+from tests.conftest import settings_env
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def svc(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     directory = tmp_path_factory.mktemp(f"batch-api-{request.param}")
-    previous = os.environ.get(BATCH_DIR_ENV)
-    os.environ[BATCH_DIR_ENV] = str(directory / "jobs")
-    try:
-        with running_service(request.param, directory) as service:
-            yield service
-    finally:
-        if previous is None:
-            os.environ.pop(BATCH_DIR_ENV, None)
-        else:
-            os.environ[BATCH_DIR_ENV] = previous
+    with settings_env(batch_dir=str(directory / "jobs")), running_service(request.param, directory) as service:
+        yield service
 
 
 def _wait(svc: Service, job_id: str, role: Role = Role.risk_analyst, timeout: float = 180) -> dict:
@@ -149,25 +140,22 @@ def test_unknown_job_and_unfinished_result(svc: Service) -> None:
     assert result.status_code == 409 and "failed" in result.json()["detail"]
 
 
-def test_a_job_cut_short_by_a_restart_resumes_from_its_partitions(svc: Service, tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_job_cut_short_by_a_restart_resumes_from_its_partitions(svc: Service, tmp_path: Path) -> None:
     from api.precredit.jobs import JobRunner, PrecreditRequest
-    from api.precredit.run import THROTTLE_ENV
 
-    monkeypatch.setenv(THROTTLE_ENV, "1.0")
-    runner = JobRunner(svc.engine, batch_dir=tmp_path)
-    runner.start()
-    job_id = runner.submit(PrecreditRequest(dt.date.today(), None, 0, "parquet", "local", 12), 1, "test")
-    deadline = time.monotonic() + 120
-    while (runner.get(job_id).partitions_done or 0) < 2:
-        assert time.monotonic() < deadline and runner.get(job_id).status in ("queued", "running")
-        time.sleep(0.05)
-    runner.stop()  # the service stops mid-run
-    assert runner.get(job_id).status == "queued"
-    finished = len(list((tmp_path / f"{job_id}.parts").glob("part-*.arrow")))
-    assert 2 <= finished < 12
+    with settings_env(batch_throttle_seconds="1.0"):
+        runner = JobRunner(svc.engine, batch_dir=tmp_path)
+        runner.start()
+        job_id = runner.submit(PrecreditRequest(dt.date.today(), None, 0, "parquet", "local", 12), 1, "test")
+        deadline = time.monotonic() + 120
+        while (runner.get(job_id).partitions_done or 0) < 2:
+            assert time.monotonic() < deadline and runner.get(job_id).status in ("queued", "running")
+            time.sleep(0.05)
+        runner.stop()  # the service stops mid-run
+        assert runner.get(job_id).status == "queued"
+        finished = len(list((tmp_path / f"{job_id}.parts").glob("part-*.arrow")))
+        assert 2 <= finished < 12
 
-    monkeypatch.delenv(THROTTLE_ENV)
     again = JobRunner(svc.engine, batch_dir=tmp_path)
     again.start()  # the next start picks the job up again
     try:

@@ -1,8 +1,7 @@
-"""CLI: products validate/show and quote (store reads are replaced by an in-memory features frame)."""
+"""CLI: products validate/show, and quote from a real SQLite store holding a small synthetic region."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 
@@ -15,30 +14,32 @@ from typer.testing import CliRunner
 from api.cli.products import products_app, quote_command
 from features import uscc
 from products.catalogue import DEFINITIONS_DIR
-from scoring.sample import random_features
 
 app = typer.Typer()
 app.add_typer(products_app, name="products")
 app.command("quote")(quote_command)
 runner = CliRunner()
 
-CODES = list(uscc.generate(np.arange(1, 4), np.array(["330302"] * 3)))
-FRAME = random_features(3, seed=2)
-FRAME.index = FRAME.index.__class__(CODES, name="credit_code")
 
 
-@pytest.fixture
-def store(monkeypatch):
-    import features.store
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[str]]:
+    """A real SQLite store with a small synthetic region (no model in its registry): (URL, credit codes)."""
+    import sqlalchemy as sa
 
-    calls = []
+    from api.database import migrate
+    from features.ingest import ingest_directory
+    from features.synthetic import generate_region, write_region
 
-    def fake_load(credit_codes, as_of, engine=None):
-        calls.append((credit_codes, as_of))
-        return FRAME.loc[[c for c in credit_codes if c in FRAME.index]]
-
-    monkeypatch.setattr(features.store, "load_features", fake_load)
-    return calls
+    directory = tmp_path_factory.mktemp("cli-quote")
+    write_region(generate_region(300, 5), directory / "region", "parquet")
+    url = f"sqlite:///{directory / 'store.db'}"
+    engine = migrate(url)
+    assert ingest_directory(engine, directory / "region", directory / "quarantine").ok
+    with engine.connect() as conn:
+        codes = conn.execute(sa.text("SELECT DISTINCT credit_code FROM src_registry ORDER BY credit_code")
+                             ).scalars().all()
+    return url, list(codes)
 
 
 def test_validate_ok_and_errors(tmp_path: Path):
@@ -65,35 +66,42 @@ def test_show():
     assert r.exit_code == 1 and "unknown product" in r.output
 
 
-def test_quote_json_lines(store):
-    r = runner.invoke(app, ["quote", *CODES[:2], "--as-of", "2025-12-31", "--json"])
+def test_quote_json_lines(store: tuple[str, list[str]]) -> None:
+    url, codes = store
+    r = runner.invoke(app, ["quote", *codes[:2], "--as-of", "2025-12-31", "--json", "--database-url", url])
     assert r.exit_code == 0, r.output
-    lines = [json.loads(x) for x in r.output.strip().splitlines()]
-    assert [x["credit_code"] for x in lines] == CODES[:2]
-    assert store[0][1] == dt.date(2025, 12, 31)
+    assert "no champion model" in r.stderr  # which model was used (here none) is stated
+    lines = [json.loads(x) for x in r.stdout.strip().splitlines()]
+    assert [x["credit_code"] for x in lines] == codes[:2]
+    assert {x["as_of"] for x in lines} == {"2025-12-31"}
     need = {"product", "eligible", "reasons", "index", "points", "grade", "tier", "limit_cny", "rate_band", "rate",
             "guarantee_fee", "subsidy", "all_in_cost", "next_grade", "product_version"}
     for obj in lines:
-        assert len(obj["quotes"]) == 5
+        assert len(obj["quotes"]) == 5 and obj["model_version"] is None
         for q in obj["quotes"]:
             assert need <= set(q)
 
 
-def test_quote_product_filter_and_table(store):
-    r = runner.invoke(app, ["quote", CODES[0], "--product", "per_mu", "--product", "tax_credit", "--json"])
+def test_quote_product_filter_and_table(store: tuple[str, list[str]]) -> None:
+    url, codes = store
+    r = runner.invoke(app, ["quote", codes[0], "--product", "per_mu", "--product", "tax_credit", "--json",
+                            "--database-url", url])
     assert r.exit_code == 0, r.output
-    assert [q["product"] for q in json.loads(r.output)["quotes"]] == ["per_mu", "tax_credit"]
-    r = runner.invoke(app, ["quote", CODES[0]])
+    assert [q["product"] for q in json.loads(r.stdout)["quotes"]] == ["per_mu", "tax_credit"]
+    r = runner.invoke(app, ["quote", codes[0], "--database-url", url])
     assert r.exit_code == 0, r.output
-    assert CODES[0] in r.output
+    assert codes[0] in r.stdout
 
 
-def test_quote_errors(store):
-    bad = CODES[0][:-1] + ("0" if CODES[0][-1] != "0" else "1")
-    r = runner.invoke(app, ["quote", bad])
+def test_quote_errors(store: tuple[str, list[str]]) -> None:
+    url, codes = store
+    bad = codes[0][:-1] + ("0" if codes[0][-1] != "0" else "1")
+    r = runner.invoke(app, ["quote", bad, "--database-url", url])
     assert r.exit_code == 2 and "invalid credit code" in r.output and "check character" in r.output
-    unknown = uscc.generate(np.array([99]), np.array(["330302"]))[0]
-    r = runner.invoke(app, ["quote", CODES[0], unknown])
+    unknown = uscc.generate(np.array([999_999]), np.array(["330302"]))[0]
+    r = runner.invoke(app, ["quote", codes[0], unknown, "--database-url", url])
     assert r.exit_code == 1 and "unknown enterprise" in r.output and unknown in r.output
-    r = runner.invoke(app, ["quote", CODES[0], "--product", "nope"])
+    r = runner.invoke(app, ["quote", codes[0], "--product", "nope", "--database-url", url])
     assert r.exit_code == 1 and "unknown product" in r.output
+    r = runner.invoke(app, ["quote", codes[0], "--as-of", "2999-01-01", "--database-url", url])
+    assert r.exit_code == 1 and "future" in r.output

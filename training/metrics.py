@@ -39,11 +39,6 @@ def brier(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean((p - y) ** 2)) if len(y) else float("nan")
 
 
-def log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    q = np.clip(p, 1e-12, 1 - 1e-12)
-    return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
-
-
 def summary(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
     if len(np.unique(y)) == 2:
         fpr, tpr, _ = roc_points(y, p)  # one sort serves AUC and KS

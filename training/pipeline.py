@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import json
-import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -46,7 +45,9 @@ def code_version() -> str:
 
 
 def default_operator() -> str:
-    return os.environ.get("INDEXLOAN_OPERATOR") or getpass.getuser()
+    from features.settings import get_settings
+
+    return get_settings().operator or getpass.getuser()
 
 
 def _now() -> str:

@@ -6,8 +6,6 @@ import sqlalchemy as sa
 
 from features.store.tables import metadata
 
-STAGES = ("candidate", "challenger", "champion", "retired")
-
 models = sa.Table(
     "models",
     metadata,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -56,7 +55,9 @@ def clear_errors() -> Iterator[None]:
     except (TrainingError, StoreUnavailableError) as error:
         fail(str(error))
     except Exception as error:  # noqa: BLE001 - the CLI never shows a traceback
-        if os.environ.get("INDEXLOAN_DEBUG"):
+        from features.settings import get_settings
+
+        if get_settings().debug:
             raise
         fail(f"unexpected failure ({type(error).__name__}): {error}")
 

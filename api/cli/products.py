@@ -148,53 +148,58 @@ def _table(credit_code: str, quotes: list[dict[str, Any]]) -> Table:
 def quote_command(
     credit_codes: Annotated[list[str], typer.Argument(metavar="CREDIT_CODE...", help="unified social credit codes")],
     as_of: Annotated[dt.datetime | None, typer.Option("--as-of", formats=["%Y-%m-%d"],
-                                                      help="features as of this date (default today)")] = None,
-    product: Annotated[list[str] | None, typer.Option("--product", help="product code (repeatable; default all)")
-                       ] = None,
+                                                      help="features, rates and products as of this date "
+                                                           "(default today)")] = None,
+    product: Annotated[list[str] | None, typer.Option("--product", help="product code (repeatable; default all "
+                                                                         "in force)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON Lines: one object per credit code")] = False,
+    model_dir: Annotated[Path | None, typer.Option("--model", help="a model directory instead of the registry's "
+                                                                   "champion")] = None,
+    no_model: Annotated[bool, typer.Option("--no-model", help="quote without a risk model (no PD)")] = False,
     database_url: Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL of the store")] = None,
+    models_dir: Annotated[Path | None, typer.Option("--models-dir", help="registry artifact folder (default: "
+                                                                         "<data_dir>/models)")] = None,
 ) -> None:
-    """Quote every product (or the chosen ones) for enterprises in the store."""
+    """Quote every product in force (or the chosen ones) for enterprises in the store: the same quote as
+    `POST /v1/quotes` (the same versions in force for the date, the same risk model, the same numbers)."""
     from features.uscc import problem
 
     for code in credit_codes:
         why = problem(code)
         if why is not None:
             _fail(f"invalid credit code {code!r}: {why}", code=2)
+    if model_dir is not None and no_model:
+        _fail("--model and --no-model exclude each other", code=2)
     day = as_of.date() if as_of else dt.date.today()
-    catalogue = _catalogue()
-    chosen = list(dict.fromkeys(product or catalogue))
-    unknown = [p for p in chosen if p not in catalogue]
-    if unknown:
-        _fail(f"unknown product(s) {', '.join(unknown)}; known: {', '.join(catalogue)}")
 
-    from products.catalogue import reference_rates
-    from scoring import compile_all, enterprise_quotes, evaluate_all
+    from api.cli.models import clear_errors
+    from api.database import migrate
+    from api.quoting.service import ModelChoice, Quoter
+    from api.quoting.versions import VersionsError
+    from products.catalogue import DefinitionError
+    from training.errors import TrainingError
 
-    try:
-        from features.store import load_features
-
-        kwargs: dict[str, Any] = {}
-        if database_url:
-            from features.store.db import connect
-
-            kwargs["engine"] = connect(database_url)
-        features = load_features(list(dict.fromkeys(credit_codes)), day, **kwargs)
-    except Exception as e:  # the store is another component: report, never a traceback
-        _fail(f"cannot read the store: {e}")
-        return
-    missing = [c for c in dict.fromkeys(credit_codes) if c not in features.index]
+    choice = ModelChoice(directory=model_dir, use_model=not no_model)
+    with clear_errors():
+        try:
+            quoter = Quoter(migrate(database_url), str(models_dir) if models_dir else None, choice,
+                            definitions=list(_catalogue().values()))
+            products = quoter.products_for(day, product)
+            state = quoter.state(day)
+        except VersionsError as error:
+            _fail(f"--{error.field.replace('_', '-')}: {error.message}")
+            return
+        except (DefinitionError, TrainingError) as error:
+            _fail(str(error))
+            return
+    codes = list(dict.fromkeys(credit_codes))
+    missing = [c for c in codes if c not in state.population]
     if missing:
         _fail(f"unknown enterprise(s), not in the store as of {day}: {', '.join(missing)}")
-    rates = reference_rates(day)
-    try:
-        plans = compile_all({c: catalogue[c] for c in chosen}, rates)
-    except ValueError as e:
-        _fail(str(e))
-        return
-    results = evaluate_all(plans, features)
-    for obj in enterprise_quotes(results):
+    err.print(choice.describe(state.versions.model), highlight=False, soft_wrap=True)
+    for code in codes:
+        body = state.population.body(code, products, None)
         if as_json:
-            print(json.dumps({**obj, "as_of": day.isoformat()}, ensure_ascii=False, sort_keys=False))
+            print(json.dumps({"credit_code": code, "as_of": day.isoformat(), **body}, ensure_ascii=False))
         else:
-            out.print(_table(obj["credit_code"], obj["quotes"]))
+            out.print(_table(code, body["quotes"]))

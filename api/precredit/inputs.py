@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from api.precredit.run import BatchInputError
 from api.precredit.score import BatchContext
+from training.serving import RiskModel
 
 
 def read_feature_files(path: Path, as_of: dt.date) -> pd.DataFrame:
@@ -44,10 +45,8 @@ def read_feature_files(path: Path, as_of: dt.date) -> pd.DataFrame:
     return frame
 
 
-def load_model(engine: sa.Engine | None, models_dir: str | None, model_dir: Path | None) -> Any | None:
+def load_model(engine: sa.Engine | None, models_dir: str | None, model_dir: Path | None) -> RiskModel | None:
     """A model directory when given, else the registry's champion (None when there is none)."""
-    from training.serving import RiskModel
-
     if model_dir is not None:
         return RiskModel.from_dir(model_dir)
     if engine is None:
@@ -59,27 +58,21 @@ def load_model(engine: sa.Engine | None, models_dir: str | None, model_dir: Path
 
 
 def build_context(features: pd.DataFrame, as_of: dt.date, products: list[str] | None, reasons: int,
-                  model: Any | None) -> tuple[BatchContext, dict[str, Any], pd.DataFrame]:
-    """The plans (rank cut-offs calibrated on this population, as the quote path does), the context,
-    a description of the versions, and the features narrowed to the columns the run reads."""
-    from api.quoting.service import build_versions
-    from products.catalogue import load_catalogue, reference_rates
+                  model: RiskModel | None) -> tuple[BatchContext, dict[str, Any], pd.DataFrame]:
+    """The versions in force on `as_of` (the quote path's builder: rank cut-offs calibrated on this
+    population), the context, a description of the versions, and the features narrowed to the columns
+    the run reads."""
+    from api.quoting.versions import VersionsError, versions_for
 
     if reasons < 0:
         raise BatchInputError("--reasons must be 0 or more")
     if len(features) == 0:
         raise BatchInputError(f"no enterprises to score: the store or the feature files hold none as of "
                               f"{as_of.isoformat()}")
-    definitions = load_catalogue()
-    if products:
-        unknown = [p for p in products if p not in definitions]
-        if unknown:
-            raise BatchInputError(f"unknown product(s) {', '.join(unknown)}; known: {', '.join(definitions)}")
-        definitions = {p: definitions[p] for p in dict.fromkeys(products)}
     try:
-        versions = build_versions(definitions, reference_rates(as_of), model, features)
-    except ValueError as error:  # e.g. no reference rate in force on that date
-        raise BatchInputError(f"cannot price as of {as_of.isoformat()}: {error}") from None
+        versions = versions_for(as_of, features, model, products)
+    except VersionsError as error:
+        raise BatchInputError(f"--{error.field.replace('_', '-')}: {error.message}") from None
     used = [c for c in versions.columns if c in features.columns]
     describe = {"as_of": as_of.isoformat(), **versions.describe()}
-    return BatchContext(versions.plans, model, reasons), describe, features[used]
+    return BatchContext(versions, reasons), describe, features[used]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import queue
 import threading
 import time
@@ -26,7 +25,6 @@ from api.tables import batch_jobs
 from features.store import audit
 
 log = logging.getLogger(__name__)
-BATCH_DIR_ENV = "INDEXLOAN_BATCH_DIR"
 PROGRESS_EVERY_SECONDS = 0.5
 
 
@@ -60,7 +58,7 @@ def _now() -> dt.datetime:
 def default_batch_dir() -> Path:
     from features.settings import get_settings
 
-    return Path(os.environ.get(BATCH_DIR_ENV) or get_settings().data_dir / "batch")
+    return get_settings().resolved_batch_dir
 
 
 class JobRunner:

@@ -36,7 +36,6 @@ from api.precredit.summary import Summary
 FORMAT = 1
 DEFAULT_PARTITION_ROWS = 100_000
 MANIFEST = "manifest.json"
-THROTTLE_ENV = "INDEXLOAN_BATCH_THROTTLE_SECONDS"  # test hook: pause after each partition (to interrupt a run)
 Progress = Callable[[int, int], None]  # partitions done (incl. reused), total
 
 
@@ -132,7 +131,9 @@ def _prepare_work_dir(work: Path, fp: str, parts: int) -> set[int]:
 
 def _run_local(ctx: BatchContext, features: pd.DataFrame, bounds: list[tuple[int, int]], todo: list[int],
                work: Path, workers: int) -> Iterator[int]:
-    throttle = float(os.environ.get(THROTTLE_ENV, "0") or 0)
+    from features.settings import get_settings
+
+    throttle = get_settings().batch_throttle_seconds  # a test hook: pause after each partition
 
     def one(i: int) -> int:
         a, b = bounds[i]

@@ -1,8 +1,9 @@
 """One partition of a pre-credit run: features in, one decision row per enterprise out (no I/O).
 
-The same pure core as a quote: `scoring.evaluate_all` on the plans in force and the risk model's
-`predict` / `contributions` on the whole partition at once. Called in-process by the local engine and
-inside Dask workers by the Dask engine, so both engines produce the same rows.
+The same path as a quote: `api.quoting.population.score_rows` (every product under the versions in
+force, the risk model's PD and SHAP values) on the whole partition at once, then the columnar view of
+the one reason formatter. Called in-process by the local engine and inside Dask workers by the Dask
+engine, so both engines produce the same rows.
 """
 
 from __future__ import annotations
@@ -13,21 +14,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scoring import Plan, evaluate_all
+from api.quoting.population import score_rows
+from api.quoting.versions import Versions
+from scoring import Plan
 from scoring.columnar import decline_columns, risk_factor_columns, top_points_lost
-
-ENTERPRISE_COLUMNS = ("credit_code", "pd", "model_version")
-PRODUCT_COLUMNS = ("eligible", "index", "grade", "tier", "limit_cny", "rate_lo_pct", "rate_hi_pct", "rate_pct",
-                   "reasons", "reasons_zh", "reasons_en")
+from training.serving import RiskModel
 
 
 @dataclass(frozen=True)
 class BatchContext:
-    """What every partition needs besides its rows: the plans in force, the model, the options."""
+    """What every partition needs besides its rows: the versions in force and the options."""
 
-    plans: dict[str, Plan]
-    model: Any | None  # training.serving.RiskModel
+    versions: Versions
     reasons: int  # top-K explanations per row; 0 = none
+
+    @property
+    def plans(self) -> dict[str, Plan]:
+        return self.versions.plans
+
+    @property
+    def model(self) -> RiskModel | None:
+        return self.versions.model
 
     @property
     def model_version(self) -> str | None:
@@ -51,14 +58,11 @@ def _tier(result: Any) -> pd.Categorical:
 def score_partition(ctx: BatchContext, features: pd.DataFrame) -> pd.DataFrame:
     """Decisions for every enterprise (row) of `features` on every product of `ctx`, in row order."""
     n = len(features)
-    pd_values = None
-    X = contrib = None
-    if ctx.model is not None and n:
-        X = ctx.model.encode(features)
-        pd_values = ctx.model.predict(X)
-        if ctx.reasons > 0:
-            contrib = ctx.model.contributions(X)
-    results = evaluate_all(ctx.plans, features, pd_values=pd_values) if n else {}
+    pd_values = X = contrib = None
+    results: dict[str, Any] = {}
+    if n:
+        scored = score_rows(ctx.versions, features, contributions=ctx.reasons > 0)
+        pd_values, X, contrib, results = scored.pd, scored.X, scored.contrib, scored.results
     out: dict[str, Any] = {
         "credit_code": features.index.to_numpy(dtype=object),
         "pd": pd_values if pd_values is not None else np.full(n, np.nan),

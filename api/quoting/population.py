@@ -1,12 +1,12 @@
-"""Today's population prepared for the quote path: a quote is a row take from arrays, not pandas work.
+"""One path from features to numbers and quote bodies: `score_rows` and `Population`.
 
-Rows are evaluated in blocks of `BLOCK` with the batch code (features extracted to arrays, the risk
-model's raw score, PD and SHAP values, every product's results and explanations): ~18 us a row
-against ~200 us in blocks of 64 and ~3 ms one row at a time (measured on 20,000 demo enterprises).
-A block is computed on the first quote of any of its enterprises and kept (least recently used
-blocks are dropped beyond `MAX_BLOCKS`), so the per-quote cost is formatting. The engine and LightGBM
-compute each row independently; tests check that every enterprise's quote and snapshot equal those
-of the one-row path (the path a replay takes).
+`score_rows` runs the products engine and the risk model on a frame of enterprises (one row or a
+million): every product's results under the versions in force and, with a model, the raw score, the
+PD and (when asked) the SHAP values. A pre-credit partition calls it on its rows; a `Population` calls
+it on blocks of `BLOCK` rows of a date's enterprises and keeps the blocks (least recently used dropped
+beyond `MAX_BLOCKS`), so a quote is an array take plus formatting. `indexloan quote`, the API, replay
+(a one-row population) and batch runs therefore compute every number with the same code; the engine
+and LightGBM compute each row independently, so block size does not change a quote (tested).
 """
 
 from __future__ import annotations
@@ -19,49 +19,66 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from api.quoting.body import RISK_FACTORS, quote_body
 from api.quoting.snapshot import RowEncoder
+from api.quoting.versions import Versions
 from scoring import ProductResult, evaluate_all, extract
 from scoring.engine import all_fields
 
 BLOCK = 4096
-MAX_BLOCKS = 64  # 262,144 enterprises' results per process at most
+MAX_BLOCKS = 64  # 262,144 enterprises' results per population at most
 
 
 @dataclass(frozen=True)
-class Block:
+class Scored:
+    """Engine results of a frame's rows and, with a model, its inputs, raw score, PD and SHAP values."""
+
     results: dict[str, ProductResult]
-    X: np.ndarray | None  # model matrix, raw score, PD and SHAP values of the block's rows
+    X: np.ndarray | None
     raw: np.ndarray | None
     pd: np.ndarray | None
     contrib: np.ndarray | None
 
 
+def score_rows(versions: Versions, frame: pd.DataFrame, contributions: bool = True) -> Scored:
+    """Every product of `versions` and the risk model on every row of `frame` (index = credit code)."""
+    model = versions.model
+    X = raw = pd_values = contrib = None
+    if model is not None and len(frame):
+        X = model.encode(frame)
+        raw = model.raw_score(X)
+        pd_values = model.calibrator(raw)
+        if contributions:
+            contrib = model.contributions(X)
+    fields, sources = all_fields(list(versions.plans.values()))
+    results = evaluate_all(versions.plans, extract(frame, fields, sources), pd_values=pd_values)
+    return Scored(results, X, raw, pd_values, contrib)
+
+
 class Population:
-    def __init__(self, frame: pd.DataFrame, versions: Any) -> None:  # versions: api.quoting.Versions
+    """A date's enterprises (or one replayed row) under the versions in force: quote bodies and snapshots."""
+
+    def __init__(self, frame: pd.DataFrame, versions: Versions) -> None:
         self.frame = frame
         self.versions = versions
         self.positions = {code: i for i, code in enumerate(frame.index)}
         self.encoder = RowEncoder(frame, versions.columns)
-        self._fields, self._sources = all_fields(list(versions.plans.values()))
-        self._blocks: OrderedDict[int, Block] = OrderedDict()
+        self._blocks: OrderedDict[int, Scored] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.frame)
 
-    def _compute(self, b: int) -> Block:
-        part = self.frame.iloc[b * BLOCK:(b + 1) * BLOCK]
-        model = self.versions.model
-        X = raw = pd_values = contrib = None
-        if model is not None:
-            X = model.encode(part)
-            raw, pd_values, contrib = model.scores(X)
-        results = evaluate_all(self.versions.plans, extract(part, self._fields, self._sources), pd_values=pd_values)
-        for r in results.values():
-            r.explanation  # noqa: B018 - computed now, once for the block, not per quote
-        return Block(results, X, raw, pd_values, contrib)
+    def __contains__(self, credit_code: object) -> bool:
+        return credit_code in self.positions
 
-    def block(self, position: int) -> tuple[Block, int]:
+    def _compute(self, b: int) -> Scored:
+        scored = score_rows(self.versions, self.frame.iloc[b * BLOCK:(b + 1) * BLOCK])
+        for r in scored.results.values():
+            r.explanation  # noqa: B018 - computed now, once for the block, not per quote
+        return scored
+
+    def block(self, position: int) -> tuple[Scored, int]:
         """The block holding row `position`, and the row's index inside it."""
         b, i = divmod(position, BLOCK)
         with self._lock:
@@ -76,8 +93,24 @@ class Population:
                 self._blocks.popitem(last=False)
         return computed, i
 
-    def risk(self, block: Block, i: int, top_k: int) -> dict[str, Any] | None:
+    def risk(self, block: Scored, i: int, top_k: int = RISK_FACTORS) -> dict[str, Any] | None:
         model = self.versions.model
-        if model is None:
+        if model is None or block.X is None:
             return None
         return model.assessment(block.X[i], block.raw[i], block.pd[i], block.contrib[i], top_k)
+
+    def body(self, credit_code: str, products: list[str], requested_amount: float | None) -> dict[str, Any] | None:
+        """The quote body of one enterprise (products in the given order), or None when it is not here."""
+        position = self.positions.get(credit_code)
+        if position is None:
+            return None
+        block, i = self.block(position)
+        return quote_body(self.versions, block.results, i, self.risk(block, i), products, requested_amount)
+
+    def snapshot(self, credit_code: str) -> dict[str, Any]:
+        """What a replay needs of one enterprise: feature values, each source's as-of date, the versions."""
+        position = self.positions[credit_code]
+        as_of = self.versions.as_of
+        return {"format": 1, "as_of": None if as_of is None else as_of.isoformat(),
+                "versions": self.versions.describe(), "source_as_of": self.encoder.provenance(position),
+                "features": self.encoder.features(position)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -9,6 +10,8 @@ from fastapi import APIRouter, Depends, Request
 from api.http.deps import ALL_ROLES, RISK_ROLES, require
 from api.http.errors import ProblemError
 from api.keys import Principal
+from api.quoting.versions import definition_sha, definitions_in_force
+from products.schema import ProductDefinition
 
 router = APIRouter(prefix="/v1", tags=["catalogue"])
 
@@ -16,26 +19,28 @@ AnyRole = require(*ALL_ROLES)
 RiskRoles = require(*RISK_ROLES)
 
 
-def _summary(code: str, plan: Any) -> dict[str, Any]:
-    d = plan.definition
-    return {"code": code, "name": d.name.model_dump(), "version": plan.version,
-            "effective_date": str(d.effective_date) if getattr(d, "effective_date", None) else None}
+def _summary(d: ProductDefinition) -> dict[str, Any]:
+    return {"code": d.code, "name": d.name.model_dump(), "version": d.version,
+            "effective_date": d.effective_date.isoformat()}
 
 
-@router.get("/products", summary="Products in force, with versions")
+def _in_force(request: Request) -> dict[str, ProductDefinition]:
+    """The definitions in force today (the ones today's quotes use)."""
+    return definitions_in_force(request.app.state.quoting.definitions, dt.date.today())
+
+
+@router.get("/products", summary="Products in force today, with versions")
 def list_products(request: Request, principal: Principal = Depends(AnyRole)) -> list[dict[str, Any]]:
-    versions = request.app.state.quoting.versions
-    return [_summary(c, p) for c, p in versions.plans.items()]
+    return [_summary(d) for d in _in_force(request).values()]
 
 
-@router.get("/products/{code}", summary="One product definition in force")
+@router.get("/products/{code}", summary="One product definition in force today")
 def get_product(code: str, request: Request, principal: Principal = Depends(AnyRole)) -> dict[str, Any]:
-    versions = request.app.state.quoting.versions
-    plan = versions.plans.get(code)
-    if plan is None:
-        raise ProblemError(404, f"unknown product {code!r}; known: {', '.join(versions.plans)}")
-    return {**_summary(code, plan), "sha256": versions.definition_sha[code],
-            "definition": plan.definition.model_dump(mode="json")}
+    in_force = _in_force(request)
+    d = in_force.get(code)
+    if d is None:
+        raise ProblemError(404, f"unknown product {code!r}; in force today: {', '.join(in_force)}")
+    return {**_summary(d), "sha256": definition_sha(d), "definition": d.model_dump(mode="json")}
 
 
 @router.get("/models", summary="Risk models in the registry, with stages")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import sqlalchemy as sa
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.http.errors import ProblemError
 from api.http.metrics import exposition
+from api.quoting.versions import VersionsError
 
 router = APIRouter(tags=["health"])
 
@@ -24,8 +27,11 @@ def readyz(request: Request) -> dict:
             conn.execute(sa.text("SELECT 1"))
     except sa.exc.SQLAlchemyError as error:
         raise ProblemError(503, f"database not reachable: {type(error).__name__}") from error
-    state = request.app.state
-    return {"status": "ready", "products": sorted(state.quoting.products), "model_version": state.quoting.model_version}
+    try:
+        versions = request.app.state.quoting.state(dt.date.today()).versions
+    except VersionsError as error:
+        raise ProblemError(503, f"no quotes can be given today: {error.message}") from error
+    return {"status": "ready", "products": sorted(versions.products), "model_version": versions.model_version}
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 import json
-import os
 import time
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import partial
 from typing import Annotated, Any
 
 import anyio
@@ -25,8 +19,10 @@ from api.http.errors import ProblemError
 from api.http.metrics import QUOTES
 from api.keys import Principal, Role
 from api.quoting.diff import differences
-from api.quoting.service import QuotingService, platform_body
+from api.quoting.issuing import Issued, QuoteOrder, UnknownEnterpriseError, issue, stored, writes
+from api.quoting.service import QuotingService
 from api.quoting.snapshot import canonical_json, fast_json
+from api.quoting.versions import VersionsError, check_as_of
 from api.tables import quotes
 from features import uscc
 from features.store import audit
@@ -80,7 +76,6 @@ class ReplayResponse(BaseModel):
     quotes: list[dict[str, Any]]
 
 
-QuoteCreators = require(*ALL_ROLES)
 QuoteReaders = require(*ALL_ROLES)
 Replayers = require(Role.loan_officer, Role.risk_analyst, Role.risk_approver, Role.admin)
 
@@ -93,40 +88,28 @@ def _field_error(status: int, field: str, message: str) -> ProblemError:
     return ProblemError(status, message, errors=[{"field": field, "message": message}])
 
 
-def _check_request(body: QuoteRequest, principal: Principal, service: QuotingService) -> tuple[list[str], dt.date]:
+def _order(body: QuoteRequest, principal: Principal, service: QuotingService, idempotency_key: str | None
+           ) -> QuoteOrder:
+    """The request checked against the versions in force on its as-of date (field-level 422s)."""
     if principal.role is Role.platform and not body.consent_ref:
         raise _field_error(422, "consent_ref", "the platform role must send the enterprise's consent reference")
-    known = service.products
-    products = list(dict.fromkeys(body.products)) if body.products else known
-    unknown = [p for p in products if p not in known]
-    if unknown:
-        raise _field_error(422, "products", f"unknown product(s): {', '.join(unknown)}; known: {', '.join(known)}")
-    today = dt.date.today()
-    as_of = body.as_of or today
-    if as_of > today:
-        raise _field_error(422, "as_of", f"as_of {as_of} is in the future")
-    return products, as_of
+    as_of = body.as_of or dt.date.today()
+    try:
+        check_as_of(as_of)
+        products = service.products_for(as_of, body.products)
+    except VersionsError as error:
+        raise _field_error(422, error.field, error.message) from None
+    return QuoteOrder(body.credit_code, as_of, products, body.requested_amount_cny, body.consent_ref,
+                      canonical_json(body.model_dump(mode="json")), idempotency_key, principal)
 
 
-def _stored(conn: sa.Connection, key_id: int, idempotency_key: str) -> sa.Row | None:
-    return conn.execute(sa.select(quotes).where(quotes.c.api_key_id == key_id,
-                                                quotes.c.idempotency_key == idempotency_key)).first()
-
-
-def _visible(body: dict[str, Any], principal: Principal, service: QuotingService) -> dict[str, Any]:
-    return platform_body(service.versions, body) if principal.role is Role.platform else body
-
-
-@dataclass
-class _Issued:
-    """A computed quote, serialised, ready to be stored and then sent."""
-
-    values: dict[str, Any]  # the `quotes` row
-    full: dict[str, Any]
-    sent: bytes
-    products: list[str]
-    versions: Any
-    snapshot: dict[str, Any]
+def _issue(service: QuotingService, order: QuoteOrder) -> Issued:
+    try:
+        return issue(service, order)
+    except VersionsError as error:  # e.g. no reference rate in force on that date
+        raise _field_error(422, error.field, error.message) from None
+    except UnknownEnterpriseError as error:
+        raise _field_error(404, "credit_code", str(error)) from None
 
 
 def _json_response(content: bytes, quote_id: str, status: int = 201, replayed: bool = False) -> Response:
@@ -137,57 +120,16 @@ def _json_response(content: bytes, quote_id: str, status: int = 201, replayed: b
     return Response(content, status_code=status, media_type="application/json", headers=headers)
 
 
-def _issue(service: QuotingService, body: QuoteRequest, principal: Principal, products: list[str],
-           as_of: dt.date, request_json: str, idempotency_key: str | None) -> _Issued:
-    """Compute and serialise a quote (CPU only, no database writes)."""
-    computed = service.quote(body.credit_code, as_of, products, body.requested_amount_cny)
-    if computed is None:
-        raise _field_error(404, "credit_code", f"enterprise {body.credit_code} is not in the store as of {as_of}")
-    quote_body, snapshot, versions = computed
-    created = dt.datetime.now(dt.UTC)
-    expires = created + dt.timedelta(days=min(q["expiry_days"] for q in quote_body["quotes"]))
-    quote_id = str(uuid.uuid4())
-    full = {"quote_id": quote_id, "credit_code": body.credit_code, "as_of": as_of.isoformat(),
-            "created_at": created.isoformat(), "expires_at": expires.isoformat(),
-            "consent_ref": body.consent_ref, **quote_body}
-    full_json = fast_json(full)
-    sent = fast_json(platform_body(versions, full)) if principal.role is Role.platform else full_json
-    values = dict(quote_id=quote_id, credit_code=body.credit_code, as_of=as_of, created_at=created,
-                  expires_at=expires, api_key_id=principal.key_id, role=principal.role.value,
-                  consent_ref=body.consent_ref, idempotency_key=idempotency_key, request_json=request_json,
-                  snapshot_json=fast_json(snapshot).decode("utf-8"), response_json=full_json.decode("utf-8"),
-                  response_sha256=hashlib.sha256(full_json).hexdigest())
-    return _Issued(values, full, sent, products, versions, snapshot)
-
-
-INSERT_QUOTE = quotes.insert()  # one statement object: compiled once, values bound per quote
-
-
-def _writes(issued: _Issued, principal: Principal) -> Callable[[sa.Connection], None]:
-    values = issued.values
-
-    def write(conn: sa.Connection) -> None:
-        # The quote row first: on SQLite its INSERT takes the write lock before the audit head is read.
-        conn.execute(INSERT_QUOTE, values)
-        audit.append(conn, principal.name, "quote.create", f"quote:{values['quote_id']}",
-                     {"credit_code": values["credit_code"], "role": principal.role.value,
-                      "consent_ref": values["consent_ref"], "products": issued.products,
-                      "model_version": issued.versions.model_version,
-                      "source_as_of": issued.snapshot["source_as_of"]})
-
-    return write
-
-
-def _answer(service: QuotingService, issued: _Issued, principal: Principal, error: BaseException | None) -> Response:
+def _answer(service: QuotingService, issued: Issued, error: BaseException | None) -> Response:
     """The response once the quote's transaction has ended: the quote, or why it was not issued."""
     values = issued.values
     if isinstance(error, sa.exc.IntegrityError):
         # A concurrent retry with the same Idempotency-Key won the race: answer with its result.
         key = values["idempotency_key"]
-        previous = _lookup(service, principal, key) if key else None
+        previous = _lookup(service, issued.order.principal, key) if key else None
         if previous is None:
             raise error
-        return _replayed(previous, values["request_json"], principal, service)
+        return _replayed(previous, issued.order, service)
     if isinstance(error, sa.exc.SQLAlchemyError):
         raise ProblemError(503, "the quote could not be stored, so it was not issued; retry later") from error
     if error is not None:
@@ -197,42 +139,12 @@ def _answer(service: QuotingService, issued: _Issued, principal: Principal, erro
     return _json_response(issued.sent, values["quote_id"])
 
 
-def _store(service: QuotingService, issued: _Issued, principal: Principal) -> Response:
-    """Commit the quote and its audit row (grouped with concurrent quotes), then answer with it."""
-    future = service.writer.submit(_writes(issued, principal))
-    return _answer(service, issued, principal, future.exception())
-
-
 def _lookup(service: QuotingService, principal: Principal, idempotency_key: str) -> sa.Row | None:
     with service.engine.connect() as conn:
-        return _stored(conn, principal.key_id, idempotency_key)
+        return stored(conn, principal.key_id, idempotency_key)
 
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
-CREATE = dict(status_code=201, response_model=QuoteResponse, summary="Quote every (or some) products",
-              responses={404: {"description": "unknown enterprise"}, 409: {"description": "idempotency conflict"},
-                         422: {"description": "invalid request"}})
-
-
-def _prepared(request: Request, body: QuoteRequest, principal: Principal, idempotency_key: str | None
-              ) -> tuple[QuotingService, dt.date, str, Callable[[], _Issued]]:
-    """Checks shared by both routes: the service, the as-of date, the canonical request and the issuing call."""
-    service = _service(request)
-    products, as_of = _check_request(body, principal, service)
-    request_json = canonical_json(body.model_dump(mode="json"))
-    return service, as_of, request_json, partial(_issue, service, body, principal, products, as_of, request_json,
-                                                 idempotency_key)
-
-
-def create_quote(body: QuoteRequest, request: Request, principal: Principal = Depends(QuoteCreators),
-                 idempotency_key: IdempotencyKey = None) -> Response:
-    """Threadpool route: the whole quote (compute, then commit) runs in one worker thread."""
-    service, _as_of, request_json, issue = _prepared(request, body, principal, idempotency_key)
-    if idempotency_key:
-        previous = _lookup(service, principal, idempotency_key)
-        if previous is not None:
-            return _replayed(previous, request_json, principal, service)
-    return _store(service, issue(), principal)
 
 
 async def _any_role(request: Request,
@@ -245,44 +157,38 @@ async def _any_role(request: Request,
     return await anyio.to_thread.run_sync(get_principal, request, credentials)
 
 
-async def create_quote_async(body: QuoteRequest, request: Request, principal: Principal = Depends(_any_role),
-                             idempotency_key: IdempotencyKey = None) -> Response:
-    """Async route: the computation runs on the event loop, database reads in a thread, the commit in the
-    writer thread (awaited without a thread of its own)."""
-    service, as_of, request_json, issue = _prepared(request, body, principal, idempotency_key)
+@router.post("", status_code=201, response_model=QuoteResponse, summary="Quote every (or some) products",
+             responses={404: {"description": "unknown enterprise"}, 409: {"description": "idempotency conflict"},
+                        422: {"description": "invalid request"}})
+async def create_quote(body: QuoteRequest, request: Request, principal: Principal = Depends(_any_role),
+                       idempotency_key: IdempotencyKey = None) -> Response:
+    """The quote is computed on the event loop when its date's population is in memory (array takes), else
+    in a thread (reading the store must not block the loop); it is committed by the writer thread (awaited
+    without a thread of its own) before the response is sent."""
+    service = _service(request)
+    order = _order(body, principal, service, idempotency_key)
     if idempotency_key:
         previous = await anyio.to_thread.run_sync(_lookup, service, principal, idempotency_key)
         if previous is not None:
-            return _replayed(previous, request_json, principal, service)
-    # today's quote is array lookups on the loop; another date reads the store, which must not block it
-    issued = issue() if as_of == dt.date.today() else await anyio.to_thread.run_sync(issue)
-    future = service.writer.submit(_writes(issued, principal))
+            return _replayed(previous, order, service)
+    if service.prepared(order.as_of):
+        issued = _issue(service, order)
+    else:
+        issued = await anyio.to_thread.run_sync(_issue, service, order)
+    future = service.writer.submit(writes(issued))
     try:
         await asyncio.wrap_future(future)  # the writer thread commits; the event loop serves others meanwhile
     except Exception as error:  # noqa: BLE001 - turned into the response below
-        return await anyio.to_thread.run_sync(_answer, service, issued, principal, error)
-    return _answer(service, issued, principal, None)
+        return await anyio.to_thread.run_sync(_answer, service, issued, error)
+    return _answer(service, issued, None)
 
 
-# Which route serves POST /v1/quotes; INDEXLOAN_QUOTE_MODE=thread|async overrides it (for bench/http.py).
-# Async is the default. bench/http.py at 04:04-04:07 UTC (20,000 enterprises, 8 s a cell, load average
-# 1.4-2.3), threadpool route vs async route, quotes/s (p50 / p99 ms; server CPU ms per quote):
-#   1 worker,  1 conn:   143 (6.5 / 21; 6.5)   vs 400 (2.2 / 6.0; 2.3)
-#   1 worker, 32 conns:  188 (150 / 349; 5.3)  vs 311 (86 / 239; 3.2)
-#   2 workers, 1 conn:   158 (6.1 / 12; 5.9)   vs 314 (2.9 / 7.0; 3.0)
-#   2 workers, 32 conns: 272 (99 / 298; 5.2)   vs 563 (45 / 194; 2.7)
-# The async route has no threadpool hops for its dependencies and endpoint, and awaits the writer
-# thread's group commit instead of blocking a pool thread on it.
-QUOTE_MODE = os.environ.get("INDEXLOAN_QUOTE_MODE", "async")
-router.post("", **CREATE)(create_quote_async if QUOTE_MODE == "async" else create_quote)
-
-
-def _replayed(previous: sa.Row, request_json: str, principal: Principal, service: QuotingService) -> Response:
-    if previous.request_json != request_json:
+def _replayed(previous: sa.Row, order: QuoteOrder, service: QuotingService) -> Response:
+    if previous.request_json != order.request_json:
         raise ProblemError(409, "this Idempotency-Key was already used with a different request body",
                            errors=[{"field": "Idempotency-Key", "message": "reused with a different body"}])
-    if principal.role is Role.platform:
-        content = fast_json(platform_body(service.versions, json.loads(previous.response_json)))
+    if order.principal.role is Role.platform:
+        content = fast_json(service.platform_view(json.loads(previous.response_json), previous.as_of))
     else:
         content = previous.response_json.encode("utf-8")
     return _json_response(content, previous.quote_id, replayed=True)
@@ -302,7 +208,7 @@ def get_quote(quote_id: str, request: Request,
               principal: Principal = Depends(QuoteReaders)) -> Response:
     row = _load(request, quote_id, principal)
     if principal.role is Role.platform:
-        content = fast_json(_visible(json.loads(row.response_json), principal, _service(request)))
+        content = fast_json(_service(request).platform_view(json.loads(row.response_json), row.as_of))
     else:
         content = row.response_json.encode("utf-8")  # exactly the stored (and first sent) bytes
     return Response(content, media_type="application/json")
@@ -322,7 +228,7 @@ def replay_quote(quote_id: str, request: Request,
     try:
         recomputed = service.replay(row.credit_code, snapshot, products, req.get("requested_amount_cny"),
                                     current=against == "current")
-    except (KeyError, FileNotFoundError) as error:
+    except (KeyError, FileNotFoundError, VersionsError) as error:
         raise ProblemError(409, f"the versions this quote used are no longer available: {error}") from error
     before = {k: stored[k] for k in ("quotes", "best_offer", "model_version", "risk")}
     after = {k: recomputed[k] for k in ("quotes", "best_offer", "model_version", "risk")}

@@ -1,0 +1,102 @@
+"""Issuing a quote: compute and serialise it (CPU only), then the statements that store it with its audit row.
+
+A quote is committed (in the writer thread's group transaction) before its response is sent, so every
+answer the caller sees is stored, audited and replayable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from api.keys import Principal, Role
+from api.quoting.service import Quoter
+from api.quoting.snapshot import fast_json
+from api.quoting.versions import Versions
+from api.tables import quotes
+from features.store import audit
+
+
+class UnknownEnterpriseError(LookupError):
+    """The enterprise has no data in the store as of the quote's date."""
+
+
+@dataclass(frozen=True)
+class QuoteOrder:
+    """A checked request: who asks, for which enterprise, date and products."""
+
+    credit_code: str
+    as_of: dt.date
+    products: list[str]
+    requested_amount: float | None
+    consent_ref: str | None
+    request_json: str  # the canonical request (idempotency compares it)
+    idempotency_key: str | None
+    principal: Principal
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A computed quote, serialised, ready to be stored and then sent."""
+
+    values: dict[str, Any]  # the `quotes` row
+    full: dict[str, Any]
+    sent: bytes  # the response body for the caller's role
+    order: QuoteOrder
+    versions: Versions
+    snapshot: dict[str, Any]
+
+
+def issue(quoter: Quoter, order: QuoteOrder) -> Issued:
+    """Compute and serialise a quote (no database writes). UnknownEnterpriseError when not in the store."""
+    computed = quoter.quote(order.credit_code, order.as_of, order.products, order.requested_amount)
+    if computed is None:
+        raise UnknownEnterpriseError(f"enterprise {order.credit_code} is not in the store as of {order.as_of}")
+    body, snapshot, versions = computed
+    created = dt.datetime.now(dt.UTC)
+    expires = created + dt.timedelta(days=min(q["expiry_days"] for q in body["quotes"]))
+    quote_id = str(uuid.uuid4())
+    full = {"quote_id": quote_id, "credit_code": order.credit_code, "as_of": order.as_of.isoformat(),
+            "created_at": created.isoformat(), "expires_at": expires.isoformat(),
+            "consent_ref": order.consent_ref, **body}
+    full_json = fast_json(full)
+    principal = order.principal
+    sent = fast_json(quoter.platform_view(full, order.as_of)) if principal.role is Role.platform else full_json
+    values = dict(quote_id=quote_id, credit_code=order.credit_code, as_of=order.as_of, created_at=created,
+                  expires_at=expires, api_key_id=principal.key_id, role=principal.role.value,
+                  consent_ref=order.consent_ref, idempotency_key=order.idempotency_key,
+                  request_json=order.request_json, snapshot_json=fast_json(snapshot).decode("utf-8"),
+                  response_json=full_json.decode("utf-8"), response_sha256=hashlib.sha256(full_json).hexdigest())
+    return Issued(values, full, sent, order, versions, snapshot)
+
+
+INSERT_QUOTE = quotes.insert()  # one statement object: compiled once, values bound per quote
+
+
+def writes(issued: Issued) -> Callable[[sa.Connection], None]:
+    """The statements that store an issued quote and its audit row (run in the writer's transaction)."""
+    values = issued.values
+    principal = issued.order.principal
+
+    def write(conn: sa.Connection) -> None:
+        # The quote row first: on SQLite its INSERT takes the write lock before the audit head is read.
+        conn.execute(INSERT_QUOTE, values)
+        audit.append(conn, principal.name, "quote.create", f"quote:{values['quote_id']}",
+                     {"credit_code": values["credit_code"], "role": principal.role.value,
+                      "consent_ref": values["consent_ref"], "products": issued.order.products,
+                      "model_version": issued.versions.model_version,
+                      "source_as_of": issued.snapshot["source_as_of"]})
+
+    return write
+
+
+def stored(conn: sa.Connection, key_id: int, idempotency_key: str) -> sa.Row | None:
+    """The quote a key already issued under an Idempotency-Key, if any."""
+    return conn.execute(sa.select(quotes).where(quotes.c.api_key_id == key_id,
+                                                quotes.c.idempotency_key == idempotency_key)).first()
