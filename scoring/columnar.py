@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from scoring.engine import ProductResult
+from scoring.ranking import top_k_positive
 from scoring.risk_texts import display_value, model_value, reason_for
 from scoring.texts import (
     percent_text,
@@ -28,7 +29,6 @@ from scoring.texts import (
     reason_parts,
     render_reason,
     row_values,
-    top_k_positive,
 )
 
 CODE_SEP = ";"

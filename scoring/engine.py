@@ -17,6 +17,7 @@ import pandas as pd
 
 from scoring.columns import Columns, extract
 from scoring.plan import CompiledCondition, Plan
+from scoring.ranking import top_k_positive
 
 TOP_REASONS = 3
 SMALL_BATCH = 64  # up to this many rows the indicators are scored as one matrix
@@ -83,8 +84,7 @@ class Explanation:
 def explain(r: ProductResult) -> Explanation:
     # top reasons: indicators with most points lost against their maximum
     lost = r.plan.max_cents[None, :] - r.points_cents
-    order = np.argsort(-lost, axis=1, kind="stable")[:, :TOP_REASONS]
-    top = np.where(np.take_along_axis(lost, order, axis=1) > 0, order, -1)
+    top = top_k_positive(lost, TOP_REASONS)
     nxt = _next_grade(r.plan, r.columns, r.points_cents, r.index_cents, r.grade, r.grade_official)
     return Explanation(top_reasons=top, **nxt)
 

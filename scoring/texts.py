@@ -11,7 +11,6 @@ reads the same sentence whichever path produced it:
 - points (`points_text`): integer cents of a point, exactly: 1250 -> "12.5";
 - percentages (`percent_text`): two decimals: 0.0345 -> "3.45%";
 - numbers as JSON values (`json_number`): a finite float, the infinity text for ±inf, None when missing;
-- the top k of a row (`top_k_stable`, `top_k_positive`): largest first, ties to the lower position.
 """
 
 from __future__ import annotations
@@ -95,35 +94,6 @@ def json_number(x: float | None) -> float | str | None:
         return None
     x = float(x)  # type: ignore[arg-type]
     return x if math.isfinite(x) else number_text(x)
-
-
-# ------------------------------------------------------------------ top k
-
-
-def _top_k(values: np.ndarray, k: int, overwrite: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Positions and values of the `k` largest per row, by `k` argmax passes (argmax returns the first maximum,
-    so ties go to the lower position: the first `k` of a stable descending argsort)."""
-    work = values if overwrite else values.astype(np.float64, copy=True)
-    rows = np.arange(len(work))
-    top = np.empty((len(work), min(k, work.shape[1])), dtype=np.intp)
-    picked = np.empty(top.shape, dtype=np.float64)
-    for m in range(top.shape[1]):
-        top[:, m] = np.argmax(work, axis=1)
-        picked[:, m] = work[rows, top[:, m]]
-        work[rows, top[:, m]] = -np.inf
-    return top, picked
-
-
-def top_k_stable(values: np.ndarray, k: int, overwrite: bool = False) -> np.ndarray:
-    """Column positions of the `k` largest values per row of a 2-D array, largest first, ties to the lower
-    position. `overwrite`: `values` (float64) may be used as scratch space."""
-    return _top_k(values, k, overwrite)[0]
-
-
-def top_k_positive(values: np.ndarray, k: int, overwrite: bool = False) -> np.ndarray:
-    """`top_k_stable`, with -1 where the value is not above zero (no points lost, no contribution)."""
-    top, picked = _top_k(values, k, overwrite)
-    return np.where(picked > 0, top, -1)
 
 
 # ------------------------------------------------------------------ templates

@@ -267,7 +267,7 @@ def test_whole_frame_encoding_equals_one_row_at_a_time(region: Region) -> None:
 
 
 def test_top_k_is_the_stable_descending_order_even_with_ties() -> None:
-    from scoring.texts import top_k_stable
+    from scoring.ranking import top_k_stable
 
     values = np.random.default_rng(9).integers(0, 4, size=(2000, 12)).astype(float)  # many ties
     expected = np.argsort(-values, axis=1, kind="stable")[:, :3]

@@ -132,9 +132,16 @@ def test_unknown_job_and_unfinished_result(svc: Service) -> None:
     assert missing.status_code == 404 and missing.json()["status"] == 404
     assert svc.client.get("/v1/batch/precredit/no-such-job/result",
                           headers=svc.headers(Role.risk_analyst)).status_code == 404
-    future = (dt.date.today() - dt.timedelta(days=3650)).isoformat()  # before any data: the job fails cleanly
-    started = svc.client.post("/v1/batch/precredit", json={"as_of": future}, headers=svc.headers(Role.risk_analyst))
-    done = _wait(svc, started.json()["job_id"])
+    from api.precredit.jobs import PrecreditRequest
+
+    uncovered = dt.date.today() - dt.timedelta(days=3650)  # before any product or data: refused at the door
+    refused = svc.client.post("/v1/batch/precredit", json={"as_of": uncovered.isoformat()},
+                              headers=svc.headers(Role.risk_analyst))
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "as_of"
+    # a job queued before its date stopped being covered (or by another process) fails cleanly when it runs
+    job_id = svc.client.app.state.batch_jobs.submit(PrecreditRequest(uncovered, None, 0, "parquet", "local", None),
+                                                    1, "test")
+    done = _wait(svc, job_id)
     assert done["status"] == "failed" and "no enterprises" in done["error"]
     result = svc.client.get(f"/v1/batch/precredit/{done['job_id']}/result", headers=svc.headers(Role.risk_analyst))
     assert result.status_code == 409 and "failed" in result.json()["detail"]

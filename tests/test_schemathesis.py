@@ -35,14 +35,18 @@ SCHEMA_DOCUMENT = create_app().openapi()
 schema = schemathesis.openapi.from_dict(SCHEMA_DOCUMENT)
 
 # Rules JSON Schema cannot state, so schema-valid data may still be refused with 422 naming the field:
-# the credit code's check character (mod 31), a date relative to today, product codes from configuration,
-# and the platform role's duty to send the enterprise's consent reference.
+# the credit code's check character (mod 31), a date relative to today, product codes and dates from
+# configuration, and the platform role's duty to send the enterprise's consent reference.
 CHECK_CHARACTER = ("credit_code", "check character")
+# The versions in force on a date (api.quoting.versions.in_force) add: no product or no reference rate in force
+# on that date, and a product not yet in effect then.
+IN_FORCE = {("as_of", "is in the future"), ("products", "unknown product"), ("products", "not in force on"),
+            ("as_of", "no product definition is in force"), ("as_of", "reference rate table has no value")}
 BUSINESS_RULES = {
-    ("POST", "/v1/quotes"): {CHECK_CHARACTER, ("as_of", "is in the future"), ("products", "unknown product"),
+    ("POST", "/v1/quotes"): {CHECK_CHARACTER, *IN_FORCE,
                              ("consent_ref", "must send the enterprise's consent reference")},
     ("GET", "/v1/enterprises/{credit_code}/profile"): {CHECK_CHARACTER},
-    ("POST", "/v1/batch/precredit"): {("as_of", "is in the future"), ("products", "unknown product")},
+    ("POST", "/v1/batch/precredit"): IN_FORCE,
 }
 
 

@@ -17,6 +17,7 @@ from features.synthetic import generate_region
 from products.catalogue import load_catalogue, reference_rates
 from scoring import compile_all, evaluate_all, quote_dict
 from scoring.columnar import decline_columns, risk_factor_columns, top_points_lost
+from scoring.ranking import top_k_positive, top_k_stable
 from scoring.risk_texts import BOOL_FEATURES, RANK_LABELS, display_value, feature_label, reason_for, reason_templates
 from scoring.sample import random_features
 from scoring.texts import (
@@ -25,8 +26,6 @@ from scoring.texts import (
     number_text,
     percent_text,
     points_text,
-    top_k_positive,
-    top_k_stable,
 )
 from training.config import load_config
 from training.datasets import from_source_frames

@@ -23,8 +23,9 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from scoring.ranking import top_k_positive
 from scoring.risk_texts import model_value, reason_for
-from scoring.texts import json_number, top_k_positive
+from scoring.texts import json_number
 from training import artifacts as art
 from training.calibration import Calibrator
 from training.encoding import FeatureSpec

@@ -34,7 +34,7 @@ from api.quoting.versions import (
     build_versions,
     check_as_of,
     definitions_in_force,
-    select_products,
+    in_force,
     versions_for,
 )
 from api.quoting.writer import GroupWriter
@@ -163,8 +163,9 @@ class Quoter:
     # ------------------------------------------------------------------ quoting
 
     def products_for(self, as_of: dt.date, wanted: list[str] | None) -> list[str]:
-        """The products a request quotes: `wanted` (checked to be in force on `as_of`) or all in force."""
-        return list(select_products(self.definitions, as_of, wanted))
+        """The products a request quotes: `wanted` (checked to be in force on `as_of`, with their reference
+        rates) or all in force. VersionsError names the field at fault."""
+        return list(in_force(as_of, wanted, self.definitions)[0])
 
     def platform_narrowing(self, as_of: dt.date) -> dict[str, list[str] | None]:
         """Per product, the quote fields the platform may see under the definitions in force on `as_of`."""

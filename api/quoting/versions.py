@@ -168,12 +168,21 @@ def rates_in_force(definitions: Mapping[str, ProductDefinition], as_of: dt.date)
     return rates
 
 
+def in_force(as_of: dt.date, products: Sequence[str] | None = None,
+             definitions: Sequence[ProductDefinition] | None = None
+             ) -> tuple[dict[str, ProductDefinition], dict[str, float]]:
+    """The definitions (narrowed to `products`) and reference rates in force on `as_of`: the checks every
+    request goes through (a future date, an unknown product, one not yet in effect, a date without rates)."""
+    check_as_of(as_of)
+    every = list(definitions) if definitions is not None else list(load_catalogue().values())
+    chosen = select_products(every, as_of, products)
+    return chosen, rates_in_force(chosen, as_of)
+
+
 def versions_for(as_of: dt.date, population: pd.DataFrame | None, model: RiskModel | None,
                  products: Sequence[str] | None = None,
                  definitions: Sequence[ProductDefinition] | None = None) -> Versions:
     """The versions in force on `as_of` for `products` (default all in force), cut-offs calibrated on
     `population` (that date's enterprises). `definitions`: every known version (default the catalogue)."""
-    check_as_of(as_of)
-    every = list(definitions) if definitions is not None else list(load_catalogue().values())
-    chosen = select_products(every, as_of, products)
-    return build_versions(chosen, rates_in_force(chosen, as_of), model, population, as_of)
+    chosen, rates = in_force(as_of, products, definitions)
+    return build_versions(chosen, rates, model, population, as_of)

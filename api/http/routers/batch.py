@@ -15,6 +15,7 @@ from api.http.deps import RISK_ROLES, require
 from api.http.errors import ProblemError
 from api.keys import Principal
 from api.precredit.jobs import JobRunner, PrecreditRequest
+from api.quoting.versions import VersionsError, in_force
 from features.store import audit
 
 router = APIRouter(prefix="/v1/batch/precredit", tags=["batch"])
@@ -46,26 +47,6 @@ class PrecreditBody(BaseModel):
         if value is not None and not isinstance(value, str | dt.date):  # 0 is not a date (pydantic would say 1970)
             raise ValueError("as_of must be a date YYYY-MM-DD")
         return value
-
-    @field_validator("as_of")
-    @classmethod
-    def _not_future(cls, value: dt.date | None) -> dt.date | None:
-        if value is not None and value > dt.date.today():
-            raise ValueError("as_of is in the future")
-        return value
-
-    @field_validator("products")
-    @classmethod
-    def _known(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        from products.catalogue import load_catalogue
-
-        known = load_catalogue()
-        unknown = [p for p in value if p not in known]
-        if unknown:
-            raise ValueError(f"unknown product(s) {', '.join(unknown)}; known: {', '.join(known)}")
-        return list(dict.fromkeys(value))
 
 
 class JobProgress(BaseModel):
@@ -122,7 +103,12 @@ def _job(request: Request, job_id: str) -> Any:
 @router.post("", status_code=202, response_model=JobView, summary="Start a whole-region pre-credit run")
 def start_precredit(body: PrecreditBody, request: Request, response: Response,
                     principal: Principal = Depends(require(*RISK_ROLES))) -> JobView:
-    job = PrecreditRequest(body.as_of or dt.date.today(), body.products, body.reasons, body.format, "local",
+    as_of = body.as_of or dt.date.today()
+    try:  # the checks of every entry point: refused now with the field at fault, not later as a failed job
+        products = list(in_force(as_of, body.products, request.app.state.quoting.definitions)[0])
+    except VersionsError as error:
+        raise ProblemError(422, error.message, errors=[{"field": error.field, "message": error.message}]) from None
+    job = PrecreditRequest(as_of, products if body.products else None, body.reasons, body.format, "local",
                            body.partitions)
     job_id = _runner(request).submit(job, principal.key_id, principal.name)
     response.headers["Location"] = f"{router.prefix}/{job_id}"

@@ -22,7 +22,7 @@ from api.quoting.diff import differences
 from api.quoting.issuing import Issued, QuoteOrder, UnknownEnterpriseError, issue, stored, writes
 from api.quoting.service import QuotingService
 from api.quoting.snapshot import canonical_json, fast_json
-from api.quoting.versions import VersionsError, check_as_of
+from api.quoting.versions import VersionsError
 from api.tables import quotes
 from features import uscc
 from features.store import audit
@@ -95,7 +95,6 @@ def _order(body: QuoteRequest, principal: Principal, service: QuotingService, id
         raise _field_error(422, "consent_ref", "the platform role must send the enterprise's consent reference")
     as_of = body.as_of or dt.date.today()
     try:
-        check_as_of(as_of)
         products = service.products_for(as_of, body.products)
     except VersionsError as error:
         raise _field_error(422, error.field, error.message) from None

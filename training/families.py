@@ -1,0 +1,149 @@
+"""Model families behind `RiskModel`: raw score (log-odds) and exact per-feature contributions.
+
+- `lightgbm`: a LightGBM booster; contributions are its TreeSHAP values (`pred_contrib`). `model.txt` is
+  LightGBM's own text format, as in every model before families existed (format 1 directories).
+- `scorecard`: the WoE scorecard of `training.scorecard`; contributions are each feature's points.
+- `blend`: weight w on a LightGBM booster and 1 - w on a scorecard, in log-odds; contributions are
+  w x TreeSHAP + (1 - w) x points.
+
+For the scorecard and the blend, `model.txt` is one JSON document (the scorecard's numbers and, for the
+blend, the booster's text and the weight); raw scores and contributions are multiples of 2**-30, so a
+row's contributions plus the base value equal its raw score exactly, in any order of addition. The blend
+rounds w x TreeSHAP + (1 - w) x points to that grid and gives the row's rounding residual (at most a few
+1e-8) to its largest contribution. Its raw score is w x booster + (1 - w) x scorecard, rounded to the grid:
+each term is monotone where the constraints say so, and so is their sum.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+from training.scorecard import Scorecard, quantize
+
+FAMILIES = ("lightgbm", "scorecard", "blend")
+FILE_FORMAT = "indexloan-model-file/1"
+
+
+class LightGBMScorer:
+    family = "lightgbm"
+
+    def __init__(self, booster: lgb.Booster) -> None:
+        self.booster = booster
+
+    def raw_score(self, X: np.ndarray, threads: int = 0) -> np.ndarray:
+        return self.booster.predict(X, raw_score=True, num_threads=threads)
+
+    def contributions(self, X: np.ndarray, threads: int = 0) -> np.ndarray:
+        X = np.ascontiguousarray(X)  # TreeSHAP walks rows: ~13% faster on row-major input than on encode's
+        return self.booster.predict(X, pred_contrib=True, num_threads=threads)
+
+    def base_value(self, n_features: int) -> float:
+        return float(self.booster.predict(np.full((1, n_features), np.nan), pred_contrib=True)[0, -1])
+
+    def to_text(self) -> str:
+        return self.booster.model_to_string()
+
+    @property
+    def num_trees(self) -> int:
+        return self.booster.num_trees()
+
+    def num_features(self) -> int:
+        return self.booster.num_feature()
+
+
+class ScorecardScorer:
+    family = "scorecard"
+    booster = None
+
+    def __init__(self, scorecard: Scorecard) -> None:
+        self.scorecard = scorecard
+
+    def raw_score(self, X: np.ndarray, threads: int = 0) -> np.ndarray:
+        return self.scorecard.raw_score(X)
+
+    def contributions(self, X: np.ndarray, threads: int = 0) -> np.ndarray:
+        return self.scorecard.contributions(X)
+
+    def base_value(self, n_features: int) -> float:
+        return self.scorecard.intercept
+
+    def to_text(self) -> str:
+        return json.dumps({"format": FILE_FORMAT, "family": self.family, "scorecard": self.scorecard.to_json()},
+                          indent=1, allow_nan=False) + "\n"
+
+    num_trees = 0
+
+    def num_features(self) -> int:
+        return self.scorecard.n_features
+
+
+class BlendScorer:
+    family = "blend"
+
+    def __init__(self, booster: lgb.Booster, scorecard: Scorecard, weight: float) -> None:
+        self.booster = booster
+        self.scorecard = scorecard
+        self.weight = float(weight)
+        self._base: float | None = None
+
+    def _combined(self, gbm: np.ndarray, card: np.ndarray) -> np.ndarray:
+        return quantize(self.weight * gbm + (1.0 - self.weight) * card)
+
+    def raw_score(self, X: np.ndarray, threads: int = 0) -> np.ndarray:
+        return self._combined(self.booster.predict(X, raw_score=True, num_threads=threads),
+                              self.scorecard.raw_score(X))
+
+    def contributions(self, X: np.ndarray, threads: int = 0) -> np.ndarray:
+        X = np.ascontiguousarray(X)
+        raw = self.raw_score(X, threads)
+        out = self._combined(self.booster.predict(X, pred_contrib=True, num_threads=threads),
+                             self.scorecard.contributions(X))
+        out = np.ascontiguousarray(out)
+        # every value is on the 2**-30 grid and small: these sums are exact
+        residual = raw - out.sum(axis=1)
+        if residual.any():
+            rows = np.flatnonzero(residual)
+            top = np.argmax(np.abs(out[rows, :-1]), axis=1)
+            out[rows, top] += residual[rows]
+        return out
+
+    def base_value(self, n_features: int) -> float:
+        phi = self.booster.predict(np.full((1, n_features), np.nan), pred_contrib=True)[0, -1]
+        return float(quantize(self.weight * phi + (1.0 - self.weight) * self.scorecard.intercept))
+
+    def to_text(self) -> str:
+        return json.dumps({"format": FILE_FORMAT, "family": self.family, "weight": self.weight,
+                           "scorecard": self.scorecard.to_json(), "booster": self.booster.model_to_string()},
+                          indent=1, allow_nan=False) + "\n"
+
+    @property
+    def num_trees(self) -> int:
+        return self.booster.num_trees()
+
+    def num_features(self) -> int:
+        return self.booster.num_feature()
+
+
+Scorer = LightGBMScorer | ScorecardScorer | BlendScorer
+
+
+def load_scorer(family: str, text: str) -> Scorer:
+    """Parse `model.txt` of a family (after its sha256 was checked)."""
+    if family == "lightgbm":
+        return LightGBMScorer(lgb.Booster(model_str=text))
+    data: dict[str, Any] = json.loads(text)
+    if data.get("format") != FILE_FORMAT or data.get("family") != family:
+        raise ValueError(f"model file is not a {family} model ({FILE_FORMAT})")
+    scorecard = Scorecard.from_json(data["scorecard"])
+    if family == "scorecard":
+        return ScorecardScorer(scorecard)
+    if family == "blend":
+        weight = float(data["weight"])
+        if not 0.0 < weight < 1.0:
+            raise ValueError(f"blend weight {weight} is not in (0, 1)")
+        return BlendScorer(lgb.Booster(model_str=data["booster"]), scorecard, weight)
+    raise ValueError(f"unknown model family {family!r}")
