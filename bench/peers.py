@@ -81,7 +81,8 @@ def run_pipeline(data: pd.DataFrame, target: str, train: np.ndarray, test: np.nd
     split = Split(np.sort(train), np.empty(0, dtype=np.int64), np.sort(test), "cross_validation_fold")
     with tempfile.TemporaryDirectory() as tmp:
         result = train_pipeline(ds, cfg, tmp, operator="bench", write_report=False, split=split)
-        chosen.append(result.metadata["family"]["chosen"])
+        sel = result.metadata["selection"]
+        chosen.append(sel["winner"] if sel else result.metadata["family"])
         model = RiskModel.from_dir(tmp)
         return model.predict(ds.X.iloc[test])
 

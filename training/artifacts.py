@@ -1,8 +1,12 @@
 """Model artifacts on disk: file names, sha256, the content-addressed model id, verified loading.
 
-A model directory holds `model.txt` (LightGBM), `calibrator.joblib`, `report.html` and
-`metadata.json`; the metadata records the sha256 of the other three. The model id is a hash over
-all four digests, so any change to any artifact is a different model (or a refused one).
+A model directory holds `model.txt` (the model: LightGBM's text, or for the scorecard and blend
+families one JSON document), `calibrator.joblib`, `report.html` and `metadata.json`; the metadata
+records the sha256 of the other three. The model id is a hash over all four digests, so any change to
+any artifact is a different model (or a refused one).
+
+Formats: `indexloan-pd-model/1` (every model before model families: a LightGBM booster) and
+`indexloan-pd-model/2` (metadata names the `family`: lightgbm, scorecard or blend). Both load.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ REPORT_FILE = "report.html"
 METADATA_FILE = "metadata.json"
 METRICS_FILE = "metrics.json"
 ARTIFACTS = (MODEL_FILE, CALIBRATOR_FILE, REPORT_FILE, METADATA_FILE)
-FORMAT = "indexloan-pd-model/1"
+FORMAT = "indexloan-pd-model/2"
+FORMAT_V1 = "indexloan-pd-model/1"
+FORMATS = (FORMAT_V1, FORMAT)
 
 
 def sha256_file(path: str | Path) -> str:
@@ -45,9 +51,18 @@ def read_metadata(directory: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise ArtifactIntegrityError(f"{path} is unreadable or corrupted: {e}") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT or "artifacts" not in data:
-        raise ArtifactIntegrityError(f"{path} is not the metadata of an indexloan PD model ({FORMAT})")
+    if not isinstance(data, dict) or data.get("format") not in FORMATS or "artifacts" not in data:
+        raise ArtifactIntegrityError(f"{path} is not the metadata of an indexloan PD model ({', '.join(FORMATS)})")
     return data
+
+
+def model_family(meta: dict[str, Any]) -> str:
+    """The model family a metadata document declares (format 1 predates families: LightGBM)."""
+    if meta.get("format") == FORMAT_V1:
+        return "lightgbm"
+    if meta.get("format") != FORMAT:
+        raise ArtifactIntegrityError(f"unknown model format {meta.get('format')!r} (known: {', '.join(FORMATS)})")
+    return str(meta.get("family", ""))
 
 
 def verify(directory: Path, expected: dict[str, str]) -> None:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import yaml
 
 from training.errors import ConfigError
+from training.scorecard import ScorecardConfig
 
 DEFAULT_CONFIG_FILE = Path(__file__).resolve().parent / "model.yaml"
 Calibration = Literal["auto", "isotonic", "platt"]
@@ -20,6 +21,30 @@ class StoreConfig:
     categorical: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     segments: dict[str, str] = field(default_factory=dict)
+
+
+Criterion = Literal["auc", "ks", "brier"]
+CRITERIA = ("auc", "ks", "brier")
+FAMILY_NAMES = ("lightgbm", "scorecard", "blend")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One model family (and, for LightGBM, a tree shape) competing in the inner cross-validation."""
+
+    name: str
+    family: str  # lightgbm | scorecard | blend (the best LightGBM candidate with the scorecard)
+    params: dict[str, Any] = field(default_factory=dict)  # LightGBM parameters over `params`
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    candidates: tuple[Candidate, ...] = ()  # none: the LightGBM of `params` alone, as before selection
+    criterion: Criterion = "auc"
+    tie_break: Criterion = "brier"
+    tolerance: float = 0.001  # criterion values this close to the best are a tie
+    blend_weights: tuple[float, ...] = (0.2, 0.35, 0.5, 0.65, 0.8)  # weight of the LightGBM part
+    winner: str = "auto"  # auto (by the criterion) or a candidate's name (every candidate is still measured)
 
 
 @dataclass(frozen=True)
@@ -37,6 +62,8 @@ class TrainConfig:
     monotone: dict[str, int] = field(default_factory=dict)
     store: StoreConfig = field(default_factory=StoreConfig)
     max_categories: int = 200
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    scorecard: ScorecardConfig = field(default_factory=ScorecardConfig)
 
     def with_seed(self, seed: int | None) -> TrainConfig:
         return self if seed is None else replace(self, seed=seed)
@@ -62,7 +89,8 @@ def load_config(path: str | Path | None = None) -> TrainConfig:
         raise ConfigError(f"{path}: invalid YAML: {e}") from None
     _check(isinstance(data, dict), "the configuration must be a mapping", path)
     known = {"seed", "params", "num_boost_round", "early_stopping_rounds", "validation_fraction", "oot_share",
-             "calibration", "validation", "cv_folds", "cv_max_rows", "monotone", "store", "file"}
+             "calibration", "validation", "cv_folds", "cv_max_rows", "monotone", "store", "file", "selection",
+             "scorecard"}
     unknown = set(data) - known
     _check(not unknown, f"unknown keys {sorted(unknown)}", path)
     monotone = {str(k): int(v) for k, v in (data.get("monotone") or {}).items()}
@@ -93,9 +121,58 @@ def load_config(path: str | Path | None = None) -> TrainConfig:
             segments=dict(store.get("segments") or {}),
         ),
         max_categories=int((data.get("file") or {}).get("max_categories", 200)),
+        selection=_selection(data.get("selection"), path),
+        scorecard=_scorecard(data.get("scorecard"), path),
     )
     _check(0 < cfg.validation_fraction < 0.9, "validation_fraction must be in (0, 0.9)", path)
     _check(0 < cfg.oot_share < 0.9, "oot_share must be in (0, 0.9)", path)
     _check(cfg.num_boost_round >= 1, "num_boost_round must be >= 1", path)
     _check(2 <= cfg.cv_folds <= 20, "cv_folds must be between 2 and 20", path)
+    return cfg
+
+
+def _selection(data: Any, path: Path) -> SelectionConfig:
+    if data is None:
+        return SelectionConfig()
+    _check(isinstance(data, dict), "selection must be a mapping", path)
+    unknown = set(data) - {"candidates", "criterion", "tie_break", "tolerance", "blend_weights", "winner"}
+    _check(not unknown, f"unknown selection keys {sorted(unknown)}", path)
+    candidates = []
+    for item in data.get("candidates") or ():
+        _check(isinstance(item, dict) and "name" in item and "family" in item,
+               "each selection candidate needs a name and a family", path)
+        _check(item["family"] in FAMILY_NAMES, f"candidate {item['name']!r}: family must be one of "
+                                               f"{', '.join(FAMILY_NAMES)}", path)
+        params = dict(item.get("params") or {})
+        _check(not params or item["family"] == "lightgbm", f"candidate {item['name']!r}: only LightGBM "
+                                                          "candidates take params", path)
+        _check("monotone_constraints" not in params, "declare monotone constraints under `monotone:`", path)
+        candidates.append(Candidate(str(item["name"]), str(item["family"]), params))
+    names = [c.name for c in candidates]
+    _check(len(set(names)) == len(names), "selection candidate names must be unique", path)
+    families = {c.family for c in candidates}
+    _check("blend" not in families or {"lightgbm", "scorecard"} <= families,
+           "a blend candidate needs a lightgbm and a scorecard candidate", path)
+    criterion, tie_break = data.get("criterion", "auc"), data.get("tie_break", "brier")
+    _check(criterion in CRITERIA and tie_break in CRITERIA, f"criterion and tie_break: one of {CRITERIA}", path)
+    weights = tuple(float(w) for w in data.get("blend_weights") or SelectionConfig().blend_weights)
+    _check(all(0 < w < 1 for w in weights), "blend_weights must be in (0, 1)", path)
+    tolerance = float(data.get("tolerance", 0.001))
+    _check(tolerance >= 0, "selection tolerance must be >= 0", path)
+    winner = str(data.get("winner", "auto"))
+    _check(winner == "auto" or winner in names, f"selection winner {winner!r} is not a candidate", path)
+    return SelectionConfig(tuple(candidates), criterion, tie_break, tolerance, weights, winner)
+
+
+def _scorecard(data: Any, path: Path) -> ScorecardConfig:
+    if data is None:
+        return ScorecardConfig()
+    _check(isinstance(data, dict), "scorecard must be a mapping", path)
+    known = {"max_bins", "min_bin_share", "rare_share", "min_iv", "l2"}
+    _check(not set(data) - known, f"unknown scorecard keys {sorted(set(data) - known)}", path)
+    cfg = ScorecardConfig(int(data.get("max_bins", 8)), float(data.get("min_bin_share", 0.05)),
+                          float(data.get("rare_share", 0.01)), float(data.get("min_iv", 0.02)),
+                          float(data.get("l2", 1.0)))
+    _check(cfg.max_bins >= 2 and 0 < cfg.min_bin_share < 0.5 and 0 <= cfg.rare_share < 0.5 and cfg.l2 >= 0,
+           "scorecard: max_bins >= 2, min_bin_share in (0, 0.5), rare_share in [0, 0.5), l2 >= 0", path)
     return cfg

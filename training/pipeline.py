@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import getpass
 import json
@@ -21,7 +22,9 @@ from training.calibration import Calibrator, fit_calibrator
 from training.config import TrainConfig
 from training.datasets import Dataset
 from training.encoding import FeatureSpec, build_spec
+from training.families import Scorer, load_scorer
 from training.fit import Progress, Split, fit_booster, split_dataset
+from training.inputs import describe_inputs
 
 SHAP_SAMPLE_ROWS = 2000  # rows explained for the report's SHAP plots
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -59,11 +62,12 @@ class TrainResult:
     out_dir: Path
     metadata: dict[str, Any]
     metrics: dict[str, Any]
-    booster: lgb.Booster
+    booster: lgb.Booster | None  # the LightGBM part of the model (None for a scorecard)
     calibrator: Calibrator
     spec: FeatureSpec
     split: Split
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    scorer: Scorer | None = None  # the model as served (training.families)
 
 
 def evaluate_samples(y: np.ndarray, p: np.ndarray, split: Split) -> dict[str, Any]:
@@ -104,16 +108,42 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
     X = spec.encode(ds.X)
     y = ds.y
     checksum = ds.source.get("file_sha256") or ds.checksum()
-    fitted = fit_booster(X, y, split, spec, cfg, step, engine, scheduler)
-
-    # Serve exactly what was evaluated: save the best trees, reload the file, predict with it.
     model_path = out / art.MODEL_FILE
-    fitted.booster.save_model(model_path, num_iteration=fitted.best_iteration)
-    booster = lgb.Booster(model_file=model_path)
+    selection: dict[str, Any] | None = None
+    if engine == "local" and cfg.selection.candidates:
+        from training.select import select_model
+
+        selected = select_model(X, y, split, spec, cfg, step)
+        mode, selection = selected.folds.mode, selected.report
+        family = selected.scorer.family
+        model_path.write_text(selected.scorer.to_text(), encoding="utf-8")
+        winner = selected.winner
+        params = {k: v for k, v in (winner.params or {}).items() if k != "monotone_constraints"}
+        fold_iterations = winner.iterations if family != "scorecard" else []
+        trees = selected.scorer.num_trees
+        best_iteration, iterations_run = trees, (max(fold_iterations) if mode == "holdout" and fold_iterations
+                                                 else trees)
+        oof_rows, oof_raw = selected.cal_rows, selected.cal_raw
+    else:  # Dask, or no candidates configured: the LightGBM of `params`
+        fitted = fit_booster(X, y, split, spec, cfg, step, engine, scheduler)
+        mode, family = fitted.mode, "lightgbm"
+        fitted.booster.save_model(model_path, num_iteration=fitted.best_iteration)
+        params = {k: v for k, v in fitted.params.items() if k != "monotone_constraints"}
+        fold_iterations, best_iteration, iterations_run = fitted.fold_iterations, fitted.best_iteration, \
+            fitted.iterations_run
+        oof_rows, oof_raw = fitted.valid_rows, fitted.valid_raw
+        if engine == "local":
+            notes.append("model-family selection: no candidates configured; LightGBM with `params`")
+        else:
+            notes.append(f"model-family selection: not run with the {engine} engine; LightGBM with `params`")
+
+    # Serve exactly what was evaluated: reload the saved file, predict with it.
+    scorer = load_scorer(family, model_path.read_text(encoding="utf-8"))
+    booster = scorer.booster
     step("calibrating", 0, 1)
-    raw = booster.predict(X, raw_score=True)
-    if fitted.mode == "cv":  # out-of-fold scores: every development row, never seen by its scorer
-        cal_rows, cal_raw = fitted.valid_rows, fitted.valid_raw
+    raw = scorer.raw_score(X)
+    if mode == "cv":  # out-of-fold scores: every development row, never seen by its scorer
+        cal_rows, cal_raw = oof_rows, oof_raw
     else:  # the validation fold, scored by the model as saved
         cal_rows, cal_raw = split.valid, raw[split.valid]
     calibrator, calibration = fit_calibrator(cal_raw, y[cal_rows], cfg.calibration, cfg.seed)
@@ -121,7 +151,7 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
     p = calibrator(raw)
     step("evaluating", 0, 1)
     metrics = evaluate_samples(y, p, split)
-    if fitted.mode == "cv":
+    if mode == "cv":
         metrics["train"] = m.summary(y[split.dev], p[split.dev])
         metrics["valid"] = m.summary(y[cal_rows], calibrator(cal_raw))
     metrics["rows"] = int(ds.rows)
@@ -130,22 +160,29 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
                                                     p[split.oot]).to_dict("records")
     rng = np.random.default_rng(cfg.seed)
     sample = np.sort(rng.choice(split.oot, size=min(SHAP_SAMPLE_ROWS, len(split.oot)), replace=False))
-    contrib = booster.predict(X[sample], pred_contrib=True)
-    base_value = float(contrib[0, -1])
+    contrib = scorer.contributions(X[sample])
+    base_value = float(contrib[0, -1]) if len(sample) else scorer.base_value(len(spec.names))
     finished = _now()
     metadata: dict[str, Any] = {
         "format": art.FORMAT,
+        "family": family,
         "features": spec.to_json(),
         "base_value": base_value,
-        "best_iteration": fitted.best_iteration,
-        "iterations_run": fitted.iterations_run,
-        "num_trees": booster.num_trees(),
-        "params": {k: v for k, v in fitted.params.items() if k != "monotone_constraints"},
+        "best_iteration": best_iteration,
+        "iterations_run": iterations_run,
+        "num_trees": scorer.num_trees,
+        "params": params if family != "scorecard" else {},
         "monotone": {n: d for n, d in zip(spec.names, spec.monotone, strict=True) if d},
         "calibration": calibration,
-        "validation": {"mode": fitted.mode, "folds": cfg.cv_folds if fitted.mode == "cv" else None,
-                       "fold_best_iterations": fitted.fold_iterations,
+        "validation": {"mode": mode, "folds": cfg.cv_folds if mode == "cv" else None,
+                       "fold_best_iterations": fold_iterations,
                        "rows": int(len(cal_rows))},
+        "selection": selection,
+        "blend_weight": getattr(scorer, "weight", None),
+        "scorecard": ({"config": dataclasses.asdict(cfg.scorecard), "intercept": scorer.scorecard.intercept,
+                       "features": scorer.scorecard.describe(spec.names)}
+                      if hasattr(scorer, "scorecard") else None),
+        "inputs": describe_inputs(ds, spec, X, split.dev, scorer),
         "training": {
             "source": ds.source,
             "time_window": list(ds.time_window()),
@@ -163,7 +200,7 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
         "operator": operator or default_operator(),
         "started_at": started,
         "finished_at": finished,
-        "libraries": {"lightgbm": lgb.__version__, "numpy": np.__version__},
+        "libraries": _libraries(family, selection),
         "metrics": {k: v for k, v in metrics.items() if k != "segments_oot"},
         "score_reference": m.score_reference(p[split.dev]),
     }
@@ -184,7 +221,20 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
                                          + "\n", encoding="utf-8")
     step("done", 1, 1)
     timings = {stage: round(marks[i + 1][1] - t, 3) for i, (stage, t) in enumerate(marks[:-1])}
-    return TrainResult(out, metadata, metrics, booster, calibrator, spec, split, timings)
+    return TrainResult(out, metadata, metrics, booster, calibrator, spec, split, timings, scorer)
+
+
+def _libraries(family: str, selection: dict[str, Any] | None) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"lightgbm": lgb.__version__, "numpy": np.__version__}
+    if selection is not None or family != "lightgbm":
+        for name in ("optbinning", "scikit-learn", "scipy"):
+            try:
+                out[name] = version(name)
+            except PackageNotFoundError:
+                out[name] = "not installed"
+    return out
 
 
 def clean_json(value: Any) -> Any:

@@ -119,10 +119,10 @@ def _distribution_plot(y: np.ndarray, p: np.ndarray, split: Split) -> str:
     return _png(fig)
 
 
-def _importance(spec: FeatureSpec, booster: lgb.Booster, contrib: np.ndarray) -> pd.DataFrame:
+def _importance(spec: FeatureSpec, booster: lgb.Booster | None, contrib: np.ndarray) -> pd.DataFrame:
     mean_abs = np.abs(contrib[:, :-1]).mean(axis=0)
-    gain = booster.feature_importance("gain")
-    frame = pd.DataFrame({"feature": spec.names, "mean |SHAP|": mean_abs, "gain": gain / max(gain.sum(), 1e-12),
+    gain = booster.feature_importance("gain") if booster is not None else np.full(len(spec.names), np.nan)
+    frame = pd.DataFrame({"feature": spec.names, "mean |SHAP|": mean_abs, "gain": gain / max(np.nansum(gain), 1e-12),
                           "monotone": [{1: "+1 (raises PD)", -1: "-1 (lowers PD)"}.get(d, "") for d in spec.monotone]})
     return frame.sort_values("mean |SHAP|", ascending=False, kind="stable").reset_index(drop=True)
 
@@ -160,12 +160,55 @@ def _shap_section(spec: FeatureSpec, X: np.ndarray, contrib: np.ndarray, importa
             "<div class='grid'>", *dependence, "</div>"]
 
 
+def _selection_section(selection: dict[str, Any] | None) -> list[str]:
+    if not selection:
+        return ["<h2>Model family selection</h2><p class='note'>Not run: the LightGBM of <code>params</code> "
+                "(no candidates configured, or the Dask engine).</p>"]
+    where = (f"{selection['folds']}-fold inner cross-validation on the {selection['rows']:,} development rows"
+             if selection["mode"] == "cv" else f"the validation fold ({selection['rows']:,} development rows)")
+    rows = []
+    for c in selection["candidates"]:
+        rows.append({"candidate": c["name"] + (" (chosen)" if c["name"] == selection["winner"] else ""),
+                     "family": c["family"], "AUC": c["auc"], "AUC sd": c["auc_sd"], "KS": c["ks"],
+                     "Brier (calibrated)": c["brier"], "Brier sd": c["brier_sd"],
+                     "detail": json.dumps({k: c[k] for k in ("params", "trees", "weight", "fold_weights",
+                                                             "lightgbm_part", "features_with_points") if k in c})})
+    return ["<h2>Model family selection</h2>",
+            f"<p>Candidates scored out of fold on {where} only (the {html.escape('out-of-time')} rows are not used); "
+            f"criterion <b>{html.escape(selection['criterion'])}</b>, tie-break "
+            f"<b>{html.escape(selection['tie_break'])}</b> within {selection['tolerance']}. "
+            f"Chosen: <b>{html.escape(selection['winner'])}</b> ({html.escape(selection['family'])}). "
+            f"{html.escape(selection['reason'])}.</p>",
+            _table(pd.DataFrame(rows), ("candidate", "family", "detail")),
+            "<p class='note'>Brier: each out-of-fold score calibrated by a calibrator fitted on the other rows. "
+            "Mean and standard deviation over folds.</p>"]
+
+
+def _inputs_section(inputs: dict[str, Any] | None) -> list[str]:
+    if not inputs:
+        return []
+    frame = pd.DataFrame(inputs["features"])
+    shown = frame[(frame["missing_share_dev"] > 0) | (frame["kind"] == "categorical")]
+    parts = ["<h2>Categorical and missing data</h2>",
+             f"<p>Imputation: {html.escape(inputs['imputation'])}. {inputs['missing_any']} of {len(frame)} inputs "
+             f"have missing values in development; {len(inputs['categorical'])} are categorical.</p><ul>"]
+    for family, t in inputs["treatment"].items():
+        parts.append(f"<li><b>{html.escape(family)}</b>: missing values — {html.escape(t['missing'])}; categories — "
+                     f"{html.escape(t['categorical'])}</li>")
+    parts.append("</ul>")
+    if inputs["left_out"]:
+        parts += ["<p>Left out:</p><ul>", *[f"<li>{html.escape(n)}</li>" for n in inputs["left_out"]], "</ul>"]
+    if len(shown):
+        parts.append(_table(shown.reset_index(drop=True), ("feature", "kind")))
+    return parts
+
+
 # ---------------------------------------------------------------------------------------------
 # Page
 
 
 def render_report(meta: dict[str, Any], metrics: dict[str, Any], y: np.ndarray, p: np.ndarray, split: Split,
-                  spec: FeatureSpec, booster: lgb.Booster, X_sample: np.ndarray, contrib: np.ndarray,
+                  spec: FeatureSpec, booster: lgb.Booster | None, X_sample: np.ndarray, contrib: np.ndarray,
                   segments: pd.DataFrame) -> str:
     training = meta["training"]
     oot_name = {"out_of_time": "out-of-time", "random_holdout": "holdout (random: the data has no dates)"}.get(
@@ -181,10 +224,18 @@ def render_report(meta: dict[str, Any], metrics: dict[str, Any], y: np.ndarray, 
     importance = _importance(spec, booster, contrib)
     window = training["time_window"]
     folds = meta["validation"]["fold_best_iterations"]
+    family = meta.get("family", "lightgbm")
     trees = (f"{meta['num_trees']} (mean of the folds' early-stopped {folds}; final model on all development rows)"
              if cv else f"{meta['num_trees']} (best of {meta['iterations_run']} grown, early-stopped on validation)")
+    if family == "scorecard":
+        trees = "none (scorecard)"
+    described = {"lightgbm": "LightGBM binary classifier with monotone constraints",
+                 "scorecard": "WoE scorecard (optbinning monotone bins, sign-constrained logistic regression)",
+                 "blend": f"blend in log-odds: {meta.get('blend_weight')} x LightGBM with monotone constraints + "
+                          f"{1 - (meta.get('blend_weight') or 0):.2f} x WoE scorecard"}[family]
     card = [
         ("model format", meta["format"]),
+        ("model family", family),
         ("training data source", json.dumps(training["source"], ensure_ascii=False)),
         ("time window", f"{window[0]} – {window[1]}" if window[0] else "undated rows"),
         ("rows", training["rows"]),
@@ -206,13 +257,14 @@ def render_report(meta: dict[str, Any], metrics: dict[str, Any], y: np.ndarray, 
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>PD model report</title>"
         f"<style>{CSS}</style></head><body>",
         "<h1>Probability-of-default model — evaluation report</h1>",
-        "<p class='note'>LightGBM binary classifier with monotone constraints, calibrated "
+        f"<p class='note'>{html.escape(described)}, calibrated "
         f"({meta['calibration']['method']})."
         f" Out-of-sample figures are on the {html.escape(oot_name)} sample.</p>",
         "<h2>Performance</h2>", _table(perf, ("sample",)),
         f"<p>PSI of the PD between development and {html.escape(oot_name)}: <b>{_fmt(metrics['psi_dev_oot'])}</b>"
         " (&lt; 0.10 stable, 0.10–0.25 watch, &gt; 0.25 shifted).</p>",
         "<div class='grid'>", _roc_plot(y, p, split), _ks_plot(y, p, split.oot), "</div>",
+        *_selection_section(meta.get("selection")),
         "<h2>Calibration</h2>", _table(cal), "<div class='grid'>", _calibration_plot(cal),
         _distribution_plot(y, p, split), "</div>",
     ]
@@ -222,12 +274,18 @@ def render_report(meta: dict[str, Any], metrics: dict[str, Any], y: np.ndarray, 
         parts += ["<h2>Segments (out-of-time)</h2>",
                   "<p class='note'>Segments with fewer than 30 loans are not shown; AUC needs both outcomes.</p>",
                   _table(seg, ("segment", "value"))]
+    how = {"lightgbm": "TreeSHAP values from LightGBM <code>pred_contrib</code>",
+           "scorecard": "the scorecard's points per feature",
+           "blend": "the weighted sum of LightGBM's TreeSHAP values and the scorecard's points"}[family]
+    exact = ("they sum with the base value to the raw score (log-odds)" if family == "lightgbm" else
+             "they sum with the base value exactly to the raw score (log-odds)")
     parts += ["<h2>Explanations (SHAP)</h2>",
-              f"<p class='note'>TreeSHAP values from LightGBM <code>pred_contrib</code> on {len(X_sample):,} "
-              f"{html.escape(oot_name)} rows; per row they sum with the base value to the raw score (log-odds).</p>",
+              f"<p class='note'>Contributions: {how}, on {len(X_sample):,} "
+              f"{html.escape(oot_name)} rows; per row {exact}.</p>",
               *_shap_section(spec, X_sample, contrib, importance),
               "<h2>Feature importance</h2>", "<div class='grid'>", _importance_plot(importance), "</div>",
               _table(importance, ("feature", "monotone"))]
+    parts += _inputs_section(meta.get("inputs"))
     if training["notes"]:
         parts += ["<h2>Notes</h2><ul>", *[f"<li>{html.escape(n)}</li>" for n in training["notes"]], "</ul>"]
     parts += ["<h2>Model card (JR/T 0221-2021 traceability)</h2>", _kv(card), "</body></html>"]

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from api.cli.models import DatabaseOption, ModelsDirOption, clear_errors, fail
+
+if TYPE_CHECKING:  # the batch engine (pandas, pyarrow) loads only when a run starts
+    from api.precredit.run import RunResult
 
 batch_app = typer.Typer(help="Whole-region batch runs (全覆盖预授信 / 授信白名单).", no_args_is_help=True)
 out = Console()
@@ -81,7 +84,7 @@ def precredit_command(
 def _run(day: dt.date, out_file: Path, products: list[str] | None, reasons: int, engine: str,
          scheduler: str | None, partitions: int | None, workers: int, features_path: Path | None,
          model_dir: Path | None, work_dir: Path | None, keep_parts: bool, database_url: str | None,
-         models_dir: Path | None) -> Any:
+         models_dir: Path | None) -> RunResult:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from api.database import migrate

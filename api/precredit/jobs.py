@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from api.precredit.run import BatchInputError, RunOptions, run_precredit
+from api.precredit.run import BatchInputError, Progress, RunOptions, RunResult, run_precredit
 from api.tables import batch_jobs
 from features.store import audit
 
@@ -166,7 +166,7 @@ class JobRunner:
         self._finish(job_id, row.requested_by, "succeeded", result_path=str(result.out), result_sha256=output["sha256"],
                      result_rows=output["rows"], summary_json=json.dumps(result.summary, ensure_ascii=False))
 
-    def _execute(self, job_id: str, request: PrecreditRequest, progress: Any) -> Any:
+    def _execute(self, job_id: str, request: PrecreditRequest, progress: Progress) -> RunResult:
         from api.precredit.inputs import build_context, load_model
         from features.store.load import load_features
 

@@ -1,0 +1,316 @@
+"""Model-family selection by inner cross-validation on the development sample only.
+
+Every candidate of `selection.candidates` (LightGBM at a few tree shapes, the WoE scorecard, and the blend
+of the best LightGBM shape with the scorecard in log-odds) is scored out of fold on the development rows,
+with the same folds for all: the k folds of `cv` validation, or the one validation fold of `holdout`.
+The out-of-time (or evaluation) rows are never used. Figures per candidate: AUC and KS of the raw score per
+fold, and the Brier score of its calibrated PD (each out-of-fold row calibrated by a calibrator fitted on
+the other rows, as the final calibration would be) - mean and standard deviation over folds. The winner
+has the best `criterion` (AUC unless configured); candidates within `tolerance` of it are a tie, which the
+`tie_break` measure (Brier unless configured) decides, then the order of the list.
+
+The blend's weight is chosen from `blend_weights` on the other folds' out-of-fold scores for each fold
+(cross-fitted, so its figures are out of sample too), and on all of them for the final model.
+
+The winner is then trained as the pipeline always trains: with `cv`, on every development row (LightGBM
+with the mean of its folds' early-stopped rounds), calibrated on its out-of-fold scores; with `holdout`,
+the fold model itself, calibrated on the validation fold.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+from sklearn.model_selection import StratifiedKFold
+
+from training import metrics as m
+from training.calibration import fit_calibrator
+from training.config import Candidate, TrainConfig
+from training.encoding import FeatureSpec
+from training.families import BlendScorer, LightGBMScorer, ScorecardScorer, Scorer
+from training.fit import Progress, Split, _early_stopped, lgb_feature_names, validation_mode
+from training.scorecard import Scorecard, fit_scorecard
+
+CALIBRATION_PARTS = 5
+SIGN = {"auc": 1.0, "ks": 1.0, "brier": -1.0}
+
+
+@dataclass
+class Folds:
+    mode: str  # "cv" | "holdout"
+    pairs: list[tuple[np.ndarray, np.ndarray]]  # (rows fitted, rows scored) per fold
+    rows: np.ndarray  # the out-of-fold rows (development in cv, the validation fold in holdout)
+    fold_of: np.ndarray  # fold number of each of `rows`
+
+
+@dataclass
+class Evaluated:
+    candidate: Candidate
+    oof: np.ndarray  # out-of-fold raw score of each of Folds.rows
+    figures: dict[str, Any]
+    iterations: list[int] = field(default_factory=list)  # LightGBM: early-stopped rounds per fold
+    models: list[Any] = field(default_factory=list)  # fold models (holdout: the final model)
+    params: dict[str, Any] | None = None
+    weight: float | None = None  # blend: weight of the LightGBM part (final)
+    fold_weights: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Selected:
+    scorer: Scorer
+    winner: Evaluated
+    folds: Folds
+    cal_rows: np.ndarray
+    cal_raw: np.ndarray
+    report: dict[str, Any]
+
+
+def make_folds(y: np.ndarray, split: Split, cfg: TrainConfig) -> Folds:
+    dev = split.dev
+    if validation_mode(cfg, len(dev)) == "holdout":
+        return Folds("holdout", [(split.train, split.valid)], split.valid, np.zeros(len(split.valid), np.int64))
+    splitter = StratifiedKFold(n_splits=cfg.cv_folds, shuffle=True, random_state=cfg.seed)
+    pairs, fold_of = [], np.empty(len(dev), np.int64)
+    for k, (a, b) in enumerate(splitter.split(dev, y[dev])):
+        pairs.append((dev[a], dev[b]))
+        fold_of[b] = k
+    return Folds("cv", pairs, dev, fold_of)
+
+
+def _positions(folds: Folds) -> list[np.ndarray]:
+    """Positions within `folds.rows` of each fold's scored rows."""
+    return [np.flatnonzero(folds.fold_of == k) for k in range(len(folds.pairs))]
+
+
+def _metric_groups(y: np.ndarray, folds: Folds, seed: int) -> list[np.ndarray]:
+    """Groups of out-of-fold positions measured separately: the folds, or with one fold (holdout) stratified
+    parts of it (for cross-fitting the blend weight)."""
+    if len(folds.pairs) > 1:
+        return _positions(folds)
+    yy = y[folds.rows]
+    parts = min(CALIBRATION_PARTS, int(min(yy.sum(), len(yy) - yy.sum())))
+    if parts < 2:
+        return [np.arange(len(yy))]
+    splitter = StratifiedKFold(n_splits=parts, shuffle=True, random_state=seed)
+    return [b for _, b in splitter.split(yy, yy)]
+
+
+def cross_fitted_pd(raw: np.ndarray, y: np.ndarray, cfg: TrainConfig) -> np.ndarray:
+    """Calibrated PD of each row from a calibrator that never saw it (stratified parts)."""
+    parts = min(CALIBRATION_PARTS, int(min(y.sum(), len(y) - y.sum())))
+    if parts < 2:
+        return fit_calibrator(raw, y, cfg.calibration, cfg.seed)[0](raw)
+    p = np.empty(len(y))
+    for a, b in StratifiedKFold(n_splits=parts, shuffle=True, random_state=cfg.seed).split(raw, y):
+        p[b] = fit_calibrator(raw[a], y[a], cfg.calibration, cfg.seed)[0](raw[b])
+    return p
+
+
+def figures(raw: np.ndarray, y_rows: np.ndarray, folds: Folds, cfg: TrainConfig) -> dict[str, Any]:
+    p = cross_fitted_pd(raw, y_rows, cfg)
+    per_fold = []
+    for pos in _positions(folds):
+        yy = y_rows[pos]
+        per_fold.append({"rows": int(len(pos)), "auc": m.auc(yy, raw[pos]), "ks": m.ks(yy, raw[pos]),
+                         "brier": m.brier(yy, p[pos])})
+    out: dict[str, Any] = {}
+    for key in ("auc", "ks", "brier"):
+        values = np.array([f[key] for f in per_fold], np.float64)
+        out[key] = float(np.nanmean(values))
+        out[f"{key}_sd"] = float(np.nanstd(values))
+    out["pooled_brier"] = m.brier(y_rows, p)
+    out["folds"] = per_fold
+    return out
+
+
+def _lgb_params(cfg: TrainConfig, spec: FeatureSpec, candidate: Candidate) -> dict[str, Any]:
+    return {**cfg.lgb_params(), **candidate.params, "monotone_constraints": list(spec.monotone), "num_threads": 0}
+
+
+def _kinds(spec: FeatureSpec) -> tuple[list[str], list[int]]:
+    kinds = ["categorical" if n in spec.categories else "numeric" for n in spec.names]
+    codes = [len(spec.categories.get(n, ())) for n in spec.names]
+    return kinds, codes
+
+
+def _scorecard(X: np.ndarray, y: np.ndarray, rows: np.ndarray, spec: FeatureSpec, cfg: TrainConfig) -> Scorecard:
+    kinds, codes = _kinds(spec)
+    return fit_scorecard(X[rows], y[rows], kinds, spec.monotone, codes, cfg.scorecard)
+
+
+def evaluate_lightgbm(candidate: Candidate, X: np.ndarray, y: np.ndarray, spec: FeatureSpec, folds: Folds,
+                      cfg: TrainConfig, progress: Progress | None) -> Evaluated:
+    params = _lgb_params(cfg, spec, candidate)
+    oof = np.empty(len(folds.rows))
+    positions = _positions(folds)
+    iterations, models = [], []
+    for k, ((fit_rows, eval_rows), pos) in enumerate(zip(folds.pairs, positions, strict=True)):
+        booster, best, _ = _early_stopped(params, X, y, fit_rows, eval_rows, spec, cfg,
+                                          f"{candidate.name}: fold {k + 1}/{len(folds.pairs)}", progress)
+        oof[pos] = booster.predict(X[eval_rows], raw_score=True, num_iteration=best)
+        iterations.append(best)
+        if folds.mode == "holdout":
+            models.append(lgb.Booster(model_str=booster.model_to_string(num_iteration=best)))
+    figs = figures(oof, y[folds.rows], folds, cfg)
+    figs["trees"] = float(np.mean(iterations))
+    return Evaluated(candidate, oof, figs, iterations, models, params)
+
+
+def evaluate_scorecard(candidate: Candidate, X: np.ndarray, y: np.ndarray, spec: FeatureSpec, folds: Folds,
+                       cfg: TrainConfig, progress: Progress | None) -> Evaluated:
+    oof = np.empty(len(folds.rows))
+    models = []
+    for k, ((fit_rows, eval_rows), pos) in enumerate(zip(folds.pairs, _positions(folds), strict=True)):
+        if progress is not None:
+            progress(f"{candidate.name}: fold {k + 1}/{len(folds.pairs)}", k, len(folds.pairs))
+        card = _scorecard(X, y, fit_rows, spec, cfg)
+        oof[pos] = card.raw_score(X[eval_rows])
+        models.append(card)
+    figs = figures(oof, y[folds.rows], folds, cfg)
+    figs["features_with_points"] = float(np.mean([len(c.features) for c in models]))
+    return Evaluated(candidate, oof, figs, models=models if folds.mode == "holdout" else [])
+
+
+def _weight_measure(cfg: TrainConfig) -> str:
+    return cfg.selection.criterion if cfg.selection.criterion in ("auc", "ks") else "auc"
+
+
+def _best_weight(gbm: np.ndarray, card: np.ndarray, y: np.ndarray, groups: list[np.ndarray],
+                 weights: tuple[float, ...], measure: str) -> float:
+    fn = m.auc if measure == "auc" else m.ks
+    scores = []
+    for w in weights:
+        raw = w * gbm + (1 - w) * card
+        scores.append(float(np.nanmean([fn(y[g], raw[g]) for g in groups])) if groups else float("nan"))
+    return float(weights[int(np.nanargmax(scores))])
+
+
+def evaluate_blend(candidate: Candidate, gbm: Evaluated, card: Evaluated, y: np.ndarray, folds: Folds,
+                   cfg: TrainConfig) -> Evaluated:
+    y_rows = y[folds.rows]
+    groups = _metric_groups(y, folds, cfg.seed)
+    weights = cfg.selection.blend_weights
+    measure = _weight_measure(cfg)
+    oof = np.empty(len(folds.rows))
+    fold_weights = []
+    for k, g in enumerate(groups):
+        others = [h for j, h in enumerate(groups) if j != k]
+        w = _best_weight(gbm.oof, card.oof, y_rows, others, weights, measure)
+        oof[g] = w * gbm.oof[g] + (1 - w) * card.oof[g]
+        fold_weights.append(w)
+    final_w = _best_weight(gbm.oof, card.oof, y_rows, groups, weights, measure)
+    figs = figures(oof, y_rows, folds, cfg)
+    figs["weight"] = final_w
+    figs["fold_weights"] = fold_weights
+    figs["lightgbm_part"] = gbm.candidate.name
+    final_oof = final_w * gbm.oof + (1 - final_w) * card.oof
+    blended = Evaluated(candidate, final_oof, figs, gbm.iterations, [], gbm.params, final_w, fold_weights)
+    if folds.mode == "holdout":
+        blended.models = [BlendScorer(gbm.models[0], card.models[0], final_w)]
+    return blended
+
+
+def choose(results: list[Evaluated], cfg: TrainConfig) -> tuple[Evaluated, str]:
+    """The winner by the declared criterion (ties within `tolerance` go to the tie-break), and why."""
+    sel = cfg.selection
+    crit, tie = sel.criterion, sel.tie_break
+    if sel.winner != "auto":
+        forced = next(r for r in results if r.candidate.name == sel.winner)
+        return forced, (f"{forced.candidate.name} is the configured winner (selection.winner); its inner-CV "
+                        f"{crit.upper()} is {forced.figures[crit]:.4f}, the best is "
+                        f"{max(SIGN[crit] * r.figures[crit] for r in results) * SIGN[crit]:.4f}")
+    key = {r.candidate.name: SIGN[crit] * r.figures[crit] for r in results}
+    best = max(key.values())
+    tied = [r for r in results if key[r.candidate.name] >= best - sel.tolerance]
+    winner = max(tied, key=lambda r: (SIGN[tie] * r.figures[tie], -results.index(r)))
+    others = [r for r in results if r is not winner]
+
+    def show(r: Evaluated, k: str) -> str:
+        return f"{r.candidate.name} {r.figures[k]:.4f}"
+
+    if len(tied) == 1:
+        runner = max(others, key=lambda r: key[r.candidate.name]) if others else None
+        reason = (f"{winner.candidate.name} has the best inner-CV {crit.upper()} ({winner.figures[crit]:.4f}"
+                  + (f"; next {show(runner, crit)}, more than the tolerance {sel.tolerance} behind)" if runner
+                     else ")"))
+    else:
+        rest = ", ".join(show(r, tie) for r in tied if r is not winner)
+        reason = (f"{len(tied)} candidates are within {sel.tolerance} of the best inner-CV {crit.upper()} "
+                  f"({best * SIGN[crit]:.4f}): {', '.join(show(r, crit) for r in tied)}; the tie-break {tie} "
+                  f"chose {winner.candidate.name} ({winner.figures[tie]:.4f} against {rest})")
+    return winner, reason
+
+
+def _final_lightgbm(X: np.ndarray, y: np.ndarray, rows: np.ndarray, spec: FeatureSpec, params: dict[str, Any],
+                    iterations: list[int], progress: Progress | None) -> lgb.Booster:
+    rounds = max(1, round(float(np.mean(iterations))))
+    full = lgb.Dataset(X[rows], y[rows], feature_name=lgb_feature_names(spec.names),
+                       categorical_feature=spec.categorical_indices, free_raw_data=True)
+
+    def report(env: lgb.callback.CallbackEnv) -> None:
+        if progress is not None:
+            progress("training on all development rows", env.iteration + 1, env.end_iteration)
+
+    booster = lgb.train(params, full, num_boost_round=rounds, callbacks=[report])
+    return lgb.Booster(model_str=booster.model_to_string())
+
+
+def select_model(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, cfg: TrainConfig,
+                 progress: Progress | None = None) -> Selected:
+    folds = make_folds(y, split, cfg)
+    results: list[Evaluated] = []
+    timings: dict[str, float] = {}
+    best_gbm = card = None
+    for candidate in cfg.selection.candidates:
+        start = time.perf_counter()
+        if candidate.family == "lightgbm":
+            result = evaluate_lightgbm(candidate, X, y, spec, folds, cfg, progress)
+            if best_gbm is None or (SIGN[cfg.selection.criterion] * result.figures[cfg.selection.criterion]
+                                    > SIGN[cfg.selection.criterion] * best_gbm.figures[cfg.selection.criterion]):
+                best_gbm = result
+        elif candidate.family == "scorecard":
+            result = card = evaluate_scorecard(candidate, X, y, spec, folds, cfg, progress)
+        else:
+            continue  # blends after every LightGBM shape and the scorecard are known
+        results.append(result)
+        timings[candidate.name] = time.perf_counter() - start
+    for candidate in cfg.selection.candidates:
+        if candidate.family == "blend" and best_gbm is not None and card is not None:
+            start = time.perf_counter()
+            results.append(evaluate_blend(candidate, best_gbm, card, y, folds, cfg))
+            timings[candidate.name] = time.perf_counter() - start
+    order = [c.name for c in cfg.selection.candidates]
+    results.sort(key=lambda r: order.index(r.candidate.name))
+    winner, reason = choose(results, cfg)
+    family = winner.candidate.family
+    if progress is not None:
+        progress(f"training the winner ({winner.candidate.name})", 0, 1)
+    scorer: Scorer
+    if folds.mode == "holdout":
+        model = winner.models[0]
+        scorer = (LightGBMScorer(model) if family == "lightgbm" else ScorecardScorer(model)
+                  if family == "scorecard" else model)
+    else:
+        dev = folds.rows
+        if family == "lightgbm":
+            scorer = LightGBMScorer(_final_lightgbm(X, y, dev, spec, winner.params or {}, winner.iterations,
+                                                    progress))
+        elif family == "scorecard":
+            scorer = ScorecardScorer(_scorecard(X, y, dev, spec, cfg))
+        else:
+            booster = _final_lightgbm(X, y, dev, spec, winner.params or {}, winner.iterations, progress)
+            scorer = BlendScorer(booster, _scorecard(X, y, dev, spec, cfg), float(winner.weight))
+    report = {
+        "mode": folds.mode, "folds": len(folds.pairs), "rows": int(len(folds.rows)),
+        "criterion": cfg.selection.criterion, "tie_break": cfg.selection.tie_break,
+        "tolerance": cfg.selection.tolerance, "blend_weights": list(cfg.selection.blend_weights),
+        "winner": winner.candidate.name, "family": family, "reason": reason,
+        "candidates": [{"name": r.candidate.name, "family": r.candidate.family, "params": r.candidate.params,
+                        "seconds": round(timings.get(r.candidate.name, 0.0), 2),
+                        **{k: v for k, v in r.figures.items()}} for r in results],
+    }
+    return Selected(scorer, winner, folds, folds.rows, winner.oof, report)
