@@ -4,7 +4,8 @@
 date it assembles every enterprise's point-in-time features from the store once (the population the
 rank cut-offs are calibrated on, and the rows quotes are taken from), builds the versions in force
 (`api.quoting.versions`) and keeps both. A date's state is rebuilt when a new ingestion batch lands
-or the champion model changes (checked at most every `STALE_CHECK_SECONDS`); the most recently used
+or the champion model changes (checked at most every `STALE_CHECK_SECONDS`), in a background thread
+beside the state being served, and swapped in when ready; the most recently used
 `settings.quote_dates_cached` dates are kept. `QuotingService` adds what the HTTP service needs:
 every definition and rate table it quotes on is kept by content hash for replay (audited as
 config.publish), and a writer that commits issued quotes.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -47,6 +49,8 @@ from products.catalogue import load_catalogue, parse_definition
 from products.schema import ProductDefinition
 from training.registry import Registry
 from training.serving import ModelCache, RiskModel
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,8 @@ class Quoter:
         self._states: OrderedDict[dt.date, DateState] = OrderedDict()
         self._lock = threading.Lock()  # guards _states
         self._build_lock = threading.Lock()  # one date is built at a time (each build reads the whole store)
+        self._check_lock = threading.Lock()  # one freshness check at a time
+        self._rebuilding: set[dt.date] = set()
         self._max_dates = get_settings().quote_dates_cached
 
     # ------------------------------------------------------------------ the model and freshness
@@ -129,36 +135,81 @@ class Quoter:
         """Called with every date's newly built versions (the service keeps them for replay)."""
 
     def prepared(self, as_of: dt.date) -> bool:
-        """Whether `state(as_of)` answers from memory without reading the store."""
+        """Whether `state(as_of)` answers from memory without reading the store (not even its freshness)."""
         state = self._states.get(as_of)
         return state is not None and time.monotonic() - state.checked_at <= self.STALE_CHECK_SECONDS
 
     def state(self, as_of: dt.date) -> DateState:
-        """The versions in force on `as_of` and that date's population (VersionsError when none can be built)."""
+        """The versions in force on `as_of` and that date's population (VersionsError when none can be built).
+
+        A date is built on its first use (nothing to serve meanwhile). Afterwards, when a new ingestion batch
+        or champion lands, the new state is built in a background thread beside the one being served and
+        swapped in when ready: no request waits for a rebuild (quotes in between use the previous state, and
+        their snapshots say so)."""
         check_as_of(as_of)
         with self._lock:
             state = self._states.get(as_of)
             if state is not None:
                 self._states.move_to_end(as_of)
-        now = time.monotonic()
-        if state is not None and now - state.checked_at <= self.STALE_CHECK_SECONDS:
-            return state
+        if state is None:
+            return self._first_build(as_of)
+        if time.monotonic() - state.checked_at > self.STALE_CHECK_SECONDS:
+            self._check(as_of, state)
+        return state
+
+    def _put(self, as_of: dt.date, state: DateState) -> None:
+        with self._lock:
+            self._states[as_of] = state
+            self._states.move_to_end(as_of)
+            while len(self._states) > self._max_dates:
+                self._states.popitem(last=False)
+
+    def _first_build(self, as_of: dt.date) -> DateState:
         with self._build_lock:
             with self._lock:
                 state = self._states.get(as_of)
-            if state is not None and time.monotonic() - state.checked_at <= self.STALE_CHECK_SECONDS:
-                return state  # another request checked or rebuilt it meanwhile
-            mark = self._mark()
-            if state is not None and state.mark == mark:
-                state = replace(state, checked_at=time.monotonic())
-            else:
-                state = self._build(as_of, mark)
-            with self._lock:
-                self._states[as_of] = state
-                self._states.move_to_end(as_of)
-                while len(self._states) > self._max_dates:
-                    self._states.popitem(last=False)
+            if state is None:  # not built by another request meanwhile
+                state = self._build(as_of, self._mark())
+                self._put(as_of, state)
             return state
+
+    def _check(self, as_of: dt.date, state: DateState) -> None:
+        """Is the state still what the store and registry hold? If not, rebuild it in the background."""
+        if not self._check_lock.acquire(blocking=False):
+            return  # another request is checking; this one serves what there is
+        try:
+            current = self._states.get(as_of, state)
+            if time.monotonic() - current.checked_at <= self.STALE_CHECK_SECONDS:
+                return
+            mark = self._mark()
+            self._put(as_of, replace(current, checked_at=time.monotonic()))
+            if mark == current.mark or as_of in self._rebuilding:
+                return
+            self._rebuilding.add(as_of)
+            threading.Thread(target=self._rebuild, args=(as_of, mark), name=f"quote-state-{as_of}",
+                             daemon=True).start()
+        finally:
+            self._check_lock.release()
+
+    def _rebuild(self, as_of: dt.date, mark: tuple[int, str | None]) -> None:
+        try:
+            with self._build_lock:
+                state = self._build(as_of, mark)
+            if as_of in self._states:  # unless dropped from the cache meanwhile
+                self._put(as_of, state)
+        except Exception:  # noqa: BLE001 - the previous state keeps serving; the next check tries again
+            log.exception("rebuilding the quoting state of %s failed; serving the previous one", as_of)
+        finally:
+            self._rebuilding.discard(as_of)
+
+    def wait_for_rebuilds(self, timeout: float = 120.0) -> bool:
+        """Block until no background rebuild runs (for tests and orderly shutdown); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._rebuilding:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     # ------------------------------------------------------------------ quoting
 

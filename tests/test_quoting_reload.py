@@ -1,0 +1,97 @@
+"""A new ingestion batch reaches quotes without a restart, and without any request waiting for the rebuild:
+the previous state keeps serving while the new one is built beside it, then it is swapped in."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from api.database import migrate
+from api.quoting.service import QuotingService
+from features.ingest import ingest_directory
+from features.synthetic import generate_region, write_region
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> QuotingService:
+    write_region(generate_region(300, 5), tmp_path / "region", "parquet")
+    engine = migrate(f"sqlite:///{tmp_path / 'store.db'}")
+    assert ingest_directory(engine, tmp_path / "region", tmp_path / "quarantine").ok
+    quoting = QuotingService(engine)
+    quoting.STALE_CHECK_SECONDS = 0.0  # check on every call
+    yield quoting
+    quoting.wait_for_rebuilds()
+    quoting.writer.stop()
+
+
+def _downgrade_tax_grade(region: Path, out: Path, credit_code: str) -> None:
+    """A new tax record for one firm, dated after the region's last snapshot: grade D (tax_credit's gate)."""
+    tax = pd.read_parquet(region / "tax.parquet")
+    row = tax[tax["credit_code"] == credit_code].sort_values("as_of").tail(1).copy()
+    row["as_of"] = pd.Timestamp(dt.date.today() - dt.timedelta(days=1))
+    row["tax_credit_grade"] = "D"
+    out.mkdir()
+    row.to_parquet(out / "tax.parquet", index=False)
+
+
+def test_a_new_batch_is_built_beside_the_served_state_and_swapped_in(service: QuotingService, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    today = dt.date.today()
+    before = service.state(today)
+    products = before.versions.products
+    eligible = [c for c in before.population.frame.index
+                if before.population.body(c, ["tax_credit"], None)["quotes"][0]["eligible"]]
+    assert eligible, "the region has tax_credit offers"
+    firm = eligible[0]
+
+    # the rebuild is held back until released, to see what requests get meanwhile
+    release = threading.Event()
+    build = QuotingService._build
+
+    def slow_build(self: QuotingService, as_of: dt.date, mark: tuple) -> object:
+        assert release.wait(60)
+        return build(self, as_of, mark)
+
+    monkeypatch.setattr(QuotingService, "_build", slow_build)
+    _downgrade_tax_grade(tmp_path / "region", tmp_path / "update", firm)
+    assert ingest_directory(service.engine, tmp_path / "update", tmp_path / "quarantine").ok
+
+    during = service.state(today)  # notices the batch, starts the rebuild, answers at once
+    assert during.population is before.population and during.mark == before.mark
+    quoted, _, _ = service.quote(firm, today, products, None)
+    assert next(q for q in quoted["quotes"] if q["product"] == "tax_credit")["eligible"]
+
+    release.set()
+    assert service.wait_for_rebuilds()
+    after = service.state(today)
+    assert after.mark != before.mark and after.population is not before.population
+    requoted, snapshot, _ = service.quote(firm, today, products, None)
+    tax_credit = next(q for q in requoted["quotes"] if q["product"] == "tax_credit")
+    assert not tax_credit["eligible"] and "TAX_GRADE_NOT_ABM" in [r["code"] for r in tax_credit["reasons"]]
+    assert snapshot["source_as_of"]["tax"] == (today - dt.timedelta(days=1)).isoformat()
+
+
+def test_a_failed_rebuild_keeps_serving_the_previous_state(service: QuotingService, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    today = dt.date.today()
+    before = service.state(today)
+
+    def broken(self: QuotingService, as_of: dt.date, mark: tuple) -> object:
+        raise RuntimeError("store read failed")
+
+    monkeypatch.setattr(QuotingService, "_build", broken)
+    firm = before.population.frame.index[0]
+    _downgrade_tax_grade(tmp_path / "region", tmp_path / "update", firm)
+    assert ingest_directory(service.engine, tmp_path / "update", tmp_path / "quarantine").ok
+    assert service.state(today) is not None
+    assert service.wait_for_rebuilds()
+    assert service.state(today).population is before.population  # still serving, not failing
+    assert service.wait_for_rebuilds()  # (that call's check started another attempt, failing too)
+    monkeypatch.undo()
+    service.state(today)  # the next check tries again, and this time succeeds
+    assert service.wait_for_rebuilds()
+    assert service.state(today).mark != before.mark
