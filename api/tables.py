@@ -74,3 +74,6 @@ batch_jobs = sa.Table(
     sa.Column("summary_json", sa.Text),
     sa.Column("error", sa.Text),
 )
+
+# A key may expire (issue 14); NULL: it does not. Revocation is `revoked_at` above.
+api_keys.append_column(sa.Column("expires_at", sa.DateTime(timezone=True)))
