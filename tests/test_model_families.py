@@ -1,0 +1,256 @@
+"""Model families (LightGBM, WoE scorecard, blend) and their selection by inner cross-validation, on small data:
+monotone in every declared feature whatever the family, exact explanations, development rows only,
+reproducible, recorded in the model card, and loadable through the verified artifacts (old format too)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from training import artifacts as art
+from training.config import Candidate, ConfigError, SelectionConfig, load_config
+from training.datasets import Dataset, from_frame
+from training.errors import ArtifactIntegrityError
+from training.fit import Split
+from training.pipeline import train_pipeline
+from training.registry import Registry
+from training.scorecard import QUANTUM
+from training.serving import RiskModel
+
+MONOTONE = {"overdue": 1, "grade": -1, "income": -1}
+CANDIDATES = (Candidate("lightgbm depth 2", "lightgbm"),
+              Candidate("lightgbm depth 1", "lightgbm", {"max_depth": 1, "num_leaves": 2}),
+              Candidate("scorecard", "scorecard"), Candidate("blend", "blend"))
+FAMILY_OF = {"lightgbm": "lightgbm depth 2", "scorecard": "scorecard", "blend": "blend"}
+NEEDED = {"lightgbm depth 2": CANDIDATES[:1], "scorecard": CANDIDATES[2:3], "blend": (CANDIDATES[0], *CANDIDATES[2:])}
+
+
+def _config(winner: str = "auto"):  # type: ignore[no-untyped-def]
+    """Three inner folds; a forced winner competes only with the candidates it needs (faster)."""
+    base = load_config()
+    candidates = NEEDED.get(winner, CANDIDATES)
+    return dataclasses.replace(base, monotone=MONOTONE, cv_folds=3, seed=5, selection=SelectionConfig(
+        candidates, "auc", "brier", 0.001, (0.3, 0.5, 0.7), winner))
+
+
+def _frame(n: int = 1600, seed: int = 11) -> pd.DataFrame:
+    """Loans with declared monotone inputs, an input missing for a fifth of the rows (riskier when missing) and
+    a text column with common, rare and missing categories."""
+    rng = np.random.default_rng(seed)
+    overdue = rng.poisson(0.8, n).astype(float)
+    grade = rng.integers(0, 5, n).astype(float)
+    income = rng.lognormal(3, 0.6, n)
+    noise = rng.normal(size=n)
+    missing = rng.random(n) < 0.2
+    income_seen = np.where(missing, np.nan, income)
+    sector = rng.choice(list("ABCDEFGH") + ["R1", "R2"], n, p=[.2, .2, .15, .15, .1, .08, .06, .05, .005, .005])
+    sector = np.where(rng.random(n) < 0.05, None, sector).astype(object)
+    effect = pd.Series(sector).map({"A": -.4, "B": 0, "C": .3, "D": .5, "E": -.2, "F": .1, "G": .6, "H": 0,
+                                    "R1": 1.0, "R2": -1.0}).fillna(0.4).to_numpy()
+    logit = -1.6 + 0.55 * overdue - 0.35 * grade - 0.6 * (np.log(income) - 3) + 0.6 * missing + effect
+    bad = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return pd.DataFrame({"overdue": overdue, "grade": grade, "income": income_seen, "noise": noise,
+                         "sector": pd.array(sector, dtype="str"), "bad": bad})
+
+
+@pytest.fixture(scope="module")
+def dataset() -> Dataset:
+    return from_frame(_frame(), "bad", _config())
+
+
+@pytest.fixture(scope="module")
+def trained(dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One model per family (the winner forced by `selection.winner`) and one chosen by the criterion."""
+    out = {}
+    for family, name in {**FAMILY_OF, "auto": "auto"}.items():
+        d = tmp_path_factory.mktemp(family)
+        train_pipeline(dataset, _config(name), d, operator="test", write_report=family == "auto")
+        out[family] = d
+    return out
+
+
+def _figures(selection: dict) -> dict:
+    """A selection report without its timings."""
+    return {**selection, "candidates": [{k: v for k, v in c.items() if k != "seconds"}
+                                        for c in selection["candidates"]]}
+
+
+def _metadata(directory: Path) -> dict:
+    return json.loads((directory / "metadata.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("family", ["lightgbm", "scorecard", "blend"])
+def test_pd_is_monotone_in_every_declared_feature_for_every_family(dataset, trained, family: str) -> None:
+    model = RiskModel.from_dir(trained[family])
+    assert model.family == family and _metadata(trained[family])["family"] == family
+    rows = dataset.X.iloc[:300]
+    for feature, direction in MONOTONE.items():
+        observed = dataset.X[feature].dropna()
+        values = sorted(set(np.quantile(observed, np.linspace(0, 1, 9)).tolist()) | {observed.max() + 1})
+        raw = np.column_stack([model.raw_score(rows.assign(**{feature: v})) for v in values])
+        pd_ = np.column_stack([model.predict(rows.assign(**{feature: v})) for v in values])
+        assert (np.diff(raw, axis=1) * direction >= 0).all(), f"{family}: raw score moves against {feature}"
+        assert (np.diff(pd_, axis=1) * direction >= 0).all(), f"{family}: PD moves against {feature}"
+        assert (raw[:, -1] - raw[:, 0]).mean() * direction > 0, f"{family}: {feature} has no effect"
+
+
+@pytest.mark.parametrize("family", ["scorecard", "blend"])
+def test_contributions_sum_exactly_to_the_raw_score(dataset, trained, family: str) -> None:
+    model = RiskModel.from_dir(trained[family])
+    X = model.encode(dataset.X)
+    raw, pd_values, contrib = model.scores(X)
+    assert contrib.shape == (len(X), len(model.feature_names) + 1)
+    assert (contrib[:, -1] == model.base_value).all()
+    assert np.array_equal(contrib.sum(axis=1), raw)
+    for i in range(0, len(X), 37):  # any order of addition gives the same number
+        assert sum(contrib[i].tolist()) == raw[i] == math.fsum(contrib[i]) == sum(reversed(contrib[i].tolist()))
+    assert (np.round(contrib / QUANTUM) * QUANTUM == contrib).all()
+    for row, r in zip(model.assess(dataset.X.iloc[:50], top_k=len(model.feature_names)), raw, strict=False):
+        assert row["base_value"] + sum(f["contribution"] for f in row["risk_factors"]) == row["raw_score"] == r
+
+
+def test_blend_contributions_are_weighted_treeshap_plus_scorecard_points(dataset, trained) -> None:
+    model = RiskModel.from_dir(trained["blend"])
+    w = model.scorer.weight
+    assert 0 < w < 1 and _metadata(trained["blend"])["blend_weight"] == w
+    X = model.encode(dataset.X)
+    shap = model.booster.predict(X, pred_contrib=True)
+    points = model.scorer.scorecard.contributions(X)
+    expected = w * shap + (1 - w) * points
+    assert np.abs(model.contributions(X) - expected).max() < 1e-6  # the 2**-30 grid and the rounding residual
+    assert np.abs(model.raw_score(X) - (w * model.booster.predict(X, raw_score=True)
+                                        + (1 - w) * points.sum(axis=1))).max() < 1e-8
+
+
+@pytest.mark.parametrize("family", ["scorecard", "blend"])
+def test_one_row_and_a_batch_give_identical_numbers(dataset, trained, family: str) -> None:
+    model = RiskModel.from_dir(trained[family])
+    frame = dataset.X.iloc[:120]
+    batch_raw, batch_contrib, batch = model.raw_score(frame), model.contributions(frame), model.assess(frame)
+    for i in range(0, len(frame), 9):
+        row = frame.iloc[[i]]
+        assert model.raw_score(row)[0] == batch_raw[i]
+        assert np.array_equal(model.contributions(row)[0], batch_contrib[i])
+        assert json.dumps(model.assess(row)[0]) == json.dumps(batch[i])
+
+
+def test_the_card_records_every_candidate_and_why_the_winner_won(trained) -> None:
+    meta = _metadata(trained["auto"])
+    sel = meta["selection"]
+    assert [c["name"] for c in sel["candidates"]] == [c.name for c in CANDIDATES]
+    for c in sel["candidates"]:
+        assert {"auc", "auc_sd", "ks", "brier", "brier_sd", "folds"} <= set(c) and len(c["folds"]) == 3
+        assert 0.5 < c["auc"] < 1 and 0 < c["brier"] < 0.25
+    best = max(c["auc"] for c in sel["candidates"])
+    winner = next(c for c in sel["candidates"] if c["name"] == sel["winner"])
+    assert winner["auc"] >= best - sel["tolerance"] and sel["reason"] and meta["family"] == winner["family"]
+    assert sel["mode"] == "cv" and sel["rows"] == meta["training"]["split"]["train_rows"] + \
+        meta["training"]["split"]["valid_rows"]
+    html = (trained["auto"] / "report.html").read_text(encoding="utf-8")
+    for needle in ("Model family selection", "lightgbm depth 1", "scorecard", "Categorical and missing data",
+                   "Imputation: none"):
+        assert needle in html, needle
+    forced = _metadata(trained["scorecard"])["selection"]
+    assert forced["winner"] == "scorecard" and "configured winner" in forced["reason"]
+
+
+def test_missing_values_and_rare_categories_are_reported_not_imputed(trained) -> None:
+    inputs = _metadata(trained["blend"])["inputs"]
+    by_name = {f["feature"]: f for f in inputs["features"]}
+    assert 0.15 < by_name["income"]["missing_share_dev"] < 0.25
+    assert by_name["sector"]["kind"] == "categorical" and by_name["sector"]["rare_categories"] == 2
+    assert 0.02 < by_name["sector"]["missing_share_dev"] < 0.08
+    assert inputs["imputation"].startswith("none") and set(inputs["treatment"]) == {"lightgbm", "scorecard"}
+    card = _metadata(trained["scorecard"])["scorecard"]["features"]
+    income = next(f for f in card if f["feature"] == "income")
+    assert income["missing_rows"] > 0 and income["missing_points"] > 0  # missing is riskier: its own points
+
+
+def test_selection_sees_development_rows_only(dataset: Dataset, tmp_path: Path) -> None:
+    """Changing every out-of-time outcome changes no candidate's figures and not the model."""
+    rows = np.arange(dataset.rows)
+    split = Split(rows[:1000], np.empty(0, np.int64), rows[1000:], "out_of_time")
+    flipped = dataclasses.replace(dataset, y=np.r_[dataset.y[:1000], 1 - dataset.y[1000:]].astype(np.int8))
+    a = train_pipeline(dataset, _config(), tmp_path / "a", write_report=False, split=split)
+    b = train_pipeline(flipped, _config(), tmp_path / "b", write_report=False, split=split)
+    assert _figures(a.metadata["selection"]) == _figures(b.metadata["selection"])
+    assert (tmp_path / "a" / "model.txt").read_bytes() == (tmp_path / "b" / "model.txt").read_bytes()
+    assert a.metadata["selection"]["rows"] == 1000
+
+
+def test_same_data_and_seed_give_the_same_model_bit_for_bit(dataset: Dataset, trained, tmp_path: Path) -> None:
+    again = train_pipeline(dataset, _config(), tmp_path, operator="test")
+    for name in ("model.txt", "calibrator.joblib"):
+        assert (tmp_path / name).read_bytes() == (trained["auto"] / name).read_bytes(), name
+    assert _figures(again.metadata["selection"]) == _figures(_metadata(trained["auto"])["selection"])
+
+
+def test_a_changed_scorecard_or_blend_file_is_refused(trained, tmp_path: Path) -> None:
+    for family in ("scorecard", "blend"):
+        copy = tmp_path / family
+        shutil.copytree(trained[family], copy)
+        text = (copy / "model.txt").read_text(encoding="utf-8")
+        (copy / "model.txt").write_text(text.replace('"intercept": ', '"intercept": 1', 1), encoding="utf-8")
+        with pytest.raises(ArtifactIntegrityError, match="model.txt failed its integrity check"):
+            RiskModel.from_dir(copy)
+
+
+def test_a_format_1_model_directory_still_loads(dataset, trained, tmp_path: Path) -> None:
+    """Models trained before families existed: format 1 metadata, no `family`, LightGBM text."""
+    copy = tmp_path / "v1"
+    shutil.copytree(trained["lightgbm"], copy)
+    meta = _metadata(copy)
+    for key in ("family", "selection", "blend_weight", "scorecard", "inputs"):
+        meta.pop(key)
+    meta["format"] = art.FORMAT_V1
+    (copy / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
+    old = RiskModel.from_dir(copy)
+    new = RiskModel.from_dir(trained["lightgbm"])
+    assert old.family == "lightgbm"
+    assert np.array_equal(old.predict(dataset.X), new.predict(dataset.X))
+    meta["format"] = "indexloan-pd-model/9"
+    (copy / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(ArtifactIntegrityError, match="not the metadata"):
+        RiskModel.from_dir(copy)
+
+
+def test_a_blend_registers_and_loads_through_the_registry(store: sa.Engine, trained, dataset, tmp_path) -> None:
+    registry = Registry(store, tmp_path / "models")
+    record = registry.register(trained["blend"], created_by="alice")
+    digests = {n: hashlib.sha256((trained["blend"] / n).read_bytes()).hexdigest() for n in art.ARTIFACTS}
+    assert record.id == art.model_id_from_digests(digests)
+    served = registry.load(record.id)
+    assert served.family == "blend" and served.model_version == record.id
+    assert np.array_equal(served.predict(dataset.X), RiskModel.from_dir(trained["blend"]).predict(dataset.X))
+
+
+def test_selection_configuration_is_checked(tmp_path: Path) -> None:
+    base = Path(__file__).resolve().parent.parent / "training" / "model.yaml"
+    text = base.read_text(encoding="utf-8")
+    cases = {
+        "{name: blend, family: blend}": "{name: blend, family: forest}",
+        "  criterion: auc ": "  criterion: gini ",
+        "  tolerance: 0.001": "  tolerance: 0.001\n  winner: nobody",
+    }
+    for old, new in cases.items():
+        assert old in text, old
+        path = tmp_path / "model.yaml"
+        path.write_text(text.replace(old, new), encoding="utf-8")
+        with pytest.raises(ConfigError):
+            load_config(path)
+    only_blend = text.replace("    - {name: scorecard, family: scorecard}\n", "")
+    path.write_text(only_blend, encoding="utf-8")
+    with pytest.raises(ConfigError, match="blend candidate needs"):
+        load_config(path)
+    cfg = load_config()
+    assert [c.family for c in cfg.selection.candidates].count("lightgbm") >= 2
+    assert cfg.selection.criterion == "auc" and cfg.selection.tie_break == "brier"
