@@ -235,7 +235,7 @@ def test_unknown_product_and_empty_store_are_refused(region: Region, tmp_path: P
     unknown = runner.invoke(app, ["batch", "precredit", "--as-of", "2025-12-31", "--out", "x.parquet", "--features",
                                   str(region.features_file), "--model", str(region.model_dir), "--products",
                                   "tax_credit,nope"])
-    assert unknown.exit_code == 2 and "unknown product(s): nope" in " ".join(unknown.output.split())
+    assert unknown.exit_code == 1 and "unknown product(s): nope" in " ".join(unknown.output.split())
     empty = runner.invoke(app, ["batch", "precredit", "--as-of", "2025-12-31", "--out", "x.parquet",
                                 "--database-url", db])
     assert empty.exit_code != 0 and "no enterprises" in " ".join(empty.output.split())

@@ -77,7 +77,7 @@ def precredit_command(
             result = _run(day, out_file, _products(products), reasons, engine, scheduler, partitions, workers,
                           features, model_dir, work_dir, keep_parts, database_url, models_dir)
         except BatchInputError as error:
-            fail(str(error), 2)
+            fail(str(error), error.exit_code)
     _print_summary(result.summary)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from api.precredit.run import BatchInputError
+from api.precredit.run import BatchInputError, NotInForceError
 from api.precredit.score import BatchContext
 from training.serving import RiskModel
 
@@ -72,7 +72,7 @@ def build_context(features: pd.DataFrame, as_of: dt.date, products: list[str] | 
     try:
         versions = versions_for(as_of, features, model, products)
     except VersionsError as error:
-        raise BatchInputError(f"--{error.field.replace('_', '-')}: {error.message}") from None
+        raise NotInForceError(f"--{error.field.replace('_', '-')}: {error.message}") from None
     used = [c for c in versions.columns if c in features.columns]
     describe = {"as_of": as_of.isoformat(), **versions.describe()}
     return BatchContext(versions, reasons), describe, features[used]

@@ -40,7 +40,15 @@ Progress = Callable[[int, int], None]  # partitions done (incl. reused), total
 
 
 class BatchInputError(ValueError):
-    """Bad options or inputs for a run (reported to the user, nothing written)."""
+    """Bad options or inputs for a run (reported to the user, nothing written); the CLI exits with `exit_code`."""
+
+    exit_code = 2  # a usage error
+
+
+class NotInForceError(BatchInputError):
+    """No versions are in force for the run's date or products (the quote path's VersionsError)."""
+
+    exit_code = 1  # as `indexloan quote` for the same date
 
 
 @dataclass(frozen=True)
