@@ -40,6 +40,32 @@ class Settings(BaseSettings):
     operator: str | None = Field(None, description="who runs training (recorded in the model card); default "
                                                    "the login name")
     debug: bool = Field(False, description="CLI: print the traceback of an unexpected failure")
+    # --- dependencies down, clear and bounded (issue 14)
+    database_connect_timeout_seconds: float = Field(5.0, gt=0, le=300, description="give up connecting to the "
+                                                    "database after this long")
+    database_statement_timeout_seconds: float = Field(30.0, gt=0, le=3600, description="a statement (or a "
+                                                      "SQLite lock wait) is cut after this long, on the server "
+                                                      "and, for PostgreSQL, by the client too (a hung server)")
+    database_pool_timeout_seconds: float = Field(5.0, gt=0, le=300, description="wait this long for a pooled "
+                                                 "connection before answering 503")
+    request_timeout_seconds: float = Field(10.0, gt=0, le=3600, description="a request whose response has not "
+                                           "started after this long is answered 503 (Retry-After)")
+    retry_after_seconds: int = Field(5, ge=1, le=3600, description="Retry-After of a 503 or 429")
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=64 * 1024 * 1024, description="largest request body, "
+                                "counted on the stream (chunked or not)")
+    # --- bounded callers: token buckets shared by the worker processes (runtime_dir)
+    rate_limit_key_per_second: float = Field(200.0, gt=0, description="requests per second per API key "
+                                             "(sustained)")
+    rate_limit_key_burst: int = Field(400, ge=1, description="requests per API key in a burst")
+    rate_limit_address_per_second: float = Field(400.0, gt=0, description="requests per second per client "
+                                                 "address (sustained)")
+    rate_limit_address_burst: int = Field(800, ge=1, description="requests per client address in a burst")
+    auth_failures_per_minute: float = Field(10.0, gt=0, description="failed authentications per client address "
+                                            "per minute before key look-ups from it are answered 429")
+    auth_failures_burst: int = Field(20, ge=1, description="failed authentications per address in a burst")
+    runtime_dir: Path | None = Field(None, description="state the worker processes of one service share (rate "
+                                     "limits, key revocations); default a folder named after the database in "
+                                     "the system's temporary directory")
 
     @classmethod
     def settings_customise_sources(

@@ -24,6 +24,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from api.http.app import create_app
 from api.keys import Role
 from tests.api_support import Service, running_service
+from tests.conftest import settings_env
 from tests.live_server import champion_in, private_batch_dir, serve
 
 ROLES = (Role.admin, Role.loan_officer, Role.platform)  # the platform's whitelisted body must fit the schema too
@@ -70,7 +71,9 @@ class Live:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     directory: Path = tmp_path_factory.mktemp("schemathesis")
     models_dir = directory / "models"
-    with (private_batch_dir(directory / "batch"),
+    # schemathesis sends bad keys on purpose (and expects 401 each time): no failed-authentication throttle here
+    with (settings_env(auth_failures_burst="1000000", rate_limit_address_burst="1000000"),
+          private_batch_dir(directory / "batch"),
           running_service("sqlite", directory, models_dir, prepare=champion_in(models_dir)) as service):
         url = service.engine.url.render_as_string(hide_password=False)
         app = create_app(database_url=url, models_dir=str(models_dir))

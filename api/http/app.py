@@ -9,16 +9,17 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from api.database import migrate
-from api.http import errors
+from api.http import errors, logs
+from api.http.lifecycle import Starter, Unavailable
+from api.http.limits import Limits, runtime_dir
 from api.http.middleware import LimitsAndMetrics
 from api.http.routers import audit, batch, catalogue, enterprises, health, quotes
-from api.precredit.jobs import JobRunner
-from api.quoting.service import QuotingService
 from features.settings import get_settings
+from features.store.db import StoreUnavailableError, connect
+from products.catalogue import load_catalogue
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-MAX_BODY_BYTES = 64 * 1024
+MAX_BODY_BYTES = 64 * 1024  # the default of settings.max_body_bytes
 
 DESCRIPTION = """Quotes for Wenzhou's index-based loans (科创指数贷, 税收信用指数贷, 亩均信用贷, "两个健康"积分贷,
 新乡贤指数贷): eligibility, index and grade, tier, limit, rate band, fees, subsidies, PD and explanations.
@@ -30,21 +31,27 @@ def create_app(database_url: str | None = None, models_dir: str | None = None) -
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
-        engine = migrate(database_url or settings.resolved_database_url)
+        logs.configure()
+        engine = connect(database_url or settings.resolved_database_url)  # lazy: connects on first use
         app.state.engine = engine
         app.state.models_dir = models_dir
         app.state.key_cache = {}
-        app.state.quoting = QuotingService(engine, models_dir)
-        app.state.batch_jobs = JobRunner(engine, models_dir)  # batch runs: the app's worker thread, not requests
-        app.state.batch_jobs.start()
+        app.state.limits = Limits(runtime_dir(engine.url.render_as_string(hide_password=False)))
+        # Until the starter has brought them up (at once, or retried in the background while the database
+        # or the risk model is unavailable), the parts answer 503; /healthz and /metrics need neither.
+        starting = StoreUnavailableError("the service is starting")
+        app.state.quoting = Unavailable("the quoting service", starting, definitions=list(load_catalogue().values()))
+        app.state.batch_jobs = Unavailable("the batch runner", starting)
+        starter = Starter(app, engine, models_dir)
+        starter.start()
         yield
-        app.state.batch_jobs.stop()
-        app.state.quoting.writer.stop()
+        starter.stop()
+        app.state.limits.close()
 
     app = FastAPI(title="indexloan", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
 
-    app.add_middleware(LimitsAndMetrics, max_body_bytes=MAX_BODY_BYTES)
+    app.add_middleware(LimitsAndMetrics)  # body limit (settings.max_body_bytes), rate limits, headers, deadline
 
     for router in (health.router, quotes.router, catalogue.router, enterprises.router, audit.router, batch.router):
         app.include_router(router)

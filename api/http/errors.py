@@ -5,10 +5,16 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.http import logs
+from features.settings import get_settings
+from features.store.db import StoreUnavailableError
+from training.errors import ArtifactIntegrityError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 _FASTAPI_BODY_ERROR = "There was an error parsing the body"  # FastAPI's text for a body it cannot decode
@@ -26,6 +32,42 @@ class ProblemError(Exception):
         self.type = type_
         self.errors = errors or []
         self.headers = headers
+
+
+def retry_after() -> dict[str, str]:
+    return {"Retry-After": str(get_settings().retry_after_seconds)}
+
+
+def store_unavailable(error: BaseException) -> ProblemError:
+    """The 503 for a database failure (logged once per outage, not per request)."""
+    logs.STORE.failure(error)
+    return ProblemError(503, "the store (database) is unavailable; nothing was changed by this request, retry later",
+                        title="Store unavailable", headers=retry_after())
+
+
+def model_unavailable(error: BaseException) -> ProblemError:
+    logs.MODEL.failure(error)
+    return ProblemError(503, "no verified risk model can be loaded, so no quote can be given; retry later",
+                        title="Risk model unavailable", headers=retry_after())
+
+
+# Every database error on any path: the driver's (wrapped by SQLAlchemy), a pool wait that timed out, a store
+# that cannot be opened or written safely. Raw driver errors too, should any escape unwrapped.
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    import sqlite3
+
+    found: list[type[BaseException]] = [sqlite3.Error]
+    try:
+        import psycopg
+
+        found.append(psycopg.Error)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(found)
+
+
+STORE_ERRORS: tuple[type[BaseException], ...] = (sa.exc.DBAPIError, sa.exc.TimeoutError, sa.exc.DisconnectionError,
+                                                 StoreUnavailableError, *_driver_errors())
 
 
 def problem_response(request: Request, status: int, detail: str, *, title: str | None = None,
@@ -83,7 +125,9 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
             if method not in _HTTP_METHODS:
                 continue
             responses = operation.setdefault("responses", {})
-            codes = set()
+            codes = {503}  # a dependency down: every operation (Retry-After)
+            if operation.get("tags") != ["health"]:
+                codes.add(429)  # rate limits (per key, per address, failed authentications)
             if operation.get("security"):
                 codes |= {401, 403}
             if "requestBody" in operation:
@@ -131,6 +175,18 @@ def install(app: FastAPI) -> None:
             message = "the request body could not be read: send JSON encoded as UTF-8"
             return problem_response(request, 400, message, errors=[{"field": "body", "message": message}])
         return problem_response(request, error.status_code, str(error.detail), headers=error.headers)
+
+    async def _store(request: Request, error: Exception) -> JSONResponse:
+        problem = store_unavailable(error)
+        return problem_response(request, 503, problem.detail, title=problem.title, headers=problem.headers)
+
+    for error_class in STORE_ERRORS:
+        app.add_exception_handler(error_class, _store)
+
+    @app.exception_handler(ArtifactIntegrityError)
+    async def _model(request: Request, error: ArtifactIntegrityError) -> JSONResponse:
+        problem = model_unavailable(error)
+        return problem_response(request, 503, problem.detail, title=problem.title, headers=problem.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:  # pragma: no cover - last resort

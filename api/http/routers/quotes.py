@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import time
 from typing import Annotated, Any
 
 import anyio
@@ -14,9 +13,11 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.http.deps import ALL_ROLES, CREDIT_CODE_SCHEMA, bearer, get_principal, require
+from api.http import errors, logs
+from api.http.deps import ALL_ROLES, CREDIT_CODE_SCHEMA, bearer, cached_principal, get_principal, require
 from api.http.errors import ProblemError
 from api.http.metrics import QUOTES
+from api.http.routers.health import WriteOutcomes
 from api.keys import Principal, Role
 from api.quoting.diff import differences
 from api.quoting.issuing import Issued, QuoteOrder, UnknownEnterpriseError, issue, stored, writes
@@ -129,10 +130,15 @@ def _answer(service: QuotingService, issued: Issued, error: BaseException | None
         if previous is None:
             raise error
         return _replayed(previous, issued.order, service)
-    if isinstance(error, sa.exc.SQLAlchemyError):
-        raise ProblemError(503, "the quote could not be stored, so it was not issued; retry later") from error
+    if isinstance(error, errors.STORE_ERRORS):
+        WriteOutcomes.failed(error)  # /readyz says not ready until a write succeeds again
+        problem = errors.store_unavailable(error)
+        raise ProblemError(503, "the quote could not be stored, so it was not issued; retry later",
+                           title=problem.title, headers=problem.headers) from None
     if error is not None:
         raise error
+    WriteOutcomes.succeeded()
+    logs.STORE.success()
     for q in issued.full["quotes"]:
         QUOTES.labels(q["product"], "true" if q["eligible"] else "false").inc()
     return _json_response(issued.sent, values["quote_id"])
@@ -149,10 +155,10 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_lengt
 async def _any_role(request: Request,
                    credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
     """`require(*ALL_ROLES)` without a threadpool hop when the key is in api.http.deps' per-process cache."""
-    if credentials is not None:
-        cached = request.app.state.key_cache.get(credentials.credentials)
-        if cached is not None and cached[1] > time.monotonic():
-            return cached[0]
+    if credentials is not None and credentials.credentials:
+        cached = cached_principal(request, credentials.credentials)
+        if cached is not None:
+            return cached
     return await anyio.to_thread.run_sync(get_principal, request, credentials)
 
 
@@ -176,7 +182,9 @@ async def create_quote(body: QuoteRequest, request: Request, principal: Principa
         issued = await anyio.to_thread.run_sync(_issue, service, order)
     future = service.writer.submit(writes(issued))
     try:
-        await asyncio.wrap_future(future)  # the writer thread commits; the event loop serves others meanwhile
+        # The writer thread commits; the event loop serves others meanwhile. Shielded: the writer's future is
+        # never cancelled from here (a request given up on must not disturb the writer).
+        await asyncio.shield(asyncio.wrap_future(future))
     except Exception as error:  # noqa: BLE001 - turned into the response below
         return await anyio.to_thread.run_sync(_answer, service, issued, error)
     return _answer(service, issued, None)
