@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     auth_failures_per_minute: float = Field(10.0, gt=0, description="failed authentications per client address "
                                             "per minute before key look-ups from it are answered 429")
     auth_failures_burst: int = Field(20, ge=1, description="failed authentications per address in a burst")
+    sqlite_wal: bool = Field(False, description="SQLite store in WAL mode: faster commits (no fsync per commit), "
+                             "but its index is memory-mapped, so a store file made immutable or a filesystem "
+                             "remounted read-only during a transaction kills the process (SIGBUS). Default: a "
+                             "rollback journal (no memory-mapped I/O: such failures are errors, 503)")
     runtime_dir: Path | None = Field(None, description="state the worker processes of one service share (rate "
                                      "limits, key revocations); default a folder named after the database in "
                                      "the system's temporary directory")

@@ -32,19 +32,32 @@ class StoreNotWritableError(StoreUnavailableError):
     """The SQLite store's files cannot be written safely (immutable, or a read-only filesystem)."""
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-    cursor = dbapi_connection.cursor()
-    # 16 KiB pages (only takes effect when the file is created): a stored quote (~30 KB of JSON) spans
-    # 2 overflow pages instead of 8; measured 0.29 vs 0.47 ms per insert + commit on this machine.
-    cursor.execute("PRAGMA page_size=16384")
-    # WAL lets the API read while a batch writes; foreign keys are off by default in SQLite.
-    # synchronous=NORMAL in WAL: a commit is durable against a crash of the process (not of the OS).
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    # No memory-mapped database I/O (a failed write through a mapping is a SIGBUS, not an error).
-    cursor.execute("PRAGMA mmap_size=0")
-    cursor.close()
+def _sqlite_pragmas(wal: bool):  # type: ignore[no-untyped-def]
+    def pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        cursor = dbapi_connection.cursor()
+        # 16 KiB pages (only takes effect when the file is created): a stored quote (~30 KB of JSON) spans
+        # 2 overflow pages instead of 8; measured 0.29 vs 0.47 ms per insert + commit on this machine.
+        cursor.execute("PRAGMA page_size=16384")
+        if wal:
+            # WAL lets the API read while a batch writes. synchronous=NORMAL in WAL: a commit is durable
+            # against a crash of the process (not of the OS). Its index (-shm) is memory-mapped: see
+            # sqlite_write_hazard.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        else:
+            # A rollback journal: every read and write is a plain read()/write() that can fail with an
+            # error; nothing is memory-mapped, so a full disk, a read-only or immutable file or filesystem
+            # is an OperationalError (503), never a SIGBUS. synchronous=FULL: a commit survives an OS crash.
+            # Leaving WAL needs the database to itself: when another connection has it open, this one stays
+            # in WAL and a later connection switches (`indexloan serve` migrates alone, before its workers).
+            with contextlib.suppress(Exception):
+                cursor.execute("PRAGMA journal_mode=PERSIST")
+            cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA mmap_size=0")  # no memory-mapped database I/O
+        cursor.close()
+
+    return pragmas
 
 
 # ------------------------------------------------------------------ SQLite: never touch a file that would SIGBUS
@@ -71,13 +84,14 @@ def _flags(path: str) -> int:
 
 
 def sqlite_write_hazard(database: str) -> str | None:
-    """Why the SQLite store at `database` must not be opened for a transaction now, or None.
+    """Why the SQLite store at `database` (in WAL mode) must not be opened for a transaction now, or None.
 
     In WAL mode every connection maps the `-shm` index file into memory and writes to it, readers too.
     When such a write cannot reach the file (the file made immutable, the filesystem remounted
     read-only), the kernel does not return an error: it kills the process with SIGBUS (reproduced with
     `chattr +i` on the three files). So before each transaction the files are checked, and a store that
-    would fault is an error (503) instead.
+    would fault is an error (503) instead; a change during a transaction can still fault, which is why
+    WAL is not the default (settings.sqlite_wal).
     """
     try:
         if os.statvfs(Path(database).parent).f_flag & os.ST_RDONLY:
@@ -178,8 +192,8 @@ def connect(url: str | None = None) -> sa.Engine:
         options["connect_args"] = connect_args
     engine = sa.create_engine(url, **options)
     if backend == "sqlite":
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
-        if on_file:
+        sa.event.listen(engine, "connect", _sqlite_pragmas(settings.sqlite_wal))
+        if on_file and settings.sqlite_wal:
             _guard_sqlite(engine, str(parsed.database))
     elif parsed.get_driver_name() == "psycopg":
         _postgres_options(engine, settings.database_statement_timeout_seconds)
