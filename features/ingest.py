@@ -104,10 +104,45 @@ def read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
     yield from pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=chunk_rows, encoding="utf-8")
 
 
+MAX_HEADER_BYTES = 64 * 1024  # a CSV header line longer than this is refused before pandas reads anything
+MAX_COLUMNS = 256  # more columns than any source has, by far: refused from the header alone
+MAX_ROW_GROUP_BYTES = 2 << 30  # a Parquet row group that would decompress to more than this is refused
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The header's cells, reading at most MAX_HEADER_BYTES (a 100,000-column file is refused at once)."""
+    import csv
+
+    with path.open("rb") as handle:
+        head = handle.read(MAX_HEADER_BYTES + 1)
+    line, newline, _ = head.partition(b"\n")
+    if not newline and len(head) > MAX_HEADER_BYTES:
+        raise FileLayoutError(f"{path.name}: the header line is longer than {MAX_HEADER_BYTES:,} bytes")
+    try:
+        text = line.decode("utf-8-sig").rstrip("\r")
+    except UnicodeDecodeError:
+        raise FileLayoutError(f"{path.name}: the header is not UTF-8 text") from None
+    return next(csv.reader([text]), [])
+
+
 def file_columns(path: Path) -> list[str]:
+    """The file's columns, bounded before the file is read: at most MAX_COLUMNS, a CSV header of at most
+    MAX_HEADER_BYTES, Parquet row groups that decompress to at most MAX_ROW_GROUP_BYTES."""
     if path.suffix.lower() == ".parquet":
-        return list(pq.ParquetFile(path).schema_arrow.names)
-    return list(pd.read_csv(path, dtype=str, nrows=0, encoding="utf-8").columns)
+        parquet = pq.ParquetFile(path)
+        names = list(parquet.schema_arrow.names)
+        meta = parquet.metadata
+        for i in range(meta.num_row_groups):
+            if meta.row_group(i).total_byte_size > MAX_ROW_GROUP_BYTES:
+                raise FileLayoutError(f"{path.name}: row group {i} decompresses to "
+                                      f"{meta.row_group(i).total_byte_size:,} bytes, over {MAX_ROW_GROUP_BYTES:,}")
+    else:
+        names = _csv_header(path)
+    if len(names) > MAX_COLUMNS:
+        raise FileLayoutError(f"{path.name}: {len(names):,} columns, more than the {MAX_COLUMNS} any source may have")
+    if path.suffix.lower() != ".parquet":
+        return list(pd.read_csv(path, dtype=str, nrows=0, encoding="utf-8").columns)
+    return names
 
 
 # ------------------------------------------------------------------------------------- writing rows

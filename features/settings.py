@@ -68,8 +68,8 @@ class Settings(BaseSettings):
                              "remounted read-only during a transaction kills the process (SIGBUS). Default: a "
                              "rollback journal (no memory-mapped I/O: such failures are errors, 503)")
     runtime_dir: Path | None = Field(None, description="state the worker processes of one service share (rate "
-                                     "limits, key revocations); default a folder named after the database in "
-                                     "the system's temporary directory")
+                                     "limits, key revocations); default beside a SQLite store's file, else a "
+                                     "folder named after the database in the system's temporary directory")
 
     @classmethod
     def settings_customise_sources(

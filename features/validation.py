@@ -7,6 +7,8 @@ rejected whole, with every problem listed; nothing is dropped silently.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +23,25 @@ TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1", "1.0"})
 FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "0.0"})
 ROW_COLUMN = "_row"  # 1-based data row number in the file (header excluded)
 REASON_COLUMN = "_reason"
+
+# Control characters (C0, DEL, C1), the bidirectional formatting characters (marks, embeddings, overrides such
+# as U+202E, isolates), zero-width characters, line and paragraph separators and the byte order mark: a text
+# holding one can display as something else than what it is, or break a log line or a CSV row.
+UNSAFE_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
+                               "\ufff9-\ufffb]")
+MAX_TEXT_LENGTH = 200  # characters in any text field of a source row (names, districts, references)
+EARLIEST_DATE = dt.date(1800, 1, 1)  # no source row (nor an establishment: 老字号 included) is dated before this
+
+
+def text_problem(value: str, max_length: int) -> str | None:
+    """Why a name or free text is refused (too long, or a control or bidi-formatting character), or None."""
+    if len(value) > max_length:
+        return f"is longer than {max_length} characters ({len(value):,})"
+    found = UNSAFE_CHARACTERS.search(value)
+    if found:
+        return (f"contains the control or bidirectional-formatting character U+{ord(found.group()):04X} "
+                f"at position {found.start() + 1}")
+    return None
 
 
 @dataclass
@@ -96,8 +117,10 @@ def _describe_check(check: str) -> str:
     return check
 
 
-def validate_chunk(source_name: str, raw: pd.DataFrame, first_row: int) -> ValidatedChunk:
-    """Validate `raw` (a chunk read from a file; row numbers start at `first_row`)."""
+def validate_chunk(source_name: str, raw: pd.DataFrame, first_row: int,
+                   ingestion_day: dt.date | None = None) -> ValidatedChunk:
+    """Validate `raw` (a chunk read from a file; row numbers start at `first_row`; dates after
+    `ingestion_day`, default today, are refused)."""
     spec = source(source_name)
     raw = raw.reset_index(drop=True)
     problems: list[pd.Series] = []  # one Series of messages per problem kind, indexed by row
@@ -114,6 +137,40 @@ def validate_chunk(source_name: str, raw: pd.DataFrame, first_row: int) -> Valid
             bad_text = raw.loc[unparseable, field.name].astype("string")
             problems.append(f"{field.name}: cannot read {field.kind} from '" + bad_text + "'")
     frame = pd.DataFrame(typed)
+
+    # Text: bounded, and no control or bidirectional-formatting characters (checked on the raw cell).
+    for field in all_fields(spec):
+        if field.kind == "str" and field.name in raw.columns:
+            text = raw[field.name].astype("string")
+            too_long = text.str.len() > MAX_TEXT_LENGTH
+            unsafe = text.str.contains(UNSAFE_CHARACTERS, regex=True)
+            for mask in (too_long, unsafe):
+                mask = mask.fillna(False).astype(bool)
+                if mask.any():
+                    problems.append(pd.Series([f"{field.name}: {text_problem(v, MAX_TEXT_LENGTH)}"
+                                               for v in text[mask]], index=raw.index[mask]))
+
+    # Dates: none after the day of ingestion (a row dated 2999-12-31 would become every later quote's
+    # "latest record"), none before EARLIEST_DATE.
+    today = pd.Timestamp(ingestion_day or dt.date.today())
+    earliest = pd.Timestamp(EARLIEST_DATE)
+    for field in all_fields(spec):
+        if field.kind == "date" and field.name in frame.columns:
+            values = frame[field.name]
+            future = (values > today).fillna(False).astype(bool)
+            if future.any():
+                problems.append(pd.Series([f"{field.name}: {v:%Y-%m-%d} is after the day of ingestion "
+                                           f"({today:%Y-%m-%d})" for v in values[future]], index=raw.index[future]))
+            if field.name != "as_of" and "as_of" in frame.columns:
+                after = (values > frame["as_of"]).fillna(False).astype(bool) & ~future
+                if after.any():
+                    problems.append(pd.Series([f"{field.name}: {v:%Y-%m-%d} is after the row's as_of ({a:%Y-%m-%d})"
+                                               for v, a in zip(values[after], frame["as_of"][after], strict=True)],
+                                              index=raw.index[after]))
+            past = (values < earliest).fillna(False).astype(bool)
+            if past.any():
+                problems.append(pd.Series([f"{field.name}: {v:%Y-%m-%d} is before {EARLIEST_DATE.isoformat()}"
+                                           for v in values[past]], index=raw.index[past]))
 
     try:
         frame_schema(source_name).validate(frame, lazy=True)

@@ -57,18 +57,63 @@ def validation_issues(err: ValidationError) -> list[tuple[str, str]]:
     return issues
 
 
+MAX_PRODUCT_FILE_BYTES = 1 << 20  # a product definition is a few KB
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last silently:
+    `max_pd: 0.05` then `max_pd: 0.9` would load as 0.9)."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    loader.flatten_mapping(node)
+    seen: dict[Any, yaml.Node] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.get(key)
+        except TypeError:  # an unhashable key: SafeLoader reports it
+            break
+        if first is not None:
+            raise yaml.constructor.ConstructorError(
+                None, None,
+                f"the key {key!r} is given twice in one mapping (first on line {first.start_mark.line + 1})",
+                key_node.start_mark)
+        seen[key] = key_node
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
 def _read_yaml(path: Path) -> Any:
+    """A product file's data; any bytes give a DefinitionError naming the problem (never a traceback)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as e:
         raise DefinitionError(path, [("", f"cannot read file: {e.strerror or e}")]) from None
+    if len(data) > MAX_PRODUCT_FILE_BYTES:
+        raise DefinitionError(path, [("", f"the file is {len(data):,} bytes; a product file is at most "
+                                          f"{MAX_PRODUCT_FILE_BYTES:,}")])
     try:
-        return yaml.safe_load(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise DefinitionError(path, [(f"line {line}", f"the file is not UTF-8 text (byte {e.start + 1}: "
+                                                      f"{data[e.start:e.start + 1]!r}); save it as UTF-8")]) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e)
         raise DefinitionError(path, [(where, f"invalid YAML: {problem}")]) from None
+    except RecursionError:
+        raise DefinitionError(path, [("", "invalid YAML: nested too deeply")]) from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise DefinitionError(path, [("", f"invalid YAML: a value cannot be read: {str(e)[:160]}")]) from None
 
 
 def parse_definition(data: Any, file: str | Path = "<memory>") -> ProductDefinition:

@@ -183,10 +183,12 @@ ROLE_MATRIX = {
     ("POST", "/v1/batch/precredit"): RISK,
     ("GET", "/v1/batch/precredit/{job_id}"): RISK,
     ("GET", "/v1/batch/precredit/{job_id}/result"): RISK,
+    ("POST", "/v1/keys/revoke"): {Role.admin},
 }
 BODIES = {
     "/v1/quotes": lambda svc: {"credit_code": svc.codes[0], "consent_ref": "AUTH-1"},
     "/v1/batch/precredit": lambda svc: {"products": ["per_mu"], "format": "csv", "partitions": 1},
+    "/v1/keys/revoke": lambda svc: {"key_id": _throwaway_key(svc), "reason": "role matrix"},
 }
 
 
@@ -199,6 +201,15 @@ def finished_job(svc: Service) -> str:
     job_id = started.json()["job_id"]
     assert _finish(svc, job_id) == "succeeded"
     return job_id
+
+
+def _throwaway_key(svc: Service) -> int:
+    """A new key's id, for the revocation endpoint to revoke."""
+    from api.keys import create_key
+
+    create_key(svc.engine, Role.platform, "role-matrix-throwaway")
+    with svc.engine.connect() as conn:
+        return conn.execute(sa.text("SELECT MAX(id) FROM api_keys")).scalar_one()
 
 
 def _finish(svc: Service, job_id: str) -> str:

@@ -151,18 +151,73 @@ app.add_typer(audit_app, name="audit")
 def keys_create(
     role: Annotated[str, typer.Option(help="loan_officer | platform | risk_analyst | risk_approver | admin")],
     name: Annotated[str, typer.Option(help="who or what holds the key")],
+    expires_in_days: Annotated[int | None, typer.Option(min=1, max=3650, help="the key stops working after "
+                                                         "this many days (default: never)")] = None,
     database_url: DatabaseOption = None,
 ) -> None:
     """Create an API key and print it alone on stdout, once."""
-    from api.keys import Role, create_key
+    import datetime as dt
+
+    from api.keys import MAX_KEY_NAME, Role, create_key
+    from features.validation import text_problem
 
     try:
         parsed = Role(role)
     except ValueError:
         fail(f"unknown role {role!r}; choose one of: {', '.join(r.value for r in Role)}", 2)
-    if not name.strip():
+    name = name.strip()
+    if not name:
         fail("--name must not be empty", 2)
-    print(create_key(open_store(database_url), parsed, name.strip()))
+    problem = text_problem(name, MAX_KEY_NAME)
+    if problem:
+        fail(f"--name {problem}", 2)
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=expires_in_days) if expires_in_days else None
+    print(create_key(open_store(database_url), parsed, name, expires_at=expires))
+
+
+@keys_app.command("list")
+def keys_list(
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Every key: id, name, role, prefix, created, expiry and revocation (never the key itself)."""
+    from api.keys import list_keys
+
+    with open_store(database_url).connect() as conn:
+        keys = list_keys(conn)
+    if as_json:
+        print(json.dumps({"keys": keys}, ensure_ascii=False))
+        return
+    table = Table(title="API keys")
+    for column in ("id", "name", "role", "prefix", "created", "expires", "revoked"):
+        table.add_column(column)
+    for k in keys:
+        table.add_row(str(k["id"]), k["name"], k["role"], k["prefix"], k["created_at"][:19],
+                      (k["expires_at"] or "never")[:19], (k["revoked_at"] or "")[:19])
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[int, typer.Argument(help="the key's id (`indexloan keys list`)")],
+    reason: Annotated[str, typer.Option(help="why (recorded in the audit log)")],
+    by: Annotated[str, typer.Option(help="who revokes it (recorded in the audit log)")] = "cli",
+    database_url: DatabaseOption = None,
+) -> None:
+    """Revoke a key: refused at once by every worker of the service on this machine (within 30 s elsewhere)."""
+    from api.http.limits import bump_key_epoch
+    from api.keys import KeyOperationError, revoke_key
+
+    if not reason.strip():
+        fail("--reason must not be empty", 2)
+    engine = open_store(database_url)
+    try:
+        revoked = revoke_key(engine, key_id, by.strip() or "cli", reason.strip())
+    except KeyOperationError as error:
+        fail(str(error))
+    bump_key_epoch(engine.url.render_as_string(hide_password=False))
+    out.print(f"revoked key {revoked['id']} ({revoked['name']}, {revoked['role']}) at {revoked['revoked_at']}",
+              highlight=False)
 
 
 @audit_app.command("verify")
@@ -222,7 +277,8 @@ def serve(
         metrics_dir = tempfile.mkdtemp(prefix="indexloan-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
-        uvicorn.run("api.http.server:app", host=host, port=port, workers=workers, log_level="warning", access_log=False)
+        # log level info: uvicorn's supervisor logs a worker's death ("Child process [pid] died") at info
+        uvicorn.run("api.http.server:app", host=host, port=port, workers=workers, log_level="info", access_log=False)
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -14,11 +15,13 @@ from api.http.lifecycle import Starter, Unavailable
 from api.http.limits import Limits, runtime_dir
 from api.http.middleware import LimitsAndMetrics
 from api.http.routers import audit, batch, catalogue, enterprises, health, quotes
+from api.http.routers import keys as key_routes
 from features.settings import get_settings
 from features.store.db import StoreUnavailableError, connect
 from products.catalogue import load_catalogue
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+SWAGGER_UI_DIR = Path(str(importlib.resources.files("fastapi_offline") / "static"))  # swagger-ui-bundle.js, .css
 MAX_BODY_BYTES = 64 * 1024  # the default of settings.max_body_bytes
 
 DESCRIPTION = """Quotes for Wenzhou's index-based loans (科创指数贷, 税收信用指数贷, 亩均信用贷, "两个健康"积分贷,
@@ -48,14 +51,23 @@ def create_app(database_url: str | None = None, models_dir: str | None = None) -
         starter.stop()
         app.state.limits.close()
 
-    app = FastAPI(title="indexloan", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    # /docs is served below from bundled Swagger UI files (FastAPI's own page loads them from a CDN and
+    # starts them with an inline script); no /redoc (a CDN too).
+    app = FastAPI(title="indexloan", version="0.1.0", description=DESCRIPTION, lifespan=lifespan, docs_url=None,
+                  redoc_url=None)
     errors.install(app)
 
     app.add_middleware(LimitsAndMetrics)  # body limit (settings.max_body_bytes), rate limits, headers, deadline
 
     for router in (health.router, quotes.router, catalogue.router, enterprises.router, audit.router, batch.router):
         app.include_router(router)
+    app.include_router(key_routes.router)  # key revocation (admins)
+    app.mount("/docs/assets", StaticFiles(directory=SWAGGER_UI_DIR), name="docs-assets")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> FileResponse:
+        return FileResponse(STATIC_DIR / "docs.html")
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

@@ -2,7 +2,8 @@
 
 A worker starts even when the database is unreachable or no verified risk model can be loaded (a
 tampered artifact, say): `/healthz` and `/metrics` answer at once, routes that need the missing part
-answer 503 (Retry-After), and a background thread retries (5 s, doubling to 60 s) until the parts are up,
+answer 503 (Retry-After), and a background thread retries (after Retry-After seconds, doubling to 60 s)
+until the parts are up,
 then swaps them in: recovery without a restart. Before, the exception left the lifespan and uvicorn
 stopped the worker (and with it, after a restart, the whole service).
 """
@@ -16,9 +17,9 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from api.http import errors, logs
+from features.settings import get_settings
 from products.catalogue import load_catalogue
 
-FIRST_RETRY_SECONDS = 5.0
 MAX_RETRY_SECONDS = 60.0
 
 
@@ -99,7 +100,7 @@ class Starter:
             return False
 
     def _retry(self) -> None:
-        wait = FIRST_RETRY_SECONDS
+        wait = float(get_settings().retry_after_seconds)
         while not self._stop.wait(wait):
             if self._attempt():
                 logs.log.warning("all parts of the service are up")

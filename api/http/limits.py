@@ -2,7 +2,8 @@
 
 Both live in files under the runtime directory (setting `runtime_dir`; by default a folder of the system's
 temporary directory named after the database URL, so every worker of one service, and the `indexloan keys`
-command run on the same machine, find the same files). No Redis or other server is needed.
+command run on the same machine, find the same files; for a SQLite store, a hidden folder beside its
+file). No Redis or other server is needed.
 
 `SharedBuckets` is a fixed table of token buckets in one file (`BUCKET_SLOTS` slots of 32 bytes, fully
 allocated at creation), read and written with pread/pwrite under an exclusive `flock`: a check is a few
@@ -28,7 +29,7 @@ import sqlalchemy as sa
 from api.http import logs
 from features.settings import get_settings
 
-BUCKET_SLOTS = 16384
+BUCKET_SLOTS = 4096
 PROBE = 8  # slots looked at per key
 _SLOT = struct.Struct("<16sdd")  # key digest, tokens, last update (CLOCK_MONOTONIC: one clock for all processes)
 _EMPTY = b"\0" * 16
@@ -39,14 +40,14 @@ LIMITS_DOWN = logs.OutageLog("the shared rate-limit files", interval=300.0)
 def runtime_dir(database_url: str) -> Path:
     """The directory the processes serving (or administering) `database_url` share on this machine."""
     configured = get_settings().runtime_dir
+    url = sa.make_url(database_url)
     if configured is not None:
         path = Path(configured)
+    elif url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        database = Path(url.database).resolve()  # the same file from any directory
+        path = database.parent / f".{database.name}.runtime"
     else:
-        url = sa.make_url(database_url)
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            url = url.set(database=str(Path(url.database).resolve()))  # the same file from any directory
-        name = url.render_as_string(hide_password=True)
-        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
+        digest = hashlib.sha256(url.render_as_string(hide_password=True).encode("utf-8")).hexdigest()[:16]
         path = Path(tempfile.gettempdir()) / f"indexloan-{os.getuid()}-{digest}"
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path

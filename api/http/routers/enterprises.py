@@ -43,7 +43,7 @@ def profile(credit_code: Annotated[str, Path(description="unified social credit 
                 sa.select(table, batches.c.provider, batches.c.file_name, batches.c.file_sha256,
                           batches.c.finished_at.label("ingested_at"))
                 .join(batches, batches.c.id == table.c.batch_id)
-                .where(table.c.credit_code == credit_code)
+                .where(table.c.credit_code == credit_code, table.c.as_of <= dt.date.today())  # never a future row
                 .order_by(table.c.as_of.desc()).limit(1)
             ).first()
             if row is None:

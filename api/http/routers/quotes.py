@@ -27,6 +27,7 @@ from api.quoting.versions import VersionsError
 from api.tables import quotes
 from features import uscc
 from features.store import audit
+from features.validation import text_problem
 
 router = APIRouter(prefix="/v1/quotes", tags=["quotes"])
 
@@ -41,11 +42,23 @@ class QuoteRequest(BaseModel):
     credit_code: str = Field(description="unified social credit code (统一社会信用代码), 18 characters",
                              min_length=1, max_length=64, json_schema_extra=CREDIT_CODE_SCHEMA)
     products: list[str] | None = Field(None, description="product codes; default all", max_length=20)
-    requested_amount_cny: float | None = Field(None, gt=0, le=1e9, description="requested amount (CNY)")
-    purpose: str | None = Field(None, max_length=200)
+    # strict: a number only (JSON true is not 1, "3000000" is not a number)
+    requested_amount_cny: float | None = Field(None, gt=0, le=1e9, strict=True, description="requested amount (CNY)")
+    purpose: str | None = Field(None, max_length=200, description="free text, one line, no control or "
+                                "bidirectional-formatting characters")
     consent_ref: str | None = Field(None, min_length=1, max_length=128,
                                     description="the enterprise's data-use consent reference (授权编号)")
     as_of: dt.date | None = Field(None, description="data as of this date (default today); not in the future")
+
+    @field_validator("purpose", "consent_ref")
+    @classmethod
+    def _plain_text(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        problem = text_problem(value, 200)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("credit_code")
     @classmethod
