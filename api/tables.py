@@ -95,6 +95,7 @@ whitelists = sa.Table(
     sa.Column("proposed_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("note", sa.Text),
     sa.Column("rows", sa.Integer),
+    sa.Column("summary_json", sa.Text),  # rows and total limits per product and grade
     sa.Column("decided_by", sa.String(128)),
     sa.Column("decided_at", sa.DateTime(timezone=True)),
     sa.Column("decision_note", sa.Text),

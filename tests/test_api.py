@@ -184,11 +184,24 @@ ROLE_MATRIX = {
     ("GET", "/v1/batch/precredit/{job_id}"): RISK,
     ("GET", "/v1/batch/precredit/{job_id}/result"): RISK,
     ("POST", "/v1/keys/revoke"): {Role.admin},
+    ("POST", "/v1/whitelists"): {Role.risk_analyst, Role.admin},
+    ("GET", "/v1/whitelists"): RISK,
+    ("GET", "/v1/whitelists/{whitelist_id}"): RISK,
+    ("POST", "/v1/whitelists/{whitelist_id}/publish"): {Role.risk_approver, Role.admin},
+    ("POST", "/v1/whitelists/{whitelist_id}/reject"): {Role.risk_approver, Role.admin},
+    ("GET", "/v1/whitelists/products"): {Role.platform} | RISK,
+    ("GET", "/v1/whitelists/products/{product}"): {Role.platform} | RISK,
+    ("GET", "/v1/whitelists/products/{product}/rows"): {Role.platform} | RISK,
+    ("GET", "/v1/whitelists/products/{product}/file"): {Role.platform} | RISK,
+    ("GET", "/v1/whitelists/products/{product}/changes"): {Role.platform} | RISK,
 }
 BODIES = {
     "/v1/quotes": lambda svc: {"credit_code": svc.codes[0], "consent_ref": "AUTH-1"},
     "/v1/batch/precredit": lambda svc: {"products": ["per_mu"], "format": "csv", "partitions": 1},
     "/v1/keys/revoke": lambda svc: {"key_id": _throwaway_key(svc), "reason": "role matrix"},
+    "/v1/whitelists": lambda svc: {"job_id": _succeeded_job(svc)},
+    "/v1/whitelists/{whitelist_id}/publish": lambda svc: {},
+    "/v1/whitelists/{whitelist_id}/reject": lambda svc: {"reason": "role matrix"},
 }
 
 
@@ -222,6 +235,40 @@ def _finish(svc: Service, job_id: str) -> str:
     return status
 
 
+def _succeeded_job(svc: Service) -> str:
+    from api.tables import batch_jobs
+
+    with svc.engine.connect() as conn:
+        return conn.execute(sa.select(batch_jobs.c.job_id).where(batch_jobs.c.status == "succeeded")
+                            .order_by(batch_jobs.c.created_at)).scalars().first()
+
+
+def _proposal(svc: Service) -> int:
+    """A fresh whitelist proposal (by the analyst) of the finished job."""
+    response = svc.client.post("/v1/whitelists", json=BODIES["/v1/whitelists"](svc),
+                               headers=svc.headers(Role.risk_analyst))
+    assert response.status_code == 201, response.text
+    return response.json()["whitelist_id"]
+
+
+def _settle_proposals(svc: Service) -> None:
+    """Reject what a role-matrix call left pending, so the next call may propose the same job again."""
+    pending = svc.client.get("/v1/whitelists", params={"status": "proposed"}, headers=svc.headers(Role.admin))
+    for whitelist in pending.json():
+        svc.client.post(f"/v1/whitelists/{whitelist['whitelist_id']}/reject", json={"reason": "role matrix"},
+                        headers=svc.headers(Role.admin))
+
+
+@pytest.fixture(scope="module")
+def published_whitelist(svc: Service, finished_job: str) -> int:
+    """The finished job published as the per_mu whitelist (proposed by the analyst, published by the approver)."""
+    whitelist_id = _proposal(svc)
+    published = svc.client.post(f"/v1/whitelists/{whitelist_id}/publish", json={},
+                                headers=svc.headers(Role.risk_approver))
+    assert published.status_code == 200, published.text
+    return whitelist_id
+
+
 def test_role_matrix_names_every_endpoint(svc: Service) -> None:
     operations = {(method.upper(), path) for path, item in svc.client.app.openapi()["paths"].items()
                   for method in item}
@@ -230,11 +277,15 @@ def test_role_matrix_names_every_endpoint(svc: Service) -> None:
 
 @pytest.mark.parametrize(("method", "path"), list(ROLE_MATRIX))
 @pytest.mark.parametrize("role", [*Role, None], ids=[*(r.value for r in Role), "no-key"])
-def test_role_matrix(svc: Service, finished_job: str, method: str, path: str, role: Role | None) -> None:
+def test_role_matrix(svc: Service, finished_job: str, published_whitelist: int, method: str, path: str,
+                     role: Role | None) -> None:
     # each role quotes for itself first, so that "{quote_id}" is a quote it may see when allowed at all
     quote_id = _quote(svc, role or Role.admin).json()["quote_id"]
+    # a whitelist to read, or a fresh proposal to decide on
+    whitelist_id = _proposal(svc) if method == "POST" and "{whitelist_id}" in path else published_whitelist
     url = (path.replace("{quote_id}", quote_id).replace("{credit_code}", svc.codes[0])
-           .replace("{code}", "tax_credit").replace("{job_id}", finished_job))
+           .replace("{code}", "tax_credit").replace("{job_id}", finished_job)
+           .replace("{whitelist_id}", str(whitelist_id)).replace("{product}", "per_mu"))
     body = BODIES[path](svc) if method == "POST" else None
     response = svc.client.request(method, url, json=body, headers=svc.headers(role) if role else {})
     if (method, path) in PUBLIC or role in ROLE_MATRIX[(method, path)]:
@@ -244,6 +295,8 @@ def test_role_matrix(svc: Service, finished_job: str, method: str, path: str, ro
             assert _finish(svc, response.json()["job_id"]) == "succeeded"
     else:
         assert response.status_code == (401 if role is None else 403), (role, path, response.status_code)
+    if method == "POST" and path.startswith("/v1/whitelists"):
+        _settle_proposals(svc)
 
 
 def test_profile_shows_provenance(svc: Service) -> None:

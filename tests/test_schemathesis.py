@@ -43,11 +43,17 @@ CHECK_CHARACTER = ("credit_code", "check character")
 # on that date, and a product not yet in effect then.
 IN_FORCE = {("as_of", "is in the future"), ("products", "unknown product"), ("products", "not in force on"),
             ("as_of", "no product definition is in force"), ("as_of", "reference rate table has no value")}
+WHITELIST_CURSOR = {("cursor", "is not a cursor of this listing"), ("cursor", "belongs to")}
 BUSINESS_RULES = {
     ("POST", "/v1/quotes"): {CHECK_CHARACTER, *IN_FORCE,
                              ("consent_ref", "must send the enterprise's consent reference")},
     ("GET", "/v1/enterprises/{credit_code}/profile"): {CHECK_CHARACTER},
     ("POST", "/v1/batch/precredit"): IN_FORCE,
+    # whitelists: an opaque cursor is a string to the schema, and a rejection needs a reason that is not blank
+    ("GET", "/v1/whitelists/products/{product}/rows"): WHITELIST_CURSOR,
+    ("GET", "/v1/whitelists/products/{product}/changes"): WHITELIST_CURSOR,
+    ("POST", "/v1/whitelists"): {("products", "not in this run")},
+    ("POST", "/v1/whitelists/{whitelist_id}/reject"): {("reason", "a reason is required")},
 }
 
 

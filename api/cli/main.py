@@ -289,6 +289,7 @@ def _mount_subcommands() -> None:
     from api.cli import batch as cli_batch
     from api.cli import models as cli_models
     from api.cli import products as cli_products
+    from api.cli import whitelists as cli_whitelists
 
     app.add_typer(cli_products.products_app, name="products")
     app.command("quote")(cli_products.quote_command)
@@ -296,6 +297,7 @@ def _mount_subcommands() -> None:
     app.command("evaluate")(cli_models.evaluate_command)
     app.add_typer(cli_models.models_app, name="models")
     app.add_typer(cli_batch.batch_app, name="batch")
+    app.add_typer(cli_whitelists.whitelists_app, name="whitelists")
 
 
 _mount_subcommands()

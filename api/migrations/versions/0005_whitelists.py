@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("proposed_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("note", sa.Text(), nullable=True),
         sa.Column("rows", sa.Integer(), nullable=True),
+        sa.Column("summary_json", sa.Text(), nullable=True),
         sa.Column("decided_by", sa.String(length=128), nullable=True),
         sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("decision_note", sa.Text(), nullable=True),
