@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import pwd
+import select
 import shutil
 import signal
 import socket
@@ -144,10 +145,10 @@ def postgres() -> Iterator[ThrowawayPostgres]:
 # ------------------------------------------------------------------ a populated store, load and log capture
 
 
-def populate(url: str, directory: Path) -> tuple[str, list[str]]:
+def populate(url: str, directory: Path, firms: int = FIRMS) -> tuple[str, list[str]]:
     """Migrate, ingest a small synthetic region, create a loan officer's key: (key, credit codes)."""
     region = directory / "region"
-    write_region(generate_region(FIRMS, 5), region, "parquet")
+    write_region(generate_region(firms, 5), region, "parquet")
     engine = migrate(url)
     report = ingest_directory(engine, region, directory / "quarantine")
     assert report.ok, report.as_json()
@@ -342,3 +343,278 @@ def test_hung_postgres_answers_503_within_the_timeout(postgres: ThrowawayPostgre
             assert time.monotonic() < deadline, "no recovery after the database resumed"
             time.sleep(0.2)
         assert client.get("/readyz").status_code in (200, 503)
+
+
+# ------------------------------------------------------------------ `indexloan serve --workers N` as a subprocess
+
+
+def _workers(pid: int) -> list[int]:
+    """The uvicorn worker processes of the `serve` process `pid` (not multiprocessing's helpers)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) != pid:
+                continue
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            if b"resource_tracker" not in cmdline:
+                found.append(int(entry))
+    return sorted(found)
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@dataclass
+class Served:
+    base: str
+    proc: subprocess.Popen
+    log: Path
+
+    def workers(self) -> list[int]:
+        return _workers(self.proc.pid)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_workers(self, count: int, not_in: set[int] = frozenset(), timeout: float = 60) -> list[int]:
+        deadline = time.monotonic() + timeout
+        while True:
+            workers = self.workers()
+            if len(workers) == count and not set(workers) & not_in:
+                with contextlib.suppress(httpx.TransportError):
+                    if httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200:
+                        return workers
+            assert self.proc.poll() is None, self.output()[-3000:]
+            assert time.monotonic() < deadline, f"workers {workers}: {self.output()[-3000:]}"
+            time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def served(url: str, directory: Path, workers: int = 2, **settings: str) -> Iterator[Served]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INDEXLOAN_", "PROMETHEUS_"))}
+    env.update({"INDEXLOAN_DATA_DIR": str(directory), "INDEXLOAN_RETRY_AFTER_SECONDS": "1"})
+    env.update({f"INDEXLOAN_{k.upper()}": v for k, v in settings.items()})
+    log = directory / f"serve-{port}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([INDEXLOAN, "serve", "--port", str(port), "--workers", str(workers),
+                                 "--database-url", url], env=env, start_new_session=True, stdout=out,
+                                stderr=subprocess.STDOUT)
+    server = Served(f"http://127.0.0.1:{port}", proc, log)
+    try:
+        if workers > 1:
+            server.wait_workers(workers, timeout=120)
+        else:
+            deadline = time.monotonic() + 120
+            while True:
+                assert proc.poll() is None, server.output()[-3000:]
+                with contextlib.suppress(httpx.TransportError):
+                    if httpx.get(f"{server.base}/healthz", timeout=2).status_code == 200:
+                        break
+                assert time.monotonic() < deadline, server.output()[-3000:]
+                time.sleep(0.1)
+        yield server
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the session this test created for the server
+            proc.wait()
+
+
+@dataclass
+class ModelStore:
+    url: str
+    directory: Path
+    key: str
+    admin_key: str
+    codes: list[str]
+
+
+@pytest.fixture(scope="module")
+def model_store(tmp_path_factory: pytest.TempPathFactory) -> ModelStore:
+    """A SQLite store with a synthetic region and a promoted champion model (artifacts in its folder)."""
+    from tests.live_server import champion_in
+
+    directory = tmp_path_factory.mktemp("faults-served")
+    url = f"sqlite:///{directory / 'store.db'}"
+    key, codes = populate(url, directory, firms=1200)
+    engine = migrate(url)
+    champion_in(directory / "models")(engine)
+    admin = create_key(engine, Role.admin, "fault-admin")
+    return ModelStore(url, directory, key, admin, codes)
+
+
+def _quote(base: str, key: str, code: str) -> httpx.Response:
+    return httpx.post(f"{base}/v1/quotes", json={"credit_code": code}, headers={"Authorization": f"Bearer {key}"},
+                      timeout=30)
+
+
+def test_kill_9_of_a_worker_under_load_loses_no_acknowledged_quote(model_store: ModelStore) -> None:
+    with served(model_store.url, model_store.directory) as server:
+        before = set(server.workers())
+        with Load(server.base, model_store.key, model_store.codes) as load:
+            load.wait_for(lambda: load.count(201) >= 40, 90, "quotes before the kill")
+            victim = sorted(before)[0]
+            os.kill(victim, signal.SIGKILL)
+            killed_at = load.count(201)
+            server.wait_workers(2, not_in={victim})  # uvicorn's supervisor starts a new one
+            load.wait_for(lambda: load.count(201) >= killed_at + 40, 90, "quotes after the kill")
+        assert load.problems == [] and set(load.summary()) == {201}, load.summary()  # zero 5xx
+        assert load.transport_errors <= load.threads  # only the killed connections
+        assert set(load.acknowledged) <= stored_ids(model_store.url)  # zero acknowledged quotes lost
+        assert f"Child process [{victim}] died" in server.output()  # the death is logged
+
+
+def test_tampered_artifact_and_worker_restart_keep_the_service_up(model_store: ModelStore) -> None:
+    from training.registry import Registry
+
+    engine = migrate(model_store.url)
+    registry = Registry(engine, model_store.directory / "models")
+    record = registry.champion()
+    artifact = next(registry.artifact_dir(record) / name for name in sorted(record.digests)
+                    if not name.endswith((".html", ".json")))
+    original = artifact.read_bytes()
+    with served(model_store.url, model_store.directory) as server:
+        assert _quote(server.base, model_store.key, model_store.codes[0]).status_code == 201
+        try:
+            artifact.write_bytes(original + b"tampered")
+            workers = server.workers()
+            for pid in workers:  # every worker restarts after the tampering (and loads the model afresh)
+                os.kill(pid, signal.SIGKILL)
+            server.wait_workers(2, not_in=set(workers))
+            for i in range(6):
+                r = _quote(server.base, model_store.key, model_store.codes[i])
+                assert r.status_code == 503, r.text
+                assert r.headers["Retry-After"] and r.json()["title"] == "Risk model unavailable"
+                assert httpx.get(f"{server.base}/healthz", timeout=5).status_code == 200
+            assert httpx.get(f"{server.base}/metrics", timeout=5).status_code == 200
+            assert httpx.get(f"{server.base}/readyz", timeout=10).status_code == 503
+        finally:
+            artifact.write_bytes(original)
+        # the artifact restored: the workers recover on their own (the starter retries), no restart
+        deadline = time.monotonic() + 60
+        while (status := _quote(server.base, model_store.key, model_store.codes[7]).status_code) != 201:
+            assert status == 503 and time.monotonic() < deadline, status
+            time.sleep(0.5)
+        assert workers and set(server.workers()).isdisjoint(workers) and server.proc.poll() is None
+        text = server.output()
+        assert "Traceback" not in text, text[-3000:]
+        assert text.count("risk model unavailable") <= 2 * 4  # per worker: the outage, at most a few reminders
+
+
+def test_read_only_store_file_under_load_gives_503s_not_a_crash(model_store: ModelStore) -> None:
+    if os.geteuid() != 0 or shutil.which("chattr") is None:
+        pytest.skip("making the store file immutable needs root and chattr")
+    database = Path(model_store.url.removeprefix("sqlite:///"))
+    probe = database.parent / "chattr-probe"
+    probe.write_text("x")
+    if subprocess.run(["chattr", "+i", str(probe)], capture_output=True).returncode != 0:
+        probe.unlink()
+        pytest.skip("this filesystem has no immutable flag")
+    subprocess.run(["chattr", "-i", str(probe)], check=True)
+    probe.unlink()
+    files = [str(database)] + [str(p) for p in (database.parent.glob(database.name + "-*"))]
+    with served(model_store.url, model_store.directory) as server:
+        workers = server.workers()
+        with Load(server.base, model_store.key, model_store.codes) as load:
+            load.wait_for(lambda: load.count(201) >= 30, 90, "quotes before")
+            try:
+                subprocess.run(["chattr", "+i", *files], check=True)
+                load.wait_for(lambda: load.count(503) >= 20, 30, "503s while read-only")
+                ready = httpx.get(f"{server.base}/readyz", timeout=10)
+                assert ready.status_code == 503, ready.text
+                assert httpx.get(f"{server.base}/healthz", timeout=5).status_code == 200
+            finally:
+                subprocess.run(["chattr", "-i", *files], check=True)
+            recovered = load.count(201)
+            load.wait_for(lambda: load.count(201) >= recovered + 30, 60, "quotes after")
+        assert server.workers() == workers and server.proc.poll() is None  # no worker died (no SIGBUS)
+        assert load.problems == [] and set(load.summary()) <= {201, 503}, load.summary()
+        assert set(load.acknowledged) <= stored_ids(model_store.url)
+        assert httpx.get(f"{server.base}/readyz", timeout=10).status_code == 200
+        text = server.output()
+        assert "Traceback" not in text and "SIGBUS" not in text, text[-3000:]
+
+
+def test_a_400_mb_chunked_body_is_refused_after_64_kb_without_memory_growth(model_store: ModelStore) -> None:
+    with served(model_store.url, model_store.directory, workers=1) as server:
+        pid = server.proc.pid  # one worker: uvicorn serves in this process
+        host, port = server.base.removeprefix("http://").split(":")
+        for key in (model_store.key, "ilk_not-a-key"):  # with or without a valid key
+            rss_before = _rss_kb(pid)
+            sent = 0
+            chunk = b"10000\r\n" + b"7" * 0x10000 + b"\r\n"  # 64 KiB per chunk
+            with socket.create_connection((host, int(port)), timeout=10) as sock:
+                sock.sendall(f"POST /v1/quotes HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                             f"Authorization: Bearer {key}\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+                sock.setblocking(False)
+                answer = b""
+                while sent < 400 << 20:
+                    readable, writable, _ = select.select([sock], [sock], [], 5)
+                    if readable:
+                        with contextlib.suppress(BlockingIOError):
+                            answer = sock.recv(65536)
+                        break
+                    if writable:
+                        try:
+                            sent += sock.send(chunk)
+                        except (BrokenPipeError, ConnectionResetError):
+                            break
+                sock.setblocking(True)
+                if not answer:
+                    with contextlib.suppress(OSError):
+                        answer = sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+            assert sent < 32 << 20, sent  # refused long before 400 MB (what was sent sat in socket buffers)
+            growth = _rss_kb(pid) - rss_before
+            assert growth < 16_000, f"worker grew {growth} kB"
+        assert httpx.get(f"{server.base}/healthz", timeout=5).status_code == 200
+
+
+def test_a_flood_of_guessed_keys_gets_429s_shared_by_the_workers(model_store: ModelStore) -> None:
+    with served(model_store.url, model_store.directory, runtime_dir=str(model_store.directory / "run-flood")) as server:
+        statuses = []
+        start = time.monotonic()
+        for i in range(1000):  # a new connection each: the kernel spreads them over both workers
+            r = httpx.get(f"{server.base}/v1/products", headers={"Authorization": f"Bearer ilk_guess{i:08d}"},
+                          timeout=10)
+            statuses.append(r.status_code)
+        counts = {s: statuses.count(s) for s in set(statuses)}
+        # one budget for both workers: a burst of 20 failures, then 10 a minute
+        budget = 20 + int((time.monotonic() - start) * 10 / 60) + 1
+        assert set(counts) == {401, 429} and counts[401] <= budget, (counts, budget)
+        assert counts[429] >= 1000 - budget, counts
+        assert httpx.get(f"{server.base}/healthz", timeout=5).status_code == 200
+
+
+def test_cli_revocation_is_effective_at_once_in_every_worker(model_store: ModelStore) -> None:
+    engine = migrate(model_store.url)
+    key = create_key(engine, Role.platform, "revoked-by-cli")
+    with engine.connect() as conn:
+        key_id = conn.execute(sa.text("SELECT id FROM api_keys WHERE name = 'revoked-by-cli'")).scalar_one()
+    headers = {"Authorization": f"Bearer {key}"}
+    runtime = str(model_store.directory / "run-revoke")
+    with served(model_store.url, model_store.directory, runtime_dir=runtime) as server:
+        for _ in range(40):  # cached by both workers
+            with httpx.Client(base_url=server.base, timeout=10) as client:
+                assert client.get("/v1/products", headers=headers).status_code == 200
+        served_by = len(server.workers())
+        done = subprocess.run([INDEXLOAN, "keys", "revoke", str(key_id), "--reason", "fault test", "--database-url",
+                               model_store.url], capture_output=True, text=True, timeout=60,
+                              env={**{k: v for k, v in os.environ.items() if not k.startswith("INDEXLOAN_")},
+                                   "INDEXLOAN_RUNTIME_DIR": runtime})
+        assert done.returncode == 0, done.stderr
+        statuses = []
+        for _ in range(16):  # new connections: both workers answer
+            with httpx.Client(base_url=server.base, timeout=10) as client:
+                statuses.append(client.get("/v1/products", headers=headers).status_code)
+        assert served_by == 2 and statuses == [401] * 16, statuses
