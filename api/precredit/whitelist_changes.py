@@ -26,6 +26,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from api.precredit import whitelist_rows as wrows
 from api.tables import whitelist_changes, whitelist_rows
 
 # (row field, stored column): bit i of `fields` is CHANGE_FIELDS[i]
@@ -117,30 +118,19 @@ def counts(conn: sa.Connection, whitelist_id: int, product: str, base_id: int) -
 def page(conn: sa.Connection, whitelist_id: int, product: str, base_id: int | None, after: str | None,
          limit: int) -> list[tuple[str, str, int, Any, Any]]:
     """Up to `limit` changes of one whitelist after credit code `after`: (credit code, kind, fields mask,
-    new row or None, old row or None); rows are `whitelist_rows` rows."""
-    t = whitelist_rows
+    new row or None, old row or None); rows as `whitelist_rows.page` returns them."""
     if base_id is None:  # the product's first whitelist: every row entered
-        query = sa.select(t).where(t.c.whitelist_id == whitelist_id, t.c.product == product)
-        if after is not None:
-            query = query.where(t.c.credit_code > after)
-        return [(r.credit_code, "entered", 0, r, None)
-                for r in conn.execute(query.order_by(t.c.credit_code).limit(limit))]
+        view = wrows.ProductView(whitelist_id, product, "", None, ())
+        return [(r.credit_code, "entered", 0, r, None) for r in wrows.page(conn, view, after, limit)]
     c = whitelist_changes
     query = sa.select(c.c.credit_code, c.c.kind, c.c.fields).where(c.c.whitelist_id == whitelist_id,
                                                                     c.c.product == product)
     if after is not None:
         query = query.where(c.c.credit_code > after)
     changes = conn.execute(query.order_by(c.c.credit_code).limit(limit)).all()
-    if not changes:
-        return []
     codes = [r.credit_code for r in changes]
-
-    def rows(wid: int) -> dict[str, Any]:
-        found = conn.execute(sa.select(t).where(t.c.whitelist_id == wid, t.c.product == product,
-                                                t.c.credit_code.in_(codes)))
-        return {r.credit_code: r for r in found}
-
-    new, old = rows(whitelist_id), rows(base_id)
+    new = wrows.rows_by_code(conn, whitelist_id, product, codes)
+    old = wrows.rows_by_code(conn, base_id, product, codes)
     return [(r.credit_code, r.kind, r.fields, new.get(r.credit_code), old.get(r.credit_code)) for r in changes]
 
 

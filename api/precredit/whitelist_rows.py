@@ -247,32 +247,30 @@ class ProductView:
 
 
 _SELECTED = [whitelist_rows.c.credit_code, *(whitelist_rows.c[c] for c in STORED.values())]
-
-
-def _row_dict(view: ProductView, row: Any) -> dict[str, Any]:
-    m = row._mapping
-    out: dict[str, Any] = {}
-    for f in view.fields:
-        if f == "credit_code":
-            out[f] = m["credit_code"]
-        elif f == "product":
-            out[f] = view.product
-        elif f == "product_version":
-            out[f] = view.product_version
-        elif f == "expires_on":
-            out[f] = view.expires_on.isoformat() if view.expires_on else None
-        elif f in BP_FIELDS:
-            v = m[STORED[f]]
-            out[f] = None if v is None else v / 100
-        elif f in TEXT_FIELDS:
-            out[f] = m[STORED[f]] or ""
-        else:
-            out[f] = m[STORED[f]]
-    return out
+_POSITION = {c.name: i for i, c in enumerate(_SELECTED)}
 
 
 def row_dicts(view: ProductView, rows: Sequence[Any]) -> list[dict[str, Any]]:
-    return [_row_dict(view, r) for r in rows]
+    """Rows of `page` (columns in `_SELECTED` order) as the platform's JSON objects, fields in view order."""
+    constants = {"product": view.product, "product_version": view.product_version,
+                 "expires_on": view.expires_on.isoformat() if view.expires_on else None}
+    plan = [(f, _POSITION["credit_code" if f == "credit_code" else STORED.get(f, "credit_code")],
+             "const" if f in constants else "bp" if f in BP_FIELDS else "text" if f in TEXT_FIELDS else "value")
+            for f in view.fields]
+    out = []
+    for r in rows:
+        item: dict[str, Any] = {}
+        for f, i, kind in plan:
+            if kind == "value":
+                item[f] = r[i]
+            elif kind == "const":
+                item[f] = constants[f]
+            elif kind == "bp":
+                item[f] = None if r[i] is None else r[i] / 100
+            else:
+                item[f] = r[i] or ""
+        out.append(item)
+    return out
 
 
 def page(conn: sa.Connection, view: ProductView, after: str | None, limit: int) -> list[Any]:
@@ -285,6 +283,7 @@ def page(conn: sa.Connection, view: ProductView, after: str | None, limit: int) 
 
 
 def rows_by_code(conn: sa.Connection, whitelist_id: int, product: str, codes: Sequence[str]) -> dict[str, Any]:
+    """Rows (in `_SELECTED` order) of these credit codes, by code."""
     t = whitelist_rows
     if not codes:
         return {}
@@ -298,24 +297,24 @@ def arrow_schema(view: ProductView) -> pa.Schema:
 
 
 def _arrow_batch(view: ProductView, rows: list[Any], schema: pa.Schema) -> pa.RecordBatch:
-    columns = []
+    """Rows of `page` (columns in `_SELECTED` order) as one record batch, converted column by column."""
     n = len(rows)
+    stored = list(zip(*rows, strict=True)) if rows else [() for _ in _SELECTED]
+    columns = []
     for f in view.fields:
-        if f == "credit_code":
-            values = [r.credit_code for r in rows]
-        elif f == "product":
-            values = [view.product] * n
-        elif f == "product_version":
-            values = [view.product_version] * n
-        elif f == "expires_on":
-            values = [view.expires_on] * n
-        elif f in BP_FIELDS:
-            values = [None if (v := getattr(r, STORED[f])) is None else v / 100 for r in rows]
+        if f in ("product", "product_version", "expires_on"):
+            value = {"product": view.product, "product_version": view.product_version,
+                     "expires_on": view.expires_on}[f]
+            columns.append(pa.array([value] * n, ARROW_TYPES[f]))
+            continue
+        values = stored[_POSITION["credit_code" if f == "credit_code" else STORED[f]]]
+        if f in BP_FIELDS:
+            bp = np.array(values, dtype=np.float64)  # None -> NaN -> null
+            columns.append(pa.array(bp / 100, ARROW_TYPES[f], from_pandas=True))
         elif f in TEXT_FIELDS:
-            values = [getattr(r, STORED[f]) or "" for r in rows]
+            columns.append(pa.array([v or "" for v in values], ARROW_TYPES[f]))
         else:
-            values = [getattr(r, STORED[f]) for r in rows]
-        columns.append(pa.array(values, ARROW_TYPES[f]))
+            columns.append(pa.array(values, ARROW_TYPES[f]))
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
