@@ -94,6 +94,34 @@ def test_docs_page_is_served_from_bundled_assets_without_inline_script(live: Liv
     assert live.http.get("/redoc").status_code == 404
 
 
+def test_docs_page_renders_in_a_browser_under_the_csp(live: Live) -> None:
+    """Swagger UI shows every operation, the CSP refuses nothing, and the page asks no other host for anything."""
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip(f"no Chromium at {chromium}: `make install` installs Debian's chromium")
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_page import LAUNCH_ARGS
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=LAUNCH_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            messages: list[str] = []
+            requested: list[str] = []
+            page.on("console", lambda m: messages.append(f"{m.type}: {m.text}"))
+            page.on("request", lambda r: requested.append(r.url))
+            page.goto(f"{live.base}/docs")
+            page.wait_for_selector(".opblock-summary", timeout=30_000)
+            operations = page.locator(".opblock-summary").count()
+        finally:
+            browser.close()
+    paths = live.http.get("/openapi.json").json()["paths"]
+    assert operations == sum(len(item) for item in paths.values())
+    assert not [m for m in messages if "error" in m.lower() or "refused" in m.lower()], messages
+    assert all(url.startswith(live.base) for url in requested), requested
+
+
 # ------------------------------------------------------------------ strict input
 
 
