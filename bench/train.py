@@ -1,11 +1,17 @@
 """Risk-model benchmarks: tree shape vs explanation cost and AUC; the full pipeline on 1,000,000 rows.
 
-    .venv/bin/python bench/train.py                 # both parts
+    .venv/bin/python bench/train.py                 # every part
     .venv/bin/python bench/train.py --part baseline # all features vs the five product indices (demo region)
+    .venv/bin/python bench/train.py --part selection # the shipped model-family selection on the demo region
     .venv/bin/python bench/train.py --part shape    # tree shape: OOT AUC vs one-row TreeSHAP time
     .venv/bin/python bench/train.py --part scale --rows 1000000
 
-Part "shape" trains on the demo region (20,000 firms, seed 7) with several tree shapes and prints the
+Part "selection" trains the shipped configuration (model-family selection by inner cross-validation) on
+the demo region and prints every candidate's inner-CV figures, the winner and why, its out-of-time figures,
+the training time, and the chosen model's one-row cost on the quote path: raw score, contributions (the
+explanation) and the whole `assess` (encode + PD + contributions + texts), median of single-thread calls.
+Part "shape" trains on the demo region (20,000 firms, seed 7) with several tree shapes (LightGBM only, no
+family selection) and prints the
 out-of-time AUC (with a paired bootstrap interval of the difference to the chosen shape) and the time of
 one row's `pred_contrib` (the quote's explanation). Part "scale" builds synthetic loans from several
 regions (point-in-time features, cached as Parquet under var/bench/), runs the whole pipeline (dataset
@@ -27,7 +33,10 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+_BENCH = Path(__file__).resolve().parent
+# the repository instead of bench/ first on the path: bench/http.py would shadow the standard library's http
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
+sys.path.insert(0, str(_BENCH.parent))
 
 from features.synthetic import generate_region  # noqa: E402
 from training import metrics as m  # noqa: E402
@@ -73,7 +82,8 @@ def shape_study(cfg: TrainConfig) -> None:
     rows = []
     preds = {}
     for label, depth, leaves in SHAPES:
-        shaped = dataclasses.replace(cfg, params={**cfg.params, "max_depth": depth, "num_leaves": leaves})
+        shaped = dataclasses.replace(cfg, params={**cfg.params, "max_depth": depth, "num_leaves": leaves},
+                                     selection=dataclasses.replace(cfg.selection, candidates=()))
         with tempfile.TemporaryDirectory() as tmp:
             result = train_pipeline(ds, shaped, tmp, operator="bench", write_report=False)
             model = RiskModel.from_dir(tmp)
@@ -107,6 +117,48 @@ def shape_study(cfg: TrainConfig) -> None:
                                                 categorical_feature=spec.categorical_indices), 200)
         ms = _per_call_ms(lambda: booster.predict(one, pred_contrib=True, num_threads=1))  # noqa: B023
         print(f"  max_depth {depth:>2}: {booster.num_trees()} trees, {ms:.3f} ms")
+
+
+def selection_study(cfg: TrainConfig) -> None:
+    print("== model-family selection (shipped configuration) on the demo region, 20,000 firms ==")
+    ds = from_source_frames(generate_region(20_000, 7), cfg, AS_OF)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        result = train_pipeline(ds, cfg, tmp, operator="bench", write_report=True)
+        seconds = time.perf_counter() - start
+        model = RiskModel.from_dir(tmp)
+        sel = result.metadata["selection"]
+        rows = [{"candidate": c["name"], "family": c["family"], "AUC": c["auc"], "AUC sd": c["auc_sd"], "KS": c["ks"],
+                 "Brier": c["brier"], "trees": c.get("trees"), "weight": c.get("weight"), "seconds": c["seconds"]}
+                for c in sel["candidates"]]
+        print(f"inner cross-validation: {sel['mode']}, {sel['folds']} folds, {sel['rows']:,} development rows; "
+              f"criterion {sel['criterion']}, tie-break {sel['tie_break']} within {sel['tolerance']}")
+        print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print(f"winner: {sel['winner']} ({model.family}) - {sel['reason']}")
+        o = result.metrics["oot"]
+        print(f"out-of-time ({o['rows']:,} loans, {o['defaults']} defaults): AUC {o['auc']:.4f}  KS {o['ks']:.4f}  "
+              f"Brier {o['brier']:.5f}; calibration {result.metadata['calibration']['method']}")
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in _grouped(result.timings).items())
+        print(f"training with selection and report: {seconds:.1f} s ({stages})")
+        X = model.encode(ds.X.iloc[result.split.oot])
+        one = X[:1]
+        row_frame = ds.X.iloc[result.split.oot[:1]]
+        raw_ms = _per_call_ms(lambda: model.raw_score(one))
+        contrib_ms = _per_call_ms(lambda: model.contributions(one))
+        assess_ms = _per_call_ms(lambda: model.assess(row_frame), 200)
+        trees = model.booster.num_trees() if model.booster is not None else 0
+        print(f"chosen model one-row cost (median, single thread): raw score {raw_ms:.3f} ms, contributions "
+              f"(explanation) {contrib_ms:.3f} ms, assess (encode + PD + contributions + texts) {assess_ms:.3f} ms; "
+              f"{trees} trees, {len(model.feature_names)} features")
+
+
+def _grouped(timings: dict[str, float]) -> dict[str, float]:
+    """Per-candidate stages (`name: fold k/n`) added up per candidate."""
+    out: dict[str, float] = {}
+    for stage, t in timings.items():
+        key = stage.split(": fold")[0]
+        out[key] = out.get(key, 0.0) + t
+    return out
 
 
 def baseline_study(cfg: TrainConfig) -> None:
@@ -144,7 +196,9 @@ def _loans_file(rows: int, firms_per_region: int) -> Path:
 
 
 def scale_study(cfg: TrainConfig, rows: int, firms_per_region: int) -> None:
-    print(f"== full pipeline vs bare lgb.train on {rows:,} synthetic loans ==")
+    print(f"== full pipeline vs bare lgb.train on {rows:,} synthetic loans (LightGBM of `params`, no family "
+          "selection, so both grow the same model) ==")
+    cfg = dataclasses.replace(cfg, selection=dataclasses.replace(cfg.selection, candidates=()))
     path = _loans_file(rows, firms_per_region)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -184,13 +238,15 @@ def scale_study(cfg: TrainConfig, rows: int, firms_per_region: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("baseline", "shape", "scale", "all"), default="all")
+    parser.add_argument("--part", choices=("baseline", "selection", "shape", "scale", "all"), default="all")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--firms-per-region", type=int, default=200_000)
     args = parser.parse_args()
     cfg = load_config()
     if args.part in ("baseline", "all"):
         baseline_study(cfg)
+    if args.part in ("selection", "all"):
+        selection_study(cfg)
     if args.part in ("shape", "all"):
         shape_study(cfg)
     if args.part in ("scale", "all"):

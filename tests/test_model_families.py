@@ -20,10 +20,12 @@ from training import artifacts as art
 from training.config import Candidate, ConfigError, SelectionConfig, load_config
 from training.datasets import Dataset, from_frame
 from training.errors import ArtifactIntegrityError
+from training.families import average_boosters
 from training.fit import Split
 from training.pipeline import train_pipeline
 from training.registry import Registry
 from training.scorecard import QUANTUM
+from training.select import Evaluated, choose
 from training.serving import RiskModel
 
 MONOTONE = {"overdue": 1, "grade": -1, "income": -1}
@@ -188,7 +190,7 @@ def test_selection_sees_development_rows_only(dataset: Dataset, tmp_path: Path) 
 
 
 def test_same_data_and_seed_give_the_same_model_bit_for_bit(dataset: Dataset, trained, tmp_path: Path) -> None:
-    again = train_pipeline(dataset, _config(), tmp_path, operator="test")
+    again = train_pipeline(dataset, _config(), tmp_path, operator="test", write_report=False)
     for name in ("model.txt", "calibrator.joblib"):
         assert (tmp_path / name).read_bytes() == (trained["auto"] / name).read_bytes(), name
     assert _figures(again.metadata["selection"]) == _figures(_metadata(trained["auto"])["selection"])
@@ -239,7 +241,9 @@ def test_selection_configuration_is_checked(tmp_path: Path) -> None:
     cases = {
         "{name: blend, family: blend}": "{name: blend, family: forest}",
         "  criterion: auc ": "  criterion: gini ",
-        "  tolerance: 0.001": "  tolerance: 0.001\n  winner: nobody",
+        "  tolerance: se ": "  winner: nobody\n  tolerance: se ",
+        "  tolerance: se": "  tolerance: -1",
+        "cv_final: average": "cv_final: bagged",
     }
     for old, new in cases.items():
         assert old in text, old
@@ -253,4 +257,51 @@ def test_selection_configuration_is_checked(tmp_path: Path) -> None:
         load_config(path)
     cfg = load_config()
     assert [c.family for c in cfg.selection.candidates].count("lightgbm") >= 2
-    assert cfg.selection.criterion == "auc" and cfg.selection.tie_break == "brier"
+    assert cfg.selection.criterion == "auc" and cfg.selection.tie_break == "brier" and cfg.selection.tolerance == "se"
+
+
+def test_the_average_of_fold_models_is_one_lightgbm_model_with_their_mean_score_and_shap() -> None:
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(800, 4))
+    X[:80, 2] = np.nan
+    X[:, 3] = rng.integers(0, 6, 800)
+    y = (X[:, 0] - 0.5 * np.nan_to_num(X[:, 2]) + rng.normal(size=800) > 0.5).astype(int)
+    params = {"objective": "binary", "num_leaves": 4, "max_depth": 2, "verbosity": -1, "deterministic": True,
+              "monotone_constraints": [1, 0, 0, 0], "bagging_fraction": 0.8, "bagging_freq": 1}
+    boosters = [lgb.train({**params, "seed": k}, lgb.Dataset(X[k * 100:], y[k * 100:], categorical_feature=[3]),
+                          10 + 3 * k) for k in range(3)]
+    merged = average_boosters(boosters)
+    assert merged.num_trees() == sum(b.num_trees() for b in boosters)
+    mean_raw = np.mean([b.predict(X, raw_score=True) for b in boosters], axis=0)
+    mean_shap = np.mean([b.predict(X, pred_contrib=True) for b in boosters], axis=0)
+    assert np.abs(merged.predict(X, raw_score=True) - mean_raw).max() < 1e-12
+    assert np.abs(merged.predict(X, pred_contrib=True) - mean_shap).max() < 1e-12
+    again = lgb.Booster(model_str=merged.model_to_string())
+    assert np.array_equal(again.predict(X, raw_score=True), merged.predict(X, raw_score=True))
+    grid = np.linspace(-3, 3, 25)
+    for row in X[:50]:
+        swept = np.tile(row, (len(grid), 1))
+        swept[:, 0] = grid
+        assert (np.diff(merged.predict(swept, raw_score=True)) >= 0).all()
+
+
+def _evaluated(name: str, aucs: list[float], brier: float) -> Evaluated:
+    folds = [{"rows": 100, "auc": a, "ks": 0.3, "brier": brier} for a in aucs]
+    return Evaluated(Candidate(name, "lightgbm"), np.zeros(1), {"auc": float(np.mean(aucs)), "ks": 0.3,
+                                                                "brier": brier, "folds": folds})
+
+
+def test_the_winner_has_the_best_auc_unless_the_folds_cannot_tell_then_the_lower_brier_wins() -> None:
+    cfg = dataclasses.replace(load_config(), selection=SelectionConfig(CANDIDATES, "auc", "brier", "se"))
+    leader = _evaluated("a", [0.70, 0.74, 0.72, 0.71, 0.73], 0.170)
+    noisy = _evaluated("b", [0.71, 0.72, 0.73, 0.70, 0.725], 0.160)  # behind by 0.003, paired SE ~0.0045
+    clearly = _evaluated("c", [0.68, 0.72, 0.70, 0.69, 0.71], 0.150)  # behind by 0.02 in every fold: SE 0
+    winner, reason = choose([leader, noisy, clearly], cfg)
+    assert winner.candidate.name == "b" and "tie-break brier" in reason
+    assert leader.figures["tie_margin"] == 0 and clearly.figures["tie_margin"] < 1e-12
+    assert 0.003 < noisy.figures["tie_margin"] < 0.01
+    fixed = dataclasses.replace(cfg, selection=dataclasses.replace(cfg.selection, tolerance=0.001))
+    winner, reason = choose([leader, noisy, clearly], fixed)
+    assert winner.candidate.name == "a" and "best inner-CV AUC" in reason

@@ -14,6 +14,7 @@ from training.scorecard import ScorecardConfig
 DEFAULT_CONFIG_FILE = Path(__file__).resolve().parent / "model.yaml"
 Calibration = Literal["auto", "isotonic", "platt"]
 Validation = Literal["auto", "holdout", "cv"]
+CvFinal = Literal["average", "refit"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class SelectionConfig:
     candidates: tuple[Candidate, ...] = ()  # none: the LightGBM of `params` alone, as before selection
     criterion: Criterion = "auc"
     tie_break: Criterion = "brier"
-    tolerance: float = 0.001  # criterion values this close to the best are a tie
+    tolerance: float | str = "se"  # a number, or "se": the paired per-fold standard error of the difference
     blend_weights: tuple[float, ...] = (0.2, 0.35, 0.5, 0.65, 0.8)  # weight of the LightGBM part
     winner: str = "auto"  # auto (by the criterion) or a candidate's name (every candidate is still measured)
 
@@ -59,6 +60,7 @@ class TrainConfig:
     validation: Validation = "auto"
     cv_folds: int = 5
     cv_max_rows: int = 200_000
+    cv_final: CvFinal = "average"
     monotone: dict[str, int] = field(default_factory=dict)
     store: StoreConfig = field(default_factory=StoreConfig)
     max_categories: int = 200
@@ -89,8 +91,8 @@ def load_config(path: str | Path | None = None) -> TrainConfig:
         raise ConfigError(f"{path}: invalid YAML: {e}") from None
     _check(isinstance(data, dict), "the configuration must be a mapping", path)
     known = {"seed", "params", "num_boost_round", "early_stopping_rounds", "validation_fraction", "oot_share",
-             "calibration", "validation", "cv_folds", "cv_max_rows", "monotone", "store", "file", "selection",
-             "scorecard"}
+             "calibration", "validation", "cv_folds", "cv_max_rows", "cv_final", "monotone", "store", "file",
+             "selection", "scorecard"}
     unknown = set(data) - known
     _check(not unknown, f"unknown keys {sorted(unknown)}", path)
     monotone = {str(k): int(v) for k, v in (data.get("monotone") or {}).items()}
@@ -100,6 +102,8 @@ def load_config(path: str | Path | None = None) -> TrainConfig:
     _check(calibration in ("auto", "isotonic", "platt"), "calibration must be auto, isotonic or platt", path)
     validation = data.get("validation", "auto")
     _check(validation in ("auto", "holdout", "cv"), "validation must be auto, holdout or cv", path)
+    cv_final = data.get("cv_final", "average")
+    _check(cv_final in ("average", "refit"), "cv_final must be average or refit", path)
     params = dict(data.get("params") or {})
     _check("monotone_constraints" not in params, "declare monotone constraints under `monotone:` per feature", path)
     store = data.get("store") or {}
@@ -114,6 +118,7 @@ def load_config(path: str | Path | None = None) -> TrainConfig:
         validation=validation,
         cv_folds=int(data.get("cv_folds", 5)),
         cv_max_rows=int(data.get("cv_max_rows", 200_000)),
+        cv_final=cv_final,
         monotone=monotone,
         store=StoreConfig(
             categorical=tuple(store.get("categorical") or ()),
@@ -157,8 +162,11 @@ def _selection(data: Any, path: Path) -> SelectionConfig:
     _check(criterion in CRITERIA and tie_break in CRITERIA, f"criterion and tie_break: one of {CRITERIA}", path)
     weights = tuple(float(w) for w in data.get("blend_weights") or SelectionConfig().blend_weights)
     _check(all(0 < w < 1 for w in weights), "blend_weights must be in (0, 1)", path)
-    tolerance = float(data.get("tolerance", 0.001))
-    _check(tolerance >= 0, "selection tolerance must be >= 0", path)
+    tolerance: float | str = data.get("tolerance", "se")
+    if tolerance != "se":
+        _check(isinstance(tolerance, int | float) and tolerance >= 0, "selection tolerance must be se or a number "
+                                                                       ">= 0", path)
+        tolerance = float(tolerance)
     winner = str(data.get("winner", "auto"))
     _check(winner == "auto" or winner in names, f"selection winner {winner!r} is not a candidate", path)
     return SelectionConfig(tuple(candidates), criterion, tie_break, tolerance, weights, winner)
@@ -168,11 +176,14 @@ def _scorecard(data: Any, path: Path) -> ScorecardConfig:
     if data is None:
         return ScorecardConfig()
     _check(isinstance(data, dict), "scorecard must be a mapping", path)
-    known = {"max_bins", "min_bin_share", "rare_share", "min_iv", "l2"}
+    known = {"max_bins", "min_bin_share", "rare_share", "min_iv", "l2", "trend"}
     _check(not set(data) - known, f"unknown scorecard keys {sorted(set(data) - known)}", path)
     cfg = ScorecardConfig(int(data.get("max_bins", 8)), float(data.get("min_bin_share", 0.05)),
                           float(data.get("rare_share", 0.01)), float(data.get("min_iv", 0.02)),
-                          float(data.get("l2", 1.0)))
+                          float(data.get("l2", 1.0)), str(data.get("trend", "auto")))
     _check(cfg.max_bins >= 2 and 0 < cfg.min_bin_share < 0.5 and 0 <= cfg.rare_share < 0.5 and cfg.l2 >= 0,
            "scorecard: max_bins >= 2, min_bin_share in (0, 0.5), rare_share in [0, 0.5), l2 >= 0", path)
+    trends = ("auto", "auto_heuristic", "auto_asc_desc", "ascending", "descending", "convex", "concave", "peak",
+              "valley", "peak_heuristic", "valley_heuristic")
+    _check(cfg.trend in trends, f"scorecard trend must be one of {', '.join(trends)}", path)
     return cfg

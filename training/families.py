@@ -17,6 +17,7 @@ each term is monotone where the constraints say so, and so is their sum.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import lightgbm as lgb
@@ -26,6 +27,41 @@ from training.scorecard import Scorecard, quantize
 
 FAMILIES = ("lightgbm", "scorecard", "blend")
 FILE_FORMAT = "indexloan-model-file/1"
+
+
+_TREE_START = re.compile(r"(?=^Tree=\d+$)", re.M)
+
+
+def average_boosters(boosters: list[lgb.Booster]) -> lgb.Booster:
+    """One LightGBM model whose raw score is the mean of `boosters`' (same features and objective): every
+    tree of every booster, its leaf (and internal) values divided by their number. TreeSHAP is additive over
+    trees, so its values are the mean of the boosters' values too, and each tree stays monotone where the
+    constraints made it so. Trees are written in booster order; the file parses like any LightGBM model."""
+    if len(boosters) == 1:
+        return lgb.Booster(model_str=boosters[0].model_to_string())
+    scale = 1.0 / len(boosters)
+    header = tail = None
+    blocks: list[str] = []
+    for booster in boosters:
+        text = booster.model_to_string()
+        head, _, rest = text.partition("\nTree=0\n")
+        body, _, end = ("Tree=0\n" + rest).partition("end of trees")
+        if header is None:
+            header, tail = head + "\n", "end of trees" + end
+        for block in (b for b in _TREE_START.split(body) if b):
+            lines = []
+            for line in block.split("\n"):
+                key, eq, values = line.partition("=")
+                if eq and key in ("leaf_value", "internal_value"):
+                    line = key + "=" + " ".join(repr(float(v) * scale) for v in values.split())
+                lines.append(line)
+            blocks.append("\n".join(lines))
+    blocks = [re.sub(r"^Tree=\d+\n", "", b) for b in blocks]
+    trees = [f"Tree={i}\n{b}" for i, b in enumerate(blocks)]
+    assert header is not None and tail is not None
+    header = re.sub(r"^tree_sizes=.*$", "tree_sizes=" + " ".join(str(len(t.encode())) for t in trees), header,
+                    count=1, flags=re.M)
+    return lgb.Booster(model_str=header + "".join(trees) + tail)
 
 
 class LightGBMScorer:

@@ -176,7 +176,8 @@ def _selection_section(selection: dict[str, Any] | None) -> list[str]:
     return ["<h2>Model family selection</h2>",
             f"<p>Candidates scored out of fold on {where} only (the {html.escape('out-of-time')} rows are not used); "
             f"criterion <b>{html.escape(selection['criterion'])}</b>, tie-break "
-            f"<b>{html.escape(selection['tie_break'])}</b> within {selection['tolerance']}. "
+            f"<b>{html.escape(selection['tie_break'])}</b> within {html.escape(str(selection['tolerance']))} "
+            "(se: the standard error of the paired per-fold difference). "
             f"Chosen: <b>{html.escape(selection['winner'])}</b> ({html.escape(selection['family'])}). "
             f"{html.escape(selection['reason'])}.</p>",
             _table(pd.DataFrame(rows), ("candidate", "family", "detail")),

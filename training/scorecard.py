@@ -1,16 +1,18 @@
 """A WoE scorecard on the model's encoded inputs: optbinning's optimal (monotone) bins + a sign-constrained
 logistic regression, stored as plain numbers and evaluated with numpy.
 
-Each feature's bins come from `optbinning.OptimalBinning` on the development rows: numeric features get
-monotone bins (the declared direction where `monotone:` declares one, else ascending or descending as
-the data says), categorical features (their codes in the training vocabulary) get groups of categories
-ordered by bad rate, with categories rarer than `rare_share` pooled into one "rare" group. Missing values
-(and, since the encoder codes them as missing, categories never seen in training) are their own bin with
-their own weight of evidence, not imputed. The weight of evidence of a bin is its smoothed log-odds of
-default minus the sample's (so higher = riskier); for declared features it is made monotone in the
-declared direction by weighted isotonic regression. Features whose information value is below `min_iv`
-get no points. The logistic regression on the WoE columns has every coefficient >= 0 (a bin's points keep
-the order of its WoE, so a declared direction holds for the scorecard whatever the other features do).
+Each feature's bins come from `optbinning.OptimalBinning` on the development rows: numeric features with a
+declared direction (`monotone:`) get bins whose bad rate is monotone in that direction; the others get the
+trend `trend` asks for (`auto`: optbinning picks ascending, descending, a peak or a valley from the data;
+`auto_asc_desc`: monotone either way); categorical features (their codes in the training vocabulary) get
+groups of categories ordered by bad rate, with categories rarer than `rare_share` pooled into one "rare"
+group. Missing values (and, since the encoder codes them as missing, categories never seen in training)
+are their own bin with their own weight of evidence, not imputed. The weight of evidence of a bin is its
+smoothed log-odds of default minus the sample's (so higher = riskier); for declared features it is made
+monotone in the declared direction by weighted isotonic regression. Features whose information value is
+below `min_iv` get no points. The logistic regression on the WoE columns has every coefficient >= 0 (a
+bin's points keep the order of its WoE, so a declared direction holds for the scorecard whatever the other
+features do).
 
 Points (coefficient x WoE) and the intercept are rounded to multiples of 2**-30: every sum of them is
 then exact in floating point, in any order, so a row's contributions add up exactly to its raw score.
@@ -40,6 +42,7 @@ class ScorecardConfig:
     rare_share: float = 0.01  # categories below this share of rows are pooled (optbinning's cat_cutoff)
     min_iv: float = 0.02
     l2: float = 1.0  # ridge penalty on the coefficients (on the summed log-loss)
+    trend: str = "auto"  # undeclared numeric inputs: optbinning's monotonic_trend (auto, auto_asc_desc, ...)
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,7 @@ def _bin_numeric(x: np.ndarray, y: np.ndarray, direction: int, cfg: ScorecardCon
     present = ~np.isnan(x)
     if len(np.unique(x[present])) < 2:
         return np.empty(0)
-    trend = {1: "ascending", -1: "descending"}.get(direction, "auto_asc_desc")
+    trend = {1: "ascending", -1: "descending"}.get(direction, cfg.trend)
     ob = OptimalBinning(dtype="numerical", monotonic_trend=trend, max_n_bins=cfg.max_bins,
                         min_prebin_size=cfg.min_bin_share, solver="cp")
     with warnings.catch_warnings():

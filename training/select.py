@@ -7,14 +7,18 @@ The out-of-time (or evaluation) rows are never used. Figures per candidate: AUC 
 fold, and the Brier score of its calibrated PD (each out-of-fold row calibrated by a calibrator fitted on
 the other rows, as the final calibration would be) - mean and standard deviation over folds. The winner
 has the best `criterion` (AUC unless configured); candidates within `tolerance` of it are a tie, which the
-`tie_break` measure (Brier unless configured) decides, then the order of the list.
+`tie_break` measure (Brier unless configured) decides, then the order of the list. `tolerance: se` makes the
+margin data-driven: a candidate ties when it is behind the leader by at most the standard error of their
+paired per-fold differences (a difference the folds cannot tell from noise).
 
 The blend's weight is chosen from `blend_weights` on the other folds' out-of-fold scores for each fold
 (cross-fitted, so its figures are out of sample too), and on all of them for the final model.
 
-The winner is then trained as the pipeline always trains: with `cv`, on every development row (LightGBM
-with the mean of its folds' early-stopped rounds), calibrated on its out-of-fold scores; with `holdout`,
-the fold model itself, calibrated on the validation fold.
+The winner is then the final model: with `cv`, its LightGBM part is the mean of its k fold models (one
+LightGBM file holding all their trees, each scaled by 1/k; `cv_final: refit` instead trains one model on
+every development row with the mean of their rounds) and its scorecard is refitted on every development
+row; it is calibrated on its out-of-fold scores. With `holdout`, the fold model itself, calibrated on the
+validation fold.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from training import metrics as m
 from training.calibration import fit_calibrator
 from training.config import Candidate, TrainConfig
 from training.encoding import FeatureSpec
-from training.families import BlendScorer, LightGBMScorer, ScorecardScorer, Scorer
+from training.families import BlendScorer, LightGBMScorer, ScorecardScorer, Scorer, average_boosters
 from training.fit import Progress, Split, _early_stopped, lgb_feature_names, validation_mode
 from training.scorecard import Scorecard, fit_scorecard
 
@@ -153,8 +157,7 @@ def evaluate_lightgbm(candidate: Candidate, X: np.ndarray, y: np.ndarray, spec: 
                                           f"{candidate.name}: fold {k + 1}/{len(folds.pairs)}", progress)
         oof[pos] = booster.predict(X[eval_rows], raw_score=True, num_iteration=best)
         iterations.append(best)
-        if folds.mode == "holdout":
-            models.append(lgb.Booster(model_str=booster.model_to_string(num_iteration=best)))
+        models.append(lgb.Booster(model_str=booster.model_to_string(num_iteration=best)))
     figs = figures(oof, y[folds.rows], folds, cfg)
     figs["trees"] = float(np.mean(iterations))
     return Evaluated(candidate, oof, figs, iterations, models, params)
@@ -208,7 +211,7 @@ def evaluate_blend(candidate: Candidate, gbm: Evaluated, card: Evaluated, y: np.
     figs["fold_weights"] = fold_weights
     figs["lightgbm_part"] = gbm.candidate.name
     final_oof = final_w * gbm.oof + (1 - final_w) * card.oof
-    blended = Evaluated(candidate, final_oof, figs, gbm.iterations, [], gbm.params, final_w, fold_weights)
+    blended = Evaluated(candidate, final_oof, figs, gbm.iterations, gbm.models, gbm.params, final_w, fold_weights)
     if folds.mode == "holdout":
         blended.models = [BlendScorer(gbm.models[0], card.models[0], final_w)]
     return blended
@@ -224,10 +227,16 @@ def choose(results: list[Evaluated], cfg: TrainConfig) -> tuple[Evaluated, str]:
                         f"{crit.upper()} is {forced.figures[crit]:.4f}, the best is "
                         f"{max(SIGN[crit] * r.figures[crit] for r in results) * SIGN[crit]:.4f}")
     key = {r.candidate.name: SIGN[crit] * r.figures[crit] for r in results}
-    best = max(key.values())
-    tied = [r for r in results if key[r.candidate.name] >= best - sel.tolerance]
+    leader = max(results, key=lambda r: (key[r.candidate.name], -results.index(r)))
+    best = key[leader.candidate.name]
+    margins = {r.candidate.name: tie_margin(leader, r, crit, sel.tolerance) for r in results}
+    tied = [r for r in results if key[r.candidate.name] >= best - margins[r.candidate.name]]
     winner = max(tied, key=lambda r: (SIGN[tie] * r.figures[tie], -results.index(r)))
     others = [r for r in results if r is not winner]
+    for r in results:
+        r.figures["tie_margin"] = margins[r.candidate.name]
+    rule = ("the standard error of the paired per-fold difference" if sel.tolerance == "se"
+            else f"the tolerance {sel.tolerance}")
 
     def show(r: Evaluated, k: str) -> str:
         return f"{r.candidate.name} {r.figures[k]:.4f}"
@@ -235,18 +244,38 @@ def choose(results: list[Evaluated], cfg: TrainConfig) -> tuple[Evaluated, str]:
     if len(tied) == 1:
         runner = max(others, key=lambda r: key[r.candidate.name]) if others else None
         reason = (f"{winner.candidate.name} has the best inner-CV {crit.upper()} ({winner.figures[crit]:.4f}"
-                  + (f"; next {show(runner, crit)}, more than the tolerance {sel.tolerance} behind)" if runner
-                     else ")"))
+                  + (f"; next {show(runner, crit)}, further behind than {rule})" if runner else ")"))
     else:
         rest = ", ".join(show(r, tie) for r in tied if r is not winner)
-        reason = (f"{len(tied)} candidates are within {sel.tolerance} of the best inner-CV {crit.upper()} "
-                  f"({best * SIGN[crit]:.4f}): {', '.join(show(r, crit) for r in tied)}; the tie-break {tie} "
-                  f"chose {winner.candidate.name} ({winner.figures[tie]:.4f} against {rest})")
+        reason = (f"{len(tied)} candidates are within {rule} of the best inner-CV {crit.upper()} "
+                  f"({leader.candidate.name} {best * SIGN[crit]:.4f}): {', '.join(show(r, crit) for r in tied)}; "
+                  f"the tie-break {tie} chose {winner.candidate.name} ({winner.figures[tie]:.4f} against {rest})")
     return winner, reason
 
 
-def _final_lightgbm(X: np.ndarray, y: np.ndarray, rows: np.ndarray, spec: FeatureSpec, params: dict[str, Any],
-                    iterations: list[int], progress: Progress | None) -> lgb.Booster:
+def tie_margin(leader: Evaluated, other: Evaluated, crit: str, tolerance: float | str) -> float:
+    """How far behind the leader `other` may be and still tie: a number, or with `se` the standard error of the
+    per-fold differences of the criterion between the two (paired: same folds), 0 for the leader itself. With a
+    single fold (holdout) there is no standard error: only exact ties."""
+    if other is leader:
+        return 0.0
+    if tolerance != "se":
+        return float(tolerance)
+    a = np.array([f[crit] for f in leader.figures["folds"]], np.float64)
+    b = np.array([f[crit] for f in other.figures["folds"]], np.float64)
+    if len(a) < 2:
+        return 0.0
+    diff = SIGN[crit] * (a - b)
+    return float(np.std(diff, ddof=1) / np.sqrt(len(diff)))
+
+
+def _final_lightgbm(X: np.ndarray, y: np.ndarray, rows: np.ndarray, spec: FeatureSpec, winner: Evaluated,
+                    cfg: TrainConfig, progress: Progress | None) -> lgb.Booster:
+    """cv: the mean of the k fold models (`cv_final: average`, each early-stopped on its own fold), or one
+    model refitted on every development row with the mean of their rounds (`cv_final: refit`)."""
+    if cfg.cv_final == "average":
+        return average_boosters(winner.models)
+    params, iterations = winner.params or {}, winner.iterations
     rounds = max(1, round(float(np.mean(iterations))))
     full = lgb.Dataset(X[rows], y[rows], feature_name=lgb_feature_names(spec.names),
                        categorical_feature=spec.categorical_indices, free_raw_data=True)
@@ -297,12 +326,11 @@ def select_model(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, 
     else:
         dev = folds.rows
         if family == "lightgbm":
-            scorer = LightGBMScorer(_final_lightgbm(X, y, dev, spec, winner.params or {}, winner.iterations,
-                                                    progress))
+            scorer = LightGBMScorer(_final_lightgbm(X, y, dev, spec, winner, cfg, progress))
         elif family == "scorecard":
             scorer = ScorecardScorer(_scorecard(X, y, dev, spec, cfg))
         else:
-            booster = _final_lightgbm(X, y, dev, spec, winner.params or {}, winner.iterations, progress)
+            booster = _final_lightgbm(X, y, dev, spec, winner, cfg, progress)
             scorer = BlendScorer(booster, _scorecard(X, y, dev, spec, cfg), float(winner.weight))
     report = {
         "mode": folds.mode, "folds": len(folds.pairs), "rows": int(len(folds.rows)),
