@@ -299,6 +299,30 @@ def test_postgres_outage_under_load_gives_503s_then_recovers(postgres: Throwaway
         assert any("available again" in r.getMessage() for r in logs.records), text
 
 
+def test_postgres_outage_under_load_on_two_worker_processes(postgres: ThrowawayPostgres, tmp_path: Path) -> None:
+    """The same outage against `indexloan serve --workers 2`: each worker logs the outage's start and end."""
+    key, codes = populate(postgres.url, tmp_path)
+    with served(postgres.url, tmp_path, database_connect_timeout_seconds="2") as server:
+        with Load(server.base, key, codes) as load:
+            load.wait_for(lambda: load.count(201) >= 30, 60, "quotes before the outage")
+            logged_before = len(server.output())
+            postgres.stop("fast")
+            time.sleep(10.0)  # stopped for 10 s under load
+            during = load.summary()
+            postgres.start()
+            recovered = load.count(201)
+            load.wait_for(lambda: load.count(201) >= recovered + 30, 60, "quotes after the outage")
+        lines = [line for line in server.output()[logged_before:].splitlines() if line.strip()]
+        print(f"two workers: answers {load.summary()}, during the outage {during}, log lines {len(lines)}:\n"
+              + "\n".join(lines))
+        assert load.problems == [] and set(load.summary()) <= {201, 503}, (load.summary(), load.problems[:3])
+        assert load.transport_errors == 0 and during.get(503, 0) >= 20
+        assert set(load.acknowledged) <= stored_ids(postgres.url)
+        assert not [line for line in lines if "Traceback" in line or "Exception in ASGI" in line], lines
+        assert len(lines) <= 2 * 4, lines  # per worker: the outage, perhaps a reminder, its end
+        assert server.workers() and server.proc.poll() is None
+
+
 def test_hung_postgres_answers_503_within_the_timeout(postgres: ThrowawayPostgres, tmp_path: Path) -> None:
     key, codes = populate(postgres.url, tmp_path)
     headers = {"Authorization": f"Bearer {key}"}
