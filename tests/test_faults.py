@@ -642,3 +642,42 @@ def test_cli_revocation_is_effective_at_once_in_every_worker(model_store: ModelS
             with httpx.Client(base_url=server.base, timeout=10) as client:
                 statuses.append(client.get("/v1/products", headers=headers).status_code)
         assert served_by == 2 and statuses == [401] * 16, statuses
+
+
+def test_full_disk_under_load_gives_503s_logged_and_not_ready_then_recovers(tmp_path: Path) -> None:
+    """The store on a small tmpfs filled up: quotes 503 (logged once per worker), /readyz not ready, and the
+    service recovers when space is freed."""
+    mount = Path(tempfile.mkdtemp(prefix="indexloan-fulldisk-"))
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        mount.rmdir()
+        pytest.skip("mounting a small tmpfs needs root (CAP_SYS_ADMIN)")
+    try:
+        url = f"sqlite:///{mount / 'store.db'}"
+        key, codes = populate(url, tmp_path)
+        with served(url, tmp_path) as server:
+            with Load(server.base, key, codes) as load:
+                load.wait_for(lambda: load.count(201) >= 30, 90, "quotes before")
+                logged_before = len(server.output())
+                filler = mount / "filler"
+                with filler.open("wb") as out, contextlib.suppress(OSError):
+                    while True:
+                        out.write(b"\0" * (1 << 20))
+                        out.flush()
+                load.wait_for(lambda: load.count(503) >= 20, 60, "503s on a full disk")
+                ready = httpx.get(f"{server.base}/readyz", timeout=10)
+                assert ready.status_code == 503, ready.text
+                assert httpx.get(f"{server.base}/healthz", timeout=5).status_code == 200
+                filler.unlink()
+                recovered = load.count(201)
+                load.wait_for(lambda: load.count(201) >= recovered + 30, 60, "quotes after space was freed")
+            lines = [line for line in server.output()[logged_before:].splitlines() if line.strip()]
+            assert load.problems == [] and set(load.summary()) <= {201, 503}, load.summary()
+            assert set(load.acknowledged) <= stored_ids(url)
+            assert any("unavailable" in line and "full" in line for line in lines), lines  # the failure is logged
+            assert len(lines) <= 2 * 4 and not [line for line in lines if "Traceback" in line], lines
+            assert server.proc.poll() is None
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+        with contextlib.suppress(OSError):
+            mount.rmdir()
