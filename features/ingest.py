@@ -86,11 +86,34 @@ def find_source_files(directory: Path) -> tuple[dict[str, list[Path]], list[Path
     return found, ignored
 
 
+MAX_ROW_BYTES = 1 << 20  # a CSV line longer than this (1 MiB) is refused before pandas reads the file
+
+
 def count_rows(path: Path) -> int:
+    """Data rows in the file; FileLayoutError when a CSV line is longer than MAX_ROW_BYTES (checked on the
+    same pass, so a file of one endless line is refused without being parsed)."""
     if path.suffix.lower() == ".parquet":
         return pq.ParquetFile(path).metadata.num_rows
+    lines = 0
+    run = 0  # bytes since the last newline
+    line = 1
     with path.open("rb") as handle:
-        lines = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            newlines = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+            if len(newlines):
+                gaps = np.diff(newlines, prepend=-1)
+                gaps[0] += run
+                longest = int(np.argmax(gaps))
+                if gaps[longest] - 1 > MAX_ROW_BYTES:
+                    raise FileLayoutError(f"{path.name}: line {line + longest} is longer than {MAX_ROW_BYTES:,} bytes")
+                run = len(block) - int(newlines[-1]) - 1
+            else:
+                run += len(block)
+            if run > MAX_ROW_BYTES:
+                raise FileLayoutError(f"{path.name}: line {line + len(newlines)} is longer than {MAX_ROW_BYTES:,} "
+                                      "bytes")
+            lines += len(newlines)
+            line += len(newlines)
     return max(lines - 1, 0)
 
 
@@ -231,11 +254,11 @@ def ingest_file(
     spec = SOURCES[source_name]
     try:
         check_columns(source_name, file_columns(path))
+        total = count_rows(path)  # also bounds the width of every CSV line
     except (FileLayoutError, OSError, ValueError) as error:
         result.error = str(error)
         return result
     sha = file_sha256(path)
-    total = count_rows(path)
     started = dt.datetime.now(dt.UTC)
     bad_chunks: list[pd.DataFrame] = []
     quarantine = quarantine_dir / f"{source_name}-{sha[:12]}.csv"

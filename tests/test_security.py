@@ -321,7 +321,7 @@ def test_ingestion_refuses_future_and_impossible_dates_and_unsafe_names(live: Li
     assert profile["sources"]["registry"].get("as_of") != "2999-12-31"
 
 
-def test_ingestion_refuses_a_100000_column_file_from_its_header(tmp_path: Path) -> None:
+def test_ingestion_refuses_a_100000_column_file_and_an_endless_line_before_parsing(tmp_path: Path) -> None:
     from api.database import migrate
 
     region = tmp_path / "wide"
@@ -331,6 +331,13 @@ def test_ingestion_refuses_a_100000_column_file_from_its_header(tmp_path: Path) 
     report = ingest_directory(migrate(f"sqlite:///{tmp_path / 'wide.db'}"), region, tmp_path / "q")
     assert time.monotonic() - start < 5
     assert "header line is longer" in (report.sources["registry"].error or "")
+    # a normal header, then one 2 MB line: refused by its width, before pandas parses the file
+    from features.sources import SOURCES, all_fields
+
+    header = ",".join(f.name for f in all_fields(SOURCES["registry"]))
+    (region / "registry.csv").write_text(header + "\n" + "9" * (2 << 20) + "\n")
+    report = ingest_directory(migrate(f"sqlite:///{tmp_path / 'wide.db'}"), region, tmp_path / "q")
+    assert "line 2 is longer than" in (report.sources["registry"].error or ""), report.as_json()
 
 
 def test_product_files_refuse_duplicate_keys_and_give_clear_errors_for_any_bytes(tmp_path: Path) -> None:
