@@ -122,8 +122,14 @@ def run_batches(path: Path, fmt: str, products: Sequence[str]) -> Iterator[pa.Ta
         missing = [c for c in columns if c not in source.schema_arrow.names]
         if missing:
             raise RunFileError(f"the run's output has no column {', '.join(missing[:3])}")
-        for batch in source.iter_batches(batch_size=BATCH_ROWS, columns=columns):
-            yield pa.Table.from_batches([batch])
+        # row group by row group (a run writes one per partition), handing the memory back after each:
+        # iter_batches keeps growing dictionaries across row groups, and the pool keeps what was freed
+        for group in range(source.num_row_groups):
+            table = source.read_row_group(group, columns=columns, use_threads=False)
+            for offset in range(0, table.num_rows, BATCH_ROWS):
+                yield table.slice(offset, BATCH_ROWS)
+            del table
+            pa.default_memory_pool().release_unused()
         return
     header = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names
     missing = [c for c in columns if c not in header]
