@@ -630,6 +630,35 @@ def test_csv_jobs_rejection_and_a_republication_without_changes(scenario: Scenar
     assert [w["whitelist_id"] for w in listed] == [first["whitelist_id"]]
 
 
+def test_a_large_proposal_answers_202_and_is_followed_until_proposed(scenario: Scenario,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.http.routers import whitelists as router
+    from api.precredit import whitelists as wl
+
+    svc = scenario.svc
+    job, frame, _ = _run(svc, products=["tech_innovation"])
+    slow = wl.complete_proposal
+
+    def loading_slowly(engine: sa.Engine, proposal: wl.Proposal) -> wl.Whitelist:
+        time.sleep(0.5)
+        return slow(engine, proposal)
+
+    monkeypatch.setattr(router, "PROPOSE_WAIT_SECONDS", 0.01)
+    monkeypatch.setattr(router.wl, "complete_proposal", loading_slowly)
+    accepted = _propose(svc, job)
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["status"] == "importing"
+    deadline = time.monotonic() + 60
+    while (record := svc.client.get(accepted.headers["location"], headers=svc.headers(Role.risk_approver)).json()
+           )["status"] == "importing":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert record["status"] == "proposed" and record["rows"] == int(frame["tech_innovation.eligible"].sum())
+    rejected = svc.client.post(accepted.headers["location"] + "/reject", json={"reason": "only a test"},
+                               headers=svc.headers(Role.risk_approver))
+    assert rejected.status_code == 200
+
+
 def test_cli_propose_publish_reject_list_show_changes(scenario: Scenario, tmp_path: Path) -> None:
     svc = scenario.svc
     url = svc.engine.url.render_as_string(hide_password=False)

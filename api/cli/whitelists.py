@@ -112,13 +112,24 @@ def publish_command(
     whitelist_id: Annotated[int, typer.Argument(help="the proposed whitelist", min=1, max=2**31 - 1)],
     by: ByOption,
     note: Annotated[str | None, typer.Option("--note", help="approval note")] = None,
+    files: Annotated[bool, typer.Option("--files/--no-files", help="write the download files now (else the "
+                                                                   "service writes each on its first request)")] = True,
     as_json: JsonOption = False,
     database_url: DatabaseOption = None,
 ) -> None:
     """Publish a proposed whitelist; the proposer cannot (maker-checker)."""
     from api.precredit import whitelists as wl
 
-    record = _run(lambda: wl.publish(_engine(database_url), whitelist_id, by, note)).to_json()
+    def action():  # type: ignore[no-untyped-def]
+        engine = _engine(database_url)
+        record = wl.publish(engine, whitelist_id, by, note)
+        if files:
+            for product in record.products:
+                for fmt in ("parquet", "csv"):
+                    wl.file_for(engine, wl.published(engine, product, record.id), fmt)
+        return record
+
+    record = _run(action).to_json()
     _print_json(record) if as_json else _show(record)
 
 

@@ -30,7 +30,7 @@ import json
 import os
 import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -226,15 +226,21 @@ class GradeCounts:
                 "grades": {g: {"rows": rows[g], "limit_cny": limit[g]} for g in grades if rows[g]}}
 
 
-def load_run(engine: sa.Engine, whitelist_id: int, path: Path, fmt: str, terms: Mapping[str, Terms]) -> GradeCounts:
-    """Stream the run's eligible rows of every product into `whitelist_rows`, one committed batch at a time."""
+def load_run(engine: sa.Engine, whitelist_id: int, path: Path, fmt: str, terms: Mapping[str, Terms],
+             progress: Callable[[sa.Connection, int], None] | None = None) -> GradeCounts:
+    """Stream the run's eligible rows of every product into `whitelist_rows`, one committed batch at a time
+    (`progress(conn, rows so far)` is called inside each batch's transaction)."""
     counts = GradeCounts(list(terms))
+    loaded = 0
     for table in run_batches(path, fmt, list(terms)):
         batch = {p: product_rows(table, whitelist_id, t) for p, t in terms.items()}
         with engine.begin() as conn:
             for p, rows in batch.items():
                 insert_rows(conn, rows)
                 counts.add(p, rows)
+                loaded += len(rows)
+            if progress is not None:
+                progress(conn, loaded)
     return counts
 
 

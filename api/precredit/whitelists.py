@@ -273,10 +273,28 @@ def _current_ids(conn: sa.Connection, products: Sequence[str] | None = None) -> 
 # ------------------------------------------------------------------------------------- propose
 
 
+@dataclass(frozen=True)
+class Proposal:
+    """A proposal whose record exists (status "importing") and whose rows are still to be loaded."""
+
+    whitelist_id: int
+    source: RunSource
+    terms: dict[str, wrows.Terms]
+    by: str
+    note: str | None
+
+
 def propose(engine: sa.Engine, source: RunSource, products: Sequence[str] | None, by: str, note: str | None = None,
             definitions: Sequence[ProductDefinition] | None = None) -> Whitelist:
     """Import the run's eligible rows as a proposed whitelist of `products` (default: every product of the
     run) for the run's as-of date, with its change set against each product's current whitelist."""
+    return complete_proposal(engine, begin_proposal(engine, source, products, by, note, definitions))
+
+
+def begin_proposal(engine: sa.Engine, source: RunSource, products: Sequence[str] | None, by: str,
+                   note: str | None = None, definitions: Sequence[ProductDefinition] | None = None) -> Proposal:
+    """Every check a proposal goes through (who, products, no pending proposal of the same run, the file's
+    sha256, the definitions it used), then its record, status "importing". Quick: no row is read yet."""
     by = _who(by, "the proposer")
     if note is not None and len(note) > 2000:
         raise WhitelistError(422, "note is longer than 2000 characters", "note")
@@ -288,6 +306,7 @@ def propose(engine: sa.Engine, source: RunSource, products: Sequence[str] | None
     if missing:
         raise WhitelistError(422, f"not in this run: {', '.join(missing)}; the run scored {', '.join(in_run)}",
                              "products")
+    field = "job_id" if source.job_id else "run"
     with engine.connect() as conn:
         pending = conn.execute(sa.select(whitelists.c.id, whitelists.c.status, whitelist_products.c.product)
                                .select_from(whitelists.join(whitelist_products,
@@ -297,24 +316,35 @@ def propose(engine: sa.Engine, source: RunSource, products: Sequence[str] | None
                                       whitelist_products.c.product.in_(wanted))).first()
     if pending is not None:
         raise WhitelistError(409, f"this run is already proposed as whitelist {pending.id} ({pending.status}) "
-                                  f"for {pending.product}: publish or reject that one first",
-                             "job_id" if source.job_id else "run")
+                                  f"for {pending.product}: publish or reject that one first", field)
     if _file_sha256(source.path) != source.sha256:
         raise WhitelistError(409, f"the run's output {source.path.name} no longer matches the sha256 recorded "
-                                  "when it finished; it cannot be proposed", "job_id" if source.job_id else "run")
+                                  "when it finished; it cannot be proposed", field)
     terms = _terms(engine, source, wanted, definitions)
     with engine.begin() as conn:
         whitelist_id = conn.execute(whitelists.insert().values(
             status="importing", as_of=source.as_of, job_id=source.job_id, source_path=str(source.path),
             source_sha256=source.sha256, versions_json=json.dumps(source.summary["versions"], ensure_ascii=False),
-            proposed_by=by, proposed_at=_now(), note=note)).inserted_primary_key[0]
+            proposed_by=by, proposed_at=_now(), note=note, rows=0)).inserted_primary_key[0]
         for p, t in terms.items():
             conn.execute(whitelist_products.insert().values(
                 whitelist_id=whitelist_id, product=p, product_version=t.version,
                 definition_sha256=source.summary["versions"]["products"][p]["sha256"],
                 fields_json=wrows.fields_json(t.fields), expiry_days=t.expiry_days, rows=0))
+    return Proposal(whitelist_id, source, terms, by, note)
+
+
+def complete_proposal(engine: sa.Engine, proposal: Proposal) -> Whitelist:
+    """Stream the run's rows in (progress in `whitelists.rows`), compute the change preview, and make the
+    whitelist "proposed" (audited). A run that cannot be read rejects the proposal with the reason."""
+    whitelist_id, source, terms, by, note = (proposal.whitelist_id, proposal.source, proposal.terms, proposal.by,
+                                             proposal.note)
+
+    def progress(conn: sa.Connection, rows: int) -> None:
+        conn.execute(whitelists.update().where(whitelists.c.id == whitelist_id).values(rows=rows))
+
     try:
-        counts = wrows.load_run(engine, whitelist_id, source.path, source.fmt, terms)
+        counts = wrows.load_run(engine, whitelist_id, source.path, source.fmt, terms, progress)
     except (wrows.RunFileError, OSError, ValueError) as error:
         _drop(engine, whitelist_id, by, f"import failed: {error}")
         raise WhitelistError(422, f"the run's output cannot be read as a whitelist: {error}",

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
+import threading
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -54,6 +56,8 @@ DECIDE_ROLES = (Role.risk_approver, Role.admin)
 MEDIA_TYPES = {"parquet": "application/vnd.apache.parquet", "csv": "text/csv; charset=utf-8"}
 CACHE_CONTROL = "private, no-cache"  # keep a copy, but ask again (If-None-Match) before using it
 API_FORMAT = 1  # part of every JSON ETag: bump when a response's layout changes
+PROPOSE_WAIT_SECONDS = 5.0  # a proposal loading longer answers 202 (the request deadline is 10 s by default)
+log = logging.getLogger(__name__)
 
 WhitelistId = Path(..., ge=1, le=2**31 - 1, description="a whitelist's id")
 ProductCode = Path(..., min_length=1, max_length=64, description="a product code, e.g. per_mu")
@@ -313,21 +317,46 @@ def whitelist_changes(request: Request, product: str = ProductCode, cursor: str 
 
 
 @router.post("", status_code=201, response_model=WhitelistView, responses={
+    202: {"description": "accepted, still importing (a large run): follow Location until status is proposed",
+          "model": WhitelistView},
     404: {"description": "no such batch job"},
     409: {"description": "the job has not succeeded, its file changed, or it is already proposed"},
     410: {"description": "the job's result file is no longer on the server"}},
              summary="Propose a succeeded pre-credit job as the whitelist of its products for its as-of date")
 def propose_whitelist(body: ProposeBody, request: Request, response: Response,
                       principal: Principal = Depends(require(*PROPOSE_ROLES))) -> dict[str, Any]:
+    """Checked at once; the rows are loaded beside the request. Done within a few seconds: 201 with the
+    proposal. A larger run: 202 with the whitelist "importing" (its `rows` count up), proposed when done."""
     engine = _engine(request)
     try:
         source = wl.job_source(engine, body.job_id)
-        record = wl.propose(engine, source, body.products, principal.name, body.note,
-                            definitions=request.app.state.quoting.definitions)
+        proposal = wl.begin_proposal(engine, source, body.products, principal.name, body.note,
+                                     definitions=request.app.state.quoting.definitions)
     except wl.WhitelistError as error:
         raise _problem(error) from None
-    response.headers["Location"] = f"{router.prefix}/{record.id}"
-    return record.to_json()
+    outcome: dict[str, Any] = {}
+
+    def load() -> None:
+        try:
+            outcome["record"] = wl.complete_proposal(engine, proposal)
+        except Exception as error:  # noqa: BLE001 - reported to the request if it still waits, else logged
+            outcome["error"] = error
+            if not isinstance(error, wl.WhitelistError):
+                log.exception("whitelist %s: import failed", proposal.whitelist_id)
+
+    worker = threading.Thread(target=load, name=f"whitelist-import-{proposal.whitelist_id}", daemon=True)
+    worker.start()
+    worker.join(PROPOSE_WAIT_SECONDS)
+    response.headers["Location"] = f"{router.prefix}/{proposal.whitelist_id}"
+    error = outcome.get("error")
+    if isinstance(error, wl.WhitelistError):
+        raise _problem(error)
+    if error is not None:
+        raise error
+    if "record" in outcome:
+        return outcome["record"].to_json()
+    response.status_code = 202
+    return wl.get(engine, proposal.whitelist_id).to_json()
 
 
 @router.get("", response_model=list[WhitelistView], summary="Whitelists, newest first")
@@ -356,10 +385,27 @@ def get_whitelist(request: Request, whitelist_id: int = WhitelistId,
              summary="Publish a proposed whitelist (a risk approver who is not its proposer)")
 def publish_whitelist(request: Request, whitelist_id: int = WhitelistId, body: PublishBody | None = None,
                       principal: Principal = Depends(require(*DECIDE_ROLES))) -> dict[str, Any]:
+    engine = _engine(request)
     try:
-        return wl.publish(_engine(request), whitelist_id, principal.name, body.note if body else None).to_json()
+        record = wl.publish(engine, whitelist_id, principal.name, body.note if body else None)
     except wl.WhitelistError as error:
         raise _problem(error) from None
+    # the files the platform will ask for, written now beside the request (a first download of a large
+    # whitelist would otherwise spend its request writing them)
+    directory = wl.files_dir()
+    threading.Thread(target=_write_files, args=(engine, record, directory), daemon=True,
+                     name=f"whitelist-files-{whitelist_id}").start()
+    return record.to_json()
+
+
+def _write_files(engine: Any, record: wl.Whitelist, directory: Any) -> None:
+    for product in record.products:
+        for fmt in ("parquet", "csv"):
+            try:
+                wl.file_for(engine, wl.published(engine, product, record.id), fmt, directory)
+            except Exception:  # noqa: BLE001 - best effort: a download writes a missing file itself
+                log.warning("whitelist %s: writing the %s %s file failed", record.id, product, fmt, exc_info=True)
+                return
 
 
 @router.post("/{whitelist_id}/reject", response_model=WhitelistView, summary="Reject a proposed whitelist",
