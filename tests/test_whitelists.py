@@ -613,6 +613,9 @@ def test_csv_jobs_rejection_and_a_republication_without_changes(scenario: Scenar
     assert left == 0
 
     end = _feed(svc, "per_mu", None, limit=1000)[1]
+    w2_page = svc.client.get("/v1/whitelists/products/per_mu/rows", params={"limit": 5},
+                             headers=svc.headers(Role.platform))
+    assert w2_page.json()["whitelist"]["current"]
     second = _propose(svc, job, products=["per_mu"])
     assert second.status_code == 201
     published = _publish(svc, second.json()["whitelist_id"])
@@ -620,6 +623,11 @@ def test_csv_jobs_rejection_and_a_republication_without_changes(scenario: Scenar
     items, _ = _pages(svc, "per_mu")
     assert _comparable(items) == _eligible(frame, "per_mu", visible_fields(load_catalogue()["per_mu"].platform_fields))
     assert _comparable(items) == _comparable(_pages(svc, "per_mu", whitelist_id=scenario.w2["whitelist_id"])[0])
+    superseded = svc.client.get("/v1/whitelists/products/per_mu/rows", params={
+        "limit": 5, "whitelist_id": scenario.w2["whitelist_id"]}, headers={
+        **svc.headers(Role.platform), "If-None-Match": w2_page.headers["etag"]})
+    assert superseded.status_code == 200 and not superseded.json()["whitelist"]["current"]  # not a stale 304
+    assert superseded.json()["items"] == w2_page.json()["items"]
     after = svc.client.get("/v1/whitelists/products/per_mu/changes", params={"cursor": end},
                            headers=svc.headers(Role.platform)).json()
     assert after["items"] == [] and after["next_cursor"] != end  # moved past the new, empty publication

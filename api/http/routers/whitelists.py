@@ -259,7 +259,8 @@ def whitelist_rows(request: Request, product: str = ProductCode,
     engine = _engine(request)
     try:
         pub, after = wl.resolve_rows(engine, product, whitelist_id, cursor)
-        etag = _etag("rows", API_FORMAT, pub.view.whitelist_id, product, after, limit)
+        # the page's header says whether its whitelist is still the current one: superseding it is a new page
+        etag = _etag("rows", API_FORMAT, pub.view.whitelist_id, product, after, limit, pub.superseded_by)
         cached = _not_modified(request, etag)
         if cached is not None:
             return cached
