@@ -693,7 +693,20 @@ def test_cli_propose_publish_reject_list_show_changes(scenario: Scenario, tmp_pa
                                        str(tmp_path / "wl.csv"), *db])
     assert exported.exit_code == 0, exported.output
     assert (tmp_path / "wl.csv").read_text().startswith('"credit_code","product"')
+    # a run file from `indexloan batch precredit --out FILE` (its summary beside it): here the job's own file
+    with svc.engine.connect() as conn:
+        path = conn.execute(sa.select(batch_jobs.c.result_path).where(batch_jobs.c.job_id == job)).scalar_one()
+    from_file = runner.invoke(app, ["whitelists", "propose", "--run", path, "--by", "erin", "--json", *db])
+    assert from_file.exit_code == 0, from_file.output
+    assert json.loads(from_file.stdout)["job_id"] is None and json.loads(from_file.stdout)["status"] == "proposed"
+    twice = runner.invoke(app, ["whitelists", "propose", "--run", path, "--by", "erin", *db])
+    assert twice.exit_code == 1 and "already proposed" in twice.output
+    dropped = runner.invoke(app, ["whitelists", "reject", str(json.loads(from_file.stdout)["whitelist_id"]),
+                                  "--by", "dave", "--reason", "from a file, only a test", *db])
+    assert dropped.exit_code == 0, dropped.output
     for args, code in ((["changes", "--product", "two_healthy", "--cursor", "garbage"], 2),
+                       (["propose", "--run", str(tmp_path / "none.parquet"), "--by", "x"], 1),
+                       (["propose", "--run", str(tmp_path / "run.txt"), "--by", "x"], 2),
                        (["publish", "999999", "--by", "x"], 1),
                        (["reject", str(wid), "--by", "x", "--reason", "late"], 1),
                        (["propose", "--by", "x"], 2), (["propose", "--job", "nope", "--by", "x"], 1),
