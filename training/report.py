@@ -160,6 +160,23 @@ def _shap_section(spec: FeatureSpec, X: np.ndarray, contrib: np.ndarray, importa
             "<div class='grid'>", *dependence, "</div>"]
 
 
+def _reliability_plot(selection: dict[str, Any]) -> str:
+    """Each candidate's cross-fitted calibrated out-of-fold PD by decile against the observed default rate."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    top = 0.01
+    for c in selection["candidates"]:
+        r = c.get("reliability")
+        if not r:
+            continue
+        ax.plot(r["mean_pd"], r["default_rate"], "o-", ms=3, label=f"{c['name']} (Brier {c['brier']:.4f})")
+        top = max(top, *r["mean_pd"], *r["default_rate"])
+    ax.plot([0, top], [0, top], ls=":", c="grey")
+    ax.set(xlabel="mean predicted PD (decile)", ylabel="observed default rate",
+           title="Reliability of the candidates (inner CV)")
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
 def _selection_section(selection: dict[str, Any] | None) -> list[str]:
     if not selection:
         return ["<h2>Model family selection</h2><p class='note'>Not run: the LightGBM of <code>params</code> "
@@ -182,7 +199,8 @@ def _selection_section(selection: dict[str, Any] | None) -> list[str]:
             f"{html.escape(selection['reason'])}.</p>",
             _table(pd.DataFrame(rows), ("candidate", "family", "detail")),
             "<p class='note'>Brier: each out-of-fold score calibrated by a calibrator fitted on the other rows. "
-            "Mean and standard deviation over folds.</p>"]
+            "Mean and standard deviation over folds. The curves: those calibrated out-of-fold PDs by decile.</p>",
+            _reliability_plot(selection)]
 
 
 def _inputs_section(inputs: dict[str, Any] | None) -> list[str]:

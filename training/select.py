@@ -128,6 +128,8 @@ def figures(raw: np.ndarray, y_rows: np.ndarray, folds: Folds, cfg: TrainConfig)
         out[f"{key}_sd"] = float(np.nanstd(values))
     out["pooled_brier"] = m.brier(y_rows, p)
     out["folds"] = per_fold
+    table = m.calibration_table(y_rows, p)
+    out["reliability"] = {"mean_pd": table["mean_pd"].tolist(), "default_rate": table["default_rate"].tolist()}
     return out
 
 
