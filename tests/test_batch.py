@@ -92,6 +92,8 @@ def test_every_enterprise_once_in_credit_code_order_with_the_quote_paths_numbers
             if q["eligible"]:
                 assert [row[f"{p}.rate_lo_pct"], row[f"{p}.rate_hi_pct"], row[f"{p}.rate_pct"]] == [
                     *q["rate_band"], q["rate"]]
+                assert [row[f"{p}.fee_pct"], row[f"{p}.subsidy_pct"]] == [q["guarantee_fee"]["pct"],
+                                                                         q["subsidy"]["pct"]]
             else:
                 assert np.isnan(row[f"{p}.rate_pct"])
             assert row[f"{p}.reasons"] == ";".join(r["code"] for r in q["reasons"])

@@ -80,6 +80,8 @@ def score_partition(ctx: BatchContext, features: pd.DataFrame) -> pd.DataFrame:
             "rate_lo_pct": _pct(r.rate_lo_bp),
             "rate_hi_pct": _pct(r.rate_hi_bp),
             "rate_pct": _pct(r.rate_bp),
+            "fee_pct": _pct(r.fee_bp),
+            "subsidy_pct": _pct(r.subsidy_bp),
             **decline_columns(r),
         }
         if ctx.reasons > 0:

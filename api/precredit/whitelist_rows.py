@@ -13,9 +13,7 @@ is the quote's whitelist applied to the batch columns, narrowed by the product's
 
 Never an index, points, indicator values, PD inputs or SHAP values: they are not even read from the run.
 Rates and fees are kept in integer basis points, the engine's own unit, so `bp / 100` gives back the run's
-`rate_pct` bit for bit. The fee and the subsidy are not batch columns: they are derived per row exactly as
-the engine derives them (`scoring.engine`: fee by grade, subsidy = round(rate x share of interest)) from
-the product definition the run recorded (its sha256 in the run summary).
+`rate_pct`, `fee_pct` and `subsidy_pct` bit for bit: the engine decided them, this module only copies them.
 
 Memory stays flat whatever the size: the run is read `BATCH_ROWS` rows at a time (Parquet batches or
 streamed CSV blocks, only the columns needed), each batch is written and committed before the next is
@@ -65,7 +63,8 @@ STORED = {"grade": "grade", "tier": "tier", "limit_cny": "limit_cny", "rate_lo_p
 BP_FIELDS = {"rate_lo_pct", "rate_hi_pct", "rate_pct", "guarantee_fee_pct", "subsidy_pct"}
 TEXT_FIELDS = ("reasons", "reasons_zh", "reasons_en")
 # what each product reads from the run: never index, points, PD or explanations
-RUN_COLUMNS = ("eligible", "grade", "tier", "limit_cny", "rate_lo_pct", "rate_hi_pct", "rate_pct", *TEXT_FIELDS)
+RUN_COLUMNS = ("eligible", "grade", "tier", "limit_cny", "rate_lo_pct", "rate_hi_pct", "rate_pct", "fee_pct",
+               "subsidy_pct", *TEXT_FIELDS)
 ROW_COLUMNS = ("whitelist_id", "product", "credit_code", "grade", "tier", "limit_cny", "rate_lo_bp", "rate_hi_bp",
                "rate_bp", "fee_bp", "subsidy_bp", "reasons", "reasons_zh", "reasons_en")
 
@@ -91,13 +90,11 @@ def visible_fields(narrowing: Sequence[str] | None) -> list[str]:
 
 @dataclass(frozen=True)
 class Terms:
-    """What a row's fee and subsidy follow from: the compiled plan's fee per grade, its subsidy share."""
+    """A product's terms a whitelist row needs besides the run's columns: its grades, validity, visible fields."""
 
     product: str
     version: str
     grades: tuple[str, ...]
-    fee_bp: tuple[int, ...]  # per grade, as the engine charges it
-    subsidy_share: float
     expiry_days: int
     fields: tuple[str, ...]  # visible row fields
 
@@ -106,8 +103,7 @@ class Terms:
         from scoring import compile_all
 
         plan = compile_all({definition.code: definition}, dict(rates))[definition.code]
-        return cls(definition.code, plan.version, tuple(plan.grades), tuple(int(x) for x in plan.fee_bp),
-                   float(plan.subsidy_share), int(definition.quote_valid_days),
+        return cls(definition.code, plan.version, tuple(plan.grades), int(definition.quote_valid_days),
                    tuple(visible_fields(definition.platform_fields)))
 
 
@@ -174,21 +170,19 @@ def product_rows(table: pa.Table, whitelist_id: int, terms: Terms) -> list[tuple
         return []
     sub = table.filter(eligible)
     grades = _strings(sub[f"{p}.grade"])
-    index = {g: i for i, g in enumerate(terms.grades)}
-    unknown = sorted({g for g in grades if g not in index}, key=str)
+    unknown = sorted(set(grades) - set(terms.grades), key=str)
     if unknown:
         raise RunFileError(f"{p}: grade {unknown[0]!r} is not a grade of {p} {terms.version}")
-    grade_i = np.fromiter((index[g] for g in grades), dtype=np.int64, count=len(grades))
     lo, lo_na = _bp(sub[f"{p}.rate_lo_pct"])
     hi, hi_na = _bp(sub[f"{p}.rate_hi_pct"])
     rate, rate_na = _bp(sub[f"{p}.rate_pct"])
-    fee = np.asarray(terms.fee_bp, dtype=np.int64)[grade_i]
-    subsidy = np.rint(rate * terms.subsidy_share).astype(np.int64)  # the engine's rule, on the integer rate
+    fee, fee_na = _bp(sub[f"{p}.fee_pct"])
+    subsidy, subsidy_na = _bp(sub[f"{p}.subsidy_pct"])
     texts = [[t or None for t in _strings(sub[f"{p}.{c}"])] for c in TEXT_FIELDS]
     n = sub.num_rows
     return list(zip([whitelist_id] * n, [p] * n, _strings(sub["credit_code"]), grades, _strings(sub[f"{p}.tier"]),
                     sub[f"{p}.limit_cny"].to_pylist(), _ints(lo, lo_na), _ints(hi, hi_na), _ints(rate, rate_na),
-                    fee.tolist(), _ints(subsidy, rate_na), *texts, strict=True))
+                    _ints(fee, fee_na), _ints(subsidy, subsidy_na), *texts, strict=True))
 
 
 def insert_rows(conn: sa.Connection, rows: list[tuple]) -> None:
