@@ -27,8 +27,14 @@ REASON_COLUMN = "_reason"
 # Control characters (C0, DEL, C1), the bidirectional formatting characters (marks, embeddings, overrides such
 # as U+202E, isolates), zero-width characters, line and paragraph separators and the byte order mark: a text
 # holding one can display as something else than what it is, or break a log line or a CSV row.
-UNSAFE_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
-                               "\ufff9-\ufffb]")
+_UNSAFE_RANGES = ((0x00, 0x1F), (0x7F, 0x9F), (0x061C, 0x061C), (0x200B, 0x200F), (0x2028, 0x202E),
+                  (0x2060, 0x2069), (0xFEFF, 0xFEFF), (0xFFF9, 0xFFFB))
+_UNSAFE_CLASS = "".join(f"\\u{a:04x}" if a == b else f"\\u{a:04x}-\\u{b:04x}" for a, b in _UNSAFE_RANGES)
+UNSAFE_CHARACTERS = re.compile(f"[{_UNSAFE_CLASS}]")
+# The same rule for an OpenAPI document (a JSON Schema `pattern`, escapes valid in Python and ECMA regexes): texts
+# without those characters, and, for a text that must say something, one with a character that is not a space.
+SAFE_TEXT_PATTERN = f"^[^{_UNSAFE_CLASS}]*$"
+NONBLANK_SAFE_TEXT_PATTERN = f"^[^{_UNSAFE_CLASS}]*[^\\s{_UNSAFE_CLASS}][^{_UNSAFE_CLASS}]*$"
 MAX_TEXT_LENGTH = 200  # characters in any text field of a source row (names, districts, references)
 EARLIEST_DATE = dt.date(1800, 1, 1)  # no source row (nor an establishment: 老字号 included) is dated before this
 

@@ -45,9 +45,17 @@ class Unavailable:
             return errors.model_unavailable(self._error)
         if isinstance(self._error, errors.STORE_ERRORS):
             return errors.store_unavailable(self._error)
-        logs.log.error("%s unavailable: %s", self._part, logs.describe(self._error))
+        _outage(self._part).failure(self._error)
         return errors.ProblemError(503, f"{self._part} is not available yet; retry later",
                                    headers=errors.retry_after())
+
+
+_OUTAGES: dict[str, logs.OutageLog] = {}
+
+
+def _outage(part: str) -> logs.OutageLog:
+    """The rate-limited log of a part that failed for another reason than the store or the model."""
+    return _OUTAGES.setdefault(part, logs.OutageLog(part))
 
 
 def unavailable(part: Any) -> bool:
@@ -89,6 +97,8 @@ class Starter:
                 runner = JobRunner(self.engine, self.models_dir)  # batch runs: the app's worker thread
                 runner.start()
                 state.batch_jobs = runner
+            for outage in _OUTAGES.values():
+                outage.success()
             return True
         except Exception as error:  # noqa: BLE001 - any failure: the part stays unavailable, retried later
             if unavailable(state.quoting):
@@ -96,7 +106,12 @@ class Starter:
                                             definitions=list(load_catalogue().values()))
             if unavailable(state.batch_jobs):
                 state.batch_jobs = Unavailable("the batch runner", error)
-            (logs.MODEL if isinstance(error, errors.ArtifactIntegrityError) else logs.STORE).failure(error)
+            if isinstance(error, errors.ArtifactIntegrityError):
+                logs.MODEL.failure(error)
+            elif isinstance(error, errors.STORE_ERRORS):
+                logs.STORE.failure(error)
+            else:
+                _outage("the service's start").failure(error)
             return False
 
     def _retry(self) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import anyio
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.http.deps import require
 from api.http.errors import ProblemError
 from api.http.limits import bump_key_epoch
 from api.keys import KeyOperationError, Principal, Role, revoke_key
-from features.validation import text_problem
+from features.validation import NONBLANK_SAFE_TEXT_PATTERN, text_problem
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 Admins = require(Role.admin)
@@ -20,8 +20,16 @@ class RevokeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"key_id": 12, "reason": "the platform's key leaked in a support ticket"}]})
 
-    key_id: StrictInt = Field(ge=1, description="the key's id (`indexloan keys list`)")
-    reason: str = Field(min_length=1, max_length=200, description="why (recorded in the audit log)")
+    key_id: int = Field(ge=1, le=2**31 - 1, description="the key's id (`indexloan keys list`)")
+    reason: str = Field(min_length=1, max_length=200, description="why (recorded in the audit log)",
+                        json_schema_extra={"pattern": NONBLANK_SAFE_TEXT_PATTERN})
+
+    @field_validator("key_id", mode="before")
+    @classmethod
+    def _a_number(cls, value: object) -> object:
+        if isinstance(value, bool | str):  # JSON true is not 1, "12" is not a number
+            raise ValueError("must be a number (the key's id)")
+        return value
 
     @field_validator("reason")
     @classmethod

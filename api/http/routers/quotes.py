@@ -27,7 +27,7 @@ from api.quoting.versions import VersionsError
 from api.tables import quotes
 from features import uscc
 from features.store import audit
-from features.validation import text_problem
+from features.validation import SAFE_TEXT_PATTERN, text_problem
 
 router = APIRouter(prefix="/v1/quotes", tags=["quotes"])
 
@@ -45,9 +45,10 @@ class QuoteRequest(BaseModel):
     # strict: a number only (JSON true is not 1, "3000000" is not a number)
     requested_amount_cny: float | None = Field(None, gt=0, le=1e9, strict=True, description="requested amount (CNY)")
     purpose: str | None = Field(None, max_length=200, description="free text, one line, no control or "
-                                "bidirectional-formatting characters")
+                                "bidirectional-formatting characters", json_schema_extra={"pattern": SAFE_TEXT_PATTERN})
     consent_ref: str | None = Field(None, min_length=1, max_length=128,
-                                    description="the enterprise's data-use consent reference (授权编号)")
+                                    description="the enterprise's data-use consent reference (授权编号)",
+                                    json_schema_extra={"pattern": SAFE_TEXT_PATTERN})
     as_of: dt.date | None = Field(None, description="data as of this date (default today); not in the future")
 
     @field_validator("purpose", "consent_ref")
