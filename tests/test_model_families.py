@@ -305,3 +305,16 @@ def test_the_winner_has_the_best_auc_unless_the_folds_cannot_tell_then_the_lower
     fixed = dataclasses.replace(cfg, selection=dataclasses.replace(cfg.selection, tolerance=0.001))
     winner, reason = choose([leader, noisy, clearly], fixed)
     assert winner.candidate.name == "a" and "best inner-CV AUC" in reason
+
+
+def test_holdout_validation_selects_on_the_validation_fold_and_keeps_the_fold_model(dataset, tmp_path) -> None:
+    """Large samples use one validation fold: the candidates are scored on it, the winner is its fold model."""
+    cfg = dataclasses.replace(_config("blend"), validation="holdout")
+    result = train_pipeline(dataset, cfg, tmp_path, write_report=False)
+    sel = result.metadata["selection"]
+    assert sel["mode"] == "holdout" and sel["folds"] == 1 and sel["rows"] == len(result.split.valid)
+    assert result.metadata["best_iteration"] <= result.metadata["iterations_run"]
+    model = RiskModel.from_dir(tmp_path)
+    X = model.encode(dataset.X)
+    raw, _, contrib = model.scores(X)
+    assert model.family == "blend" and np.array_equal(contrib.sum(axis=1), raw)

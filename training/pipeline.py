@@ -121,7 +121,7 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
         params = {k: v for k, v in (winner.params or {}).items() if k != "monotone_constraints"}
         fold_iterations = winner.iterations if family != "scorecard" else []
         trees = selected.scorer.num_trees
-        best_iteration, iterations_run = trees, (max(fold_iterations) if mode == "holdout" and fold_iterations
+        best_iteration, iterations_run = trees, (max(winner.grown) if mode == "holdout" and winner.grown
                                                  else trees)
         oof_rows, oof_raw = selected.cal_rows, selected.cal_raw
     else:  # Dask, or no candidates configured: the LightGBM of `params`
@@ -194,7 +194,8 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
             "config": {"seed": cfg.seed, "num_boost_round": cfg.num_boost_round,
                        "early_stopping_rounds": cfg.early_stopping_rounds,
                        "validation_fraction": cfg.validation_fraction, "oot_share": cfg.oot_share,
-                       "validation": cfg.validation, "cv_folds": cfg.cv_folds, "cv_max_rows": cfg.cv_max_rows},
+                       "validation": cfg.validation, "cv_folds": cfg.cv_folds, "cv_max_rows": cfg.cv_max_rows,
+                       "cv_final": cfg.cv_final},
         },
         "code_version": code_version(),
         "operator": operator or default_operator(),

@@ -246,6 +246,10 @@ def render_report(meta: dict[str, Any], metrics: dict[str, Any], y: np.ndarray, 
     family = meta.get("family", "lightgbm")
     trees = (f"{meta['num_trees']} (mean of the folds' early-stopped {folds}; final model on all development rows)"
              if cv else f"{meta['num_trees']} (best of {meta['iterations_run']} grown, early-stopped on validation)")
+    if cv and meta.get("training", {}).get("config", {}).get("cv_final") == "average" and meta.get("selection"):
+        k = len(folds)
+        trees = (f"{meta['num_trees']}: the {k} fold models (early-stopped at {folds} trees) in one model, each tree "
+                 f"scaled by 1/{k} (their mean)")
     if family == "scorecard":
         trees = "none (scorecard)"
     described = {"lightgbm": "LightGBM binary classifier with monotone constraints",

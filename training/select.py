@@ -61,6 +61,7 @@ class Evaluated:
     params: dict[str, Any] | None = None
     weight: float | None = None  # blend: weight of the LightGBM part (final)
     fold_weights: list[float] = field(default_factory=list)
+    grown: list[int] = field(default_factory=list)  # LightGBM: rounds grown per fold (best + patience at most)
 
 
 @dataclass
@@ -153,16 +154,17 @@ def evaluate_lightgbm(candidate: Candidate, X: np.ndarray, y: np.ndarray, spec: 
     params = _lgb_params(cfg, spec, candidate)
     oof = np.empty(len(folds.rows))
     positions = _positions(folds)
-    iterations, models = [], []
+    iterations, models, grown = [], [], []
     for k, ((fit_rows, eval_rows), pos) in enumerate(zip(folds.pairs, positions, strict=True)):
-        booster, best, _ = _early_stopped(params, X, y, fit_rows, eval_rows, spec, cfg,
+        booster, best, ran = _early_stopped(params, X, y, fit_rows, eval_rows, spec, cfg,
                                           f"{candidate.name}: fold {k + 1}/{len(folds.pairs)}", progress)
         oof[pos] = booster.predict(X[eval_rows], raw_score=True, num_iteration=best)
         iterations.append(best)
+        grown.append(ran)
         models.append(lgb.Booster(model_str=booster.model_to_string(num_iteration=best)))
     figs = figures(oof, y[folds.rows], folds, cfg)
     figs["trees"] = float(np.mean(iterations))
-    return Evaluated(candidate, oof, figs, iterations, models, params)
+    return Evaluated(candidate, oof, figs, iterations, models, params, grown=grown)
 
 
 def evaluate_scorecard(candidate: Candidate, X: np.ndarray, y: np.ndarray, spec: FeatureSpec, folds: Folds,
@@ -213,7 +215,8 @@ def evaluate_blend(candidate: Candidate, gbm: Evaluated, card: Evaluated, y: np.
     figs["fold_weights"] = fold_weights
     figs["lightgbm_part"] = gbm.candidate.name
     final_oof = final_w * gbm.oof + (1 - final_w) * card.oof
-    blended = Evaluated(candidate, final_oof, figs, gbm.iterations, gbm.models, gbm.params, final_w, fold_weights)
+    blended = Evaluated(candidate, final_oof, figs, gbm.iterations, gbm.models, gbm.params, final_w, fold_weights,
+                        gbm.grown)
     if folds.mode == "holdout":
         blended.models = [BlendScorer(gbm.models[0], card.models[0], final_w)]
     return blended
