@@ -1,4 +1,5 @@
-"""State the worker processes of one service share: token buckets (rate limits) and the key-revocation epoch.
+"""State the worker processes of one service share: token buckets (rate limits), the key-revocation epoch and
+when a quote write last failed or succeeded (for /readyz).
 
 Both live in files under the runtime directory (setting `runtime_dir`; by default a folder of the system's
 temporary directory named after the database URL, so every worker of one service, and the `indexloan keys`
@@ -165,6 +166,57 @@ class Epoch:
             self._fd = None
 
 
+class WriteRecord:
+    """When a quote write last failed and last succeeded, in any worker (two doubles, CLOCK_MONOTONIC), so that
+    every worker's /readyz tells the same story. A success costs one pread (and a pwrite only after a failure)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def _file(self) -> int:
+        if self._fd is None:
+            self._fd = _open(self.path, 16)
+        return self._fd
+
+    def _read(self, fd: int) -> tuple[float, float]:
+        return struct.unpack("<dd", os.pread(fd, 16, 0))
+
+    def failed(self) -> None:
+        try:
+            fd = self._file()
+            with _locked(fd):
+                ok, _ = self._read(fd)
+                os.pwrite(fd, struct.pack("<dd", ok, time.monotonic()), 0)
+        except OSError as error:
+            LIMITS_DOWN.failure(error)
+
+    def succeeded(self) -> None:
+        try:
+            fd = self._file()
+            ok, failed = self._read(fd)
+            if failed > ok:
+                with _locked(fd):
+                    _, failed = self._read(fd)
+                    os.pwrite(fd, struct.pack("<dd", time.monotonic(), failed), 0)
+        except OSError as error:
+            LIMITS_DOWN.failure(error)
+
+    def failing_since(self) -> float | None:
+        """When the last failure happened, if no write has succeeded since (monotonic seconds), else None."""
+        try:
+            ok, failed = self._read(self._file())
+        except OSError as error:
+            LIMITS_DOWN.failure(error)
+            return None
+        return failed if failed > ok else None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class Limits:
     """The service's limits, from settings: per key, per address, failed authentications per address."""
 
@@ -172,6 +224,7 @@ class Limits:
         settings = get_settings()
         self.buckets = SharedBuckets(directory / "rate-buckets")
         self.key_epoch = Epoch(directory / "keys-epoch")
+        self.writes = WriteRecord(directory / "write-outcomes")
         self.key_rate, self.key_burst = settings.rate_limit_key_per_second, settings.rate_limit_key_burst
         self.address_rate = settings.rate_limit_address_per_second
         self.address_burst = settings.rate_limit_address_burst
@@ -194,6 +247,7 @@ class Limits:
     def close(self) -> None:
         self.buckets.close()
         self.key_epoch.close()
+        self.writes.close()
 
 
 def bump_key_epoch(database_url: str) -> None:

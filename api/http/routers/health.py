@@ -26,22 +26,35 @@ from training.errors import ArtifactIntegrityError
 router = APIRouter(tags=["health"])
 
 WRITE_FAILURE_MEMORY_SECONDS = 60.0  # a failed quote write keeps /readyz not-ready this long, unless one succeeds
+# (in any worker: the outcomes are shared through the runtime directory)
 
 
 class WriteOutcomes:
-    """The last quote write's outcome in this process (set by the quote route)."""
+    """The last quote write's outcome (set by the quote route): in the files the workers share when the app
+    has them (app.state.limits.writes), else in this process."""
 
     failed_at: float | None = None
     cause: str = ""
 
     @classmethod
-    def failed(cls, error: BaseException) -> None:
+    def failed(cls, state: object, error: BaseException) -> None:
         cls.failed_at, cls.cause = time.monotonic(), logs.describe(error)
+        limits = getattr(state, "limits", None)
+        if limits is not None:
+            limits.writes.failed()
 
     @classmethod
-    def succeeded(cls) -> None:
+    def succeeded(cls, state: object) -> None:
         if cls.failed_at is not None:
             cls.failed_at = None
+        limits = getattr(state, "limits", None)
+        if limits is not None:
+            limits.writes.succeeded()
+
+    @classmethod
+    def failing_since(cls, state: object) -> float | None:
+        limits = getattr(state, "limits", None)
+        return limits.writes.failing_since() if limits is not None else cls.failed_at
 
 
 def _not_ready(detail: str) -> ProblemError:
@@ -73,9 +86,10 @@ def _readiness(request: Request) -> dict:
     except errors.STORE_ERRORS as error:
         logs.STORE.failure(error)
         raise _not_ready(f"the store cannot be written: {logs.describe(error)}") from None
-    failed_at = WriteOutcomes.failed_at
+    failed_at = WriteOutcomes.failing_since(request.app.state)
     if failed_at is not None and time.monotonic() - failed_at < WRITE_FAILURE_MEMORY_SECONDS:
-        raise _not_ready(f"the last quote could not be stored: {WriteOutcomes.cause}")
+        raise _not_ready("the last quote could not be stored" + (f": {WriteOutcomes.cause}" if WriteOutcomes.cause
+                                                                  else ""))
     if unavailable(quoting):
         raise quoting.problem()
     try:

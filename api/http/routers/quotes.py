@@ -134,7 +134,7 @@ def _json_response(content: bytes, quote_id: str, status: int = 201, replayed: b
     return Response(content, status_code=status, media_type="application/json", headers=headers)
 
 
-def _answer(service: QuotingService, issued: Issued, error: BaseException | None) -> Response:
+def _answer(service: QuotingService, issued: Issued, error: BaseException | None, state: object = None) -> Response:
     """The response once the quote's transaction has ended: the quote, or why it was not issued."""
     values = issued.values
     if isinstance(error, sa.exc.IntegrityError):
@@ -145,13 +145,13 @@ def _answer(service: QuotingService, issued: Issued, error: BaseException | None
             raise error
         return _replayed(previous, issued.order, service)
     if isinstance(error, errors.STORE_ERRORS):
-        WriteOutcomes.failed(error)  # /readyz says not ready until a write succeeds again
+        WriteOutcomes.failed(state, error)  # /readyz says not ready until a write succeeds again
         problem = errors.store_unavailable(error)
         raise ProblemError(503, "the quote could not be stored, so it was not issued; retry later",
                            title=problem.title, headers=problem.headers) from None
     if error is not None:
         raise error
-    WriteOutcomes.succeeded()
+    WriteOutcomes.succeeded(state)
     logs.STORE.success()
     for q in issued.full["quotes"]:
         QUOTES.labels(q["product"], "true" if q["eligible"] else "false").inc()
@@ -200,8 +200,8 @@ async def create_quote(body: QuoteRequest, request: Request, principal: Principa
         # never cancelled from here (a request given up on must not disturb the writer).
         await asyncio.shield(asyncio.wrap_future(future))
     except Exception as error:  # noqa: BLE001 - turned into the response below
-        return await anyio.to_thread.run_sync(_answer, service, issued, error)
-    return _answer(service, issued, None)
+        return await anyio.to_thread.run_sync(_answer, service, issued, error, request.app.state)
+    return _answer(service, issued, None, request.app.state)
 
 
 def _replayed(previous: sa.Row, order: QuoteOrder, service: QuotingService) -> Response:
