@@ -681,3 +681,100 @@ def test_full_disk_under_load_gives_503s_logged_and_not_ready_then_recovers(tmp_
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
         with contextlib.suppress(OSError):
             mount.rmdir()
+
+
+WAL_PROBE = """
+import subprocess, sys
+import sqlalchemy as sa
+from features.store.db import StoreNotWritableError, connect
+database = sys.argv[1]
+engine = connect("sqlite:///" + database)
+with engine.begin() as conn:
+    conn.exec_driver_sql("CREATE TABLE t (x BLOB)")
+for _ in range(20):
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO t VALUES (?)", (b"x" * 20000,))
+mode = engine.connect().exec_driver_sql("PRAGMA journal_mode").scalar()
+assert mode == "wal", mode
+with engine.connect() as a, engine.connect() as b:  # two pooled connections, both mapping the -shm index
+    pass
+files = [database, database + "-wal", database + "-shm"]
+subprocess.run(["chattr", "+i", *files], check=True)
+refused = 0
+try:
+    for _ in range(50):
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql("INSERT INTO t VALUES (?)", (b"y" * 20000,))
+        except StoreNotWritableError:
+            refused += 1
+finally:
+    subprocess.run(["chattr", "-i", *files], check=True)
+with engine.begin() as conn:
+    conn.exec_driver_sql("INSERT INTO t VALUES (?)", (b"z" * 20000,))
+print(refused)
+"""
+
+
+def test_wal_store_made_immutable_is_refused_before_sqlite_touches_it(tmp_path: Path) -> None:
+    """With settings.sqlite_wal, a store whose files became immutable is refused before each transaction (an
+    error, 503) instead of a SIGBUS through the memory-mapped -shm index; run in a child, which would die."""
+    if os.geteuid() != 0 or shutil.which("chattr") is None:
+        pytest.skip("making the store file immutable needs root and chattr")
+    probe = tmp_path / "probe"
+    probe.write_text("x")
+    if subprocess.run(["chattr", "+i", str(probe)], capture_output=True).returncode != 0:
+        pytest.skip("this filesystem has no immutable flag")
+    subprocess.run(["chattr", "-i", str(probe)], check=True)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("INDEXLOAN_")}, "INDEXLOAN_SQLITE_WAL": "true"}
+    done = subprocess.run([sys.executable, "-c", WAL_PROBE, str(tmp_path / "wal.db")], capture_output=True,
+                          text=True, timeout=120, env=env, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])  # -7 would be the SIGBUS
+    assert done.stdout.split()[-1] == "50"
+
+
+RAW_SQLITE_PROBE = """
+import sqlite3, subprocess, sys
+database, mode = sys.argv[1], sys.argv[2]
+conn = sqlite3.connect(database)
+conn.execute(f"PRAGMA journal_mode={mode}")
+conn.execute("CREATE TABLE t (x BLOB)")
+for _ in range(10):
+    conn.execute("INSERT INTO t VALUES (?)", (b"x" * 20000,))
+    conn.commit()
+files = [database] + [database + s for s in ("-wal", "-shm", "-journal")]
+subprocess.run(["chattr", "+i", *[f for f in files if __import__("os").path.exists(f)]], check=True)
+try:
+    conn.execute("INSERT INTO t VALUES (?)", (b"y" * 20000,))
+    conn.commit()
+    print("written")
+except sqlite3.Error as error:
+    print("error:", error)
+finally:
+    subprocess.run(["chattr", "-i", *[f for f in files if __import__("os").path.exists(f)]], check=False)
+"""
+
+
+def test_the_cause_wal_index_mapping_is_a_sigbus_and_a_rollback_journal_an_error(tmp_path: Path) -> None:
+    """Why the default store has no WAL: SQLite itself, without this service, on a store made immutable with
+    a connection open. In WAL mode the write to the memory-mapped -shm index kills the process (SIGBUS); with a
+    rollback journal (the default) the same write is an ordinary error."""
+    if os.geteuid() != 0 or shutil.which("chattr") is None:
+        pytest.skip("making the store file immutable needs root and chattr")
+    probe = tmp_path / "probe"
+    probe.write_text("x")
+    if subprocess.run(["chattr", "+i", str(probe)], capture_output=True).returncode != 0:
+        pytest.skip("this filesystem has no immutable flag")
+    subprocess.run(["chattr", "-i", str(probe)], check=True)
+
+    def run(mode: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", RAW_SQLITE_PROBE, str(tmp_path / f"{mode}.db"), mode],
+                              capture_output=True, text=True, timeout=60)
+
+    try:
+        wal = run("WAL")
+    finally:  # the child died before its own clean-up
+        subprocess.run(["chattr", "-i", *map(str, tmp_path.glob("WAL.db*"))], capture_output=True)
+    assert wal.returncode == -signal.SIGBUS, (wal.returncode, wal.stdout, wal.stderr[-500:])
+    rollback = run("PERSIST")
+    assert rollback.returncode == 0 and rollback.stdout.startswith("error:"), (rollback.returncode, rollback.stdout)
