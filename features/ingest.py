@@ -264,6 +264,11 @@ def ingest_file(
     quarantine = quarantine_dir / f"{source_name}-{sha[:12]}.csv"
     try:
         with engine.begin() as conn:
+            if conn.dialect.name == "sqlite":
+                # Keep this transaction's pages in memory until its commit: a spill to the file (a rollback
+                # journal's default) takes the exclusive lock, and every reader (the API's quotes and key
+                # look-ups) would then wait until the commit; measured 1.1 s against 0.13 s for a reader.
+                conn.exec_driver_sql("PRAGMA cache_spill=OFF")
             previous = _already_ingested(conn, source_name, sha)
             if previous is not None:
                 result.already_ingested = True
