@@ -213,6 +213,9 @@ def main() -> None:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-http-work-")))
         env = {k: v for k, v in os.environ.items() if not k.startswith("INDEXLOAN_")}
         env.update(INDEXLOAN_DATA_DIR=str(store), PYTHONPATH=str(ROOT))
+        # the measured load comes from one key and one address: lift the per-caller limits (bench/load.py does too)
+        env.update({f"INDEXLOAN_RATE_LIMIT_{who}_{what}": "1000000" for who in ("KEY", "ADDRESS")
+                    for what in ("PER_SECOND", "BURST")})
         key = prepare_store(store, args.firms, args.seed, env)
         db = store / "indexloan.db"
         codes = credit_codes(db)
