@@ -425,6 +425,10 @@ def served(url: str, directory: Path, workers: int = 2, **settings: str) -> Iter
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INDEXLOAN_", "PROMETHEUS_"))}
     env.update({"INDEXLOAN_DATA_DIR": str(directory), "INDEXLOAN_RETRY_AFTER_SECONDS": "1"})
+    # the load comes from one key and one address, and 503s come back fast: per-caller limits would answer
+    # 429 and hide what a test looks at (test_a_flood_of_guessed_keys... tests the limits themselves)
+    env.update({f"INDEXLOAN_RATE_LIMIT_{who}_{what}": "1000000" for who in ("KEY", "ADDRESS")
+                for what in ("PER_SECOND", "BURST")})
     env.update({f"INDEXLOAN_{k.upper()}": v for k, v in settings.items()})
     log = directory / f"serve-{port}.log"
     with log.open("wb") as out:
@@ -564,7 +568,10 @@ def test_read_only_store_file_under_load_gives_503s_not_a_crash(model_store: Mod
         assert server.workers() == workers and server.proc.poll() is None  # no worker died (no SIGBUS)
         assert load.problems == [] and set(load.summary()) <= {201, 503}, load.summary()
         assert set(load.acknowledged) <= stored_ids(model_store.url)
-        assert httpx.get(f"{server.base}/readyz", timeout=10).status_code == 200
+        deadline = time.monotonic() + 30  # ready again once each worker's probe has seen a write succeed
+        while httpx.get(f"{server.base}/readyz", timeout=10).status_code != 200:
+            assert time.monotonic() < deadline, "still not ready 30 s after the store was writable again"
+            time.sleep(0.5)
         text = server.output()
         assert "Traceback" not in text and "SIGBUS" not in text, text[-3000:]
 
