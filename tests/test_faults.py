@@ -42,6 +42,11 @@ FIRMS = 400
 pytestmark = pytest.mark.slow
 
 
+# The load of these tests comes from one key and one address, and 503s come back fast: per-caller rate limits
+# would answer 429 and hide what a test looks at (test_a_flood_of_guessed_keys... and tests/test_security.py
+# test the limits themselves).
+UNLIMITED = {f"rate_limit_{who}_{what}": "1000000" for who in ("key", "address") for what in ("per_second", "burst")}
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -270,7 +275,7 @@ def stored_ids(url: str) -> set[str]:
 def test_postgres_outage_under_load_gives_503s_then_recovers(postgres: ThrowawayPostgres, tmp_path: Path) -> None:
     key, codes = populate(postgres.url, tmp_path)
     with (settings_env(retry_after_seconds="2", database_connect_timeout_seconds="2",
-                       runtime_dir=str(tmp_path / "run")),
+                       runtime_dir=str(tmp_path / "run"), **UNLIMITED),
           serve(create_app(database_url=postgres.url)) as base, captured_logs() as logs):
         with Load(base, key, codes) as load:
             load.wait_for(lambda: load.count(201) >= 30, 60, "quotes before the outage")
@@ -425,10 +430,7 @@ def served(url: str, directory: Path, workers: int = 2, **settings: str) -> Iter
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INDEXLOAN_", "PROMETHEUS_"))}
     env.update({"INDEXLOAN_DATA_DIR": str(directory), "INDEXLOAN_RETRY_AFTER_SECONDS": "1"})
-    # the load comes from one key and one address, and 503s come back fast: per-caller limits would answer
-    # 429 and hide what a test looks at (test_a_flood_of_guessed_keys... tests the limits themselves)
-    env.update({f"INDEXLOAN_RATE_LIMIT_{who}_{what}": "1000000" for who in ("KEY", "ADDRESS")
-                for what in ("PER_SECOND", "BURST")})
+    env.update({f"INDEXLOAN_{k.upper()}": v for k, v in UNLIMITED.items()})
     env.update({f"INDEXLOAN_{k.upper()}": v for k, v in settings.items()})
     log = directory / f"serve-{port}.log"
     with log.open("wb") as out:
