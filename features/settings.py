@@ -71,6 +71,11 @@ class Settings(BaseSettings):
                                      "limits, key revocations); default beside a SQLite store's file, else a "
                                      "folder named after the database in the system's temporary directory")
 
+    feature_snapshots: bool = Field(True, description="keep each as-of date's assembled features as a Parquet "
+                                    "snapshot next to the store, extended when new batches land")
+    feature_snapshot_dir: Path | None = Field(None, description="where feature snapshots live; default beside a "
+                                              "SQLite store's file, else a folder of the system temporary directory")
+
     @classmethod
     def settings_customise_sources(
         cls,

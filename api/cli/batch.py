@@ -90,7 +90,7 @@ def _run(day: dt.date, out_file: Path, products: list[str] | None, reasons: int,
     from api.database import migrate
     from api.precredit.inputs import build_context, load_model, read_feature_files
     from api.precredit.run import RunOptions, run_precredit
-    from features.store.load import load_features
+    from features.store.snapshot import population_features
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as bar:
@@ -102,7 +102,7 @@ def _run(day: dt.date, out_file: Path, products: list[str] | None, reasons: int,
                 db = migrate(database_url)
         else:
             db = migrate(database_url)
-            frame = load_features(None, day, engine=db)
+            frame = population_features(day, db)
         bar.update(task, description="loading the model and products")
         model = load_model(db, str(models_dir) if models_dir else None, model_dir)
         ctx, describe, frame = build_context(frame, day, products, reasons, model)

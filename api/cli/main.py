@@ -88,6 +88,7 @@ def ingest(
 
     from features.ingest import find_source_files, ingest_directory
     from features.settings import get_settings
+    from features.store.snapshot import refresh_snapshots
 
     if not find_source_files(directory)[0]:
         fail(f"no source files in {directory} (expected e.g. registry.csv, tax.parquet)", 2)
@@ -104,6 +105,13 @@ def ingest(
 
         report = ingest_directory(engine, directory, quarantine_dir or settings.resolved_quarantine_dir,
                                   settings.ingest_chunk_rows, progress=progress)
+        # Even a partly failed run stored some files: the kept feature snapshots are extended now, not by
+        # the next quote or batch run.
+        snapshots = bar.add_task("feature snapshots", total=1)
+        refreshed = refresh_snapshots(engine)
+        bar.update(snapshots, completed=1)
+    if refreshed and not as_json:
+        err.print("feature snapshots extended: " + ", ".join(d.isoformat() for d in refreshed))
     if as_json:
         print(json.dumps(report.as_json(), ensure_ascii=False))
     else:

@@ -168,9 +168,9 @@ class JobRunner:
 
     def _execute(self, job_id: str, request: PrecreditRequest, progress: Progress) -> RunResult:
         from api.precredit.inputs import build_context, load_model
-        from features.store.load import load_features
+        from features.store.snapshot import population_features
 
-        features = load_features(None, request.as_of, engine=self.engine)
+        features = population_features(request.as_of, self.engine)
         model = load_model(self.engine, self.models_dir, None)
         ctx, describe, features = build_context(features, request.as_of, request.products, request.reasons, model)
         options = RunOptions(self.result_path(job_id, request.fmt), request.engine, None, request.partitions,

@@ -43,7 +43,7 @@ from api.quoting.writer import GroupWriter
 from api.tables import config_blobs
 from features.settings import get_settings
 from features.store import audit
-from features.store.load import load_features
+from features.store.snapshot import population_features
 from features.store.tables import batches
 from products.catalogue import load_catalogue, parse_definition
 from products.schema import ProductDefinition
@@ -123,7 +123,7 @@ class Quoter:
     # ------------------------------------------------------------------ states per date
 
     def _build(self, as_of: dt.date, mark: tuple[int, str | None]) -> DateState:
-        population = load_features(None, as_of, engine=self.engine)
+        population = population_features(as_of, self.engine)
         versions = versions_for(as_of, population, self.model(), definitions=self.definitions)
         self.on_new_versions(versions)
         return DateState(versions, Population(population[[c for c in versions.columns if c in population.columns]

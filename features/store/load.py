@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 from features.assemble import point_in_time
@@ -24,6 +27,30 @@ def _typed(frame: pd.DataFrame, source_name: str) -> pd.DataFrame:
     return frame
 
 
+_ARROW_TYPES = {"int": pa.float64(), "float": pa.float64(), "bool": pa.bool_(), "date": pa.timestamp("s"),
+                "str": pa.string(), "enum": pa.string()}
+
+
+def _copy_frame(conn: sa.Connection, query: sa.Select, source_name: str) -> pd.DataFrame:
+    """PostgreSQL's bulk path: the query's rows as CSV through COPY, parsed by Arrow, typed as `_typed` makes
+    `pd.read_sql`'s frame (several times faster than fetching rows as Python objects)."""
+    sql = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    buffer = io.BytesIO()
+    with conn.connection.cursor() as cursor, cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT CSV, HEADER)") as copy:
+        for block in copy:
+            buffer.write(block)
+    types = {"credit_code": pa.string(), "as_of": pa.timestamp("s"), "consent_ref": pa.string(),
+             "batch_id": pa.int64(), **{f.name: _ARROW_TYPES[f.kind] for f in SOURCES[source_name].fields}}
+    options = pacsv.ConvertOptions(column_types=types, true_values=["t"], false_values=["f"],
+                                   null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False)
+    table = pacsv.read_csv(pa.py_buffer(buffer.getbuffer()), convert_options=options)
+    frame = table.to_pandas()
+    for spec in SOURCES[source_name].fields:
+        if spec.kind == "bool":
+            frame[spec.name] = frame[spec.name].astype("boolean")
+    return frame
+
+
 def load_source_frames(
     as_of: dt.date,
     credit_codes: list[str] | None = None,
@@ -39,7 +66,10 @@ def load_source_frames(
             query = sa.select(table).where(table.c.as_of <= as_of)
             if credit_codes is not None:
                 query = query.where(table.c.credit_code.in_(credit_codes))
-            frames[name] = _typed(pd.read_sql(query, conn), name)
+            if conn.dialect.name == "postgresql" and credit_codes is None:
+                frames[name] = _typed(_copy_frame(conn, query, name), name)
+            else:
+                frames[name] = _typed(pd.read_sql(query, conn), name)
     return frames
 
 
