@@ -75,6 +75,15 @@ batch_jobs = sa.Table(
     sa.Column("error", sa.Text),
 )
 
+# Batch jobs bounded (issue 14, migration 0010): a running job's lease and the worker holding it, how often it
+# was taken over after its worker vanished, a cancel request (status "cancelled" once honoured).
+batch_jobs.append_column(sa.Column("lease_expires_at", sa.DateTime(timezone=True)))
+batch_jobs.append_column(sa.Column("worker", sa.String(128)))
+batch_jobs.append_column(sa.Column("retries", sa.Integer, nullable=False, server_default=sa.text("0")))
+batch_jobs.append_column(sa.Column("cancel_requested_by", sa.String(128)))
+batch_jobs.append_column(sa.Column("cancel_requested_at", sa.DateTime(timezone=True)))
+sa.Index("ix_batch_jobs_api_key_id_created_at", batch_jobs.c.api_key_id, batch_jobs.c.created_at)
+
 # A key may expire (issue 14); NULL: it does not. Revocation is `revoked_at` above.
 api_keys.append_column(sa.Column("expires_at", sa.DateTime(timezone=True)))
 

@@ -3,6 +3,12 @@ worker killed (kill -9) mid-run, then every acknowledged quote looked up in the 
 
     python bench/load.py [--seconds 60] [--max-requests 300000] [--connections 32] [--workers 2]
                          [--firms 5000] [--kill-worker-at 20] [--store DIR]
+                         [--batch-job-at 10 --batch-reasons 3] [--code DIR]
+
+With --batch-job-at, a whole-region pre-credit job (every product, --batch-reasons explanations) is started
+over the API at that second; quote latency is then reported apart while it is queued or running, and the
+job's own duration. --code runs another checkout's code (`python -m api.cli.main` from DIR) instead of the
+`indexloan` script, to compare two versions on the same store.
 
 The store (a synthetic region, ingested; a champion model trained and promoted by `demo-setup`) is built
 once into --store (default a temporary folder). The client is one asyncio process with pre-built requests
@@ -27,6 +33,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -48,22 +55,65 @@ def free_port() -> int:
 
 
 def run(cmd: list[str], env: dict[str, str]) -> str:
-    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(cmd, env=env, cwd=env.get("PYTHONPATH", ROOT), capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return done.stdout
 
 
-def prepare(store: Path, firms: int, env: dict[str, str]) -> tuple[str, list[str]]:
+def prepare(store: Path, firms: int, env: dict[str, str], cli: list[str]) -> tuple[dict[str, str], list[str]]:
     if not (store / "load-ready").exists():
-        run([INDEXLOAN, "demo-data", "--firms", str(firms), "--seed", "7", "--out", str(store / "region")], env)
-        run([INDEXLOAN, "ingest", str(store / "region"), "--json"], env)
+        run([*cli, "demo-data", "--firms", str(firms), "--seed", "7", "--out", str(store / "region")], env)
+        run([*cli, "ingest", str(store / "region"), "--json"], env)
         (store / "load-ready").write_text(str(firms))
-    out = run([INDEXLOAN, "demo-setup"], env)
-    keys = dict(line.split(None, 1) for line in out.splitlines() if line.startswith("loan_officer"))
+    out = run([*cli, "demo-setup"], env)
+    keys = {role: key.strip() for role, key in (line.split(None, 1) for line in out.splitlines()
+                                                 if line.startswith(("loan_officer", "risk_analyst")))}
     with contextlib.closing(sqlite3.connect(store / "indexloan.db")) as conn:
         codes = [r[0] for r in conn.execute("SELECT DISTINCT credit_code FROM src_registry ORDER BY credit_code")]
-    return keys["loan_officer"].strip(), codes
+    return keys, codes
+
+
+class BatchJob:
+    """Starts one whole-region job over the API and follows it (in a thread: the client's loop stays free)."""
+
+    def __init__(self, port: int, key: str, reasons: int) -> None:
+        self.port = port
+        self.key = key
+        self.reasons = reasons
+        self.started: float | None = None
+        self.ended: float | None = None
+        self.outcome: dict = {}
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+
+    def start(self) -> None:
+        self.started = time.perf_counter()
+        self._thread.start()
+
+    def _call(self, path: str, body: bytes | None = None) -> dict:
+        """One request on a connection of its own (this folder's http.py shadows the standard library's)."""
+        head = (f"{'POST' if body else 'GET'} /v1/batch/precredit{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Authorization: Bearer {self.key}\r\nConnection: close\r\n")
+        if body:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as sock:
+            sock.sendall(head.encode() + b"\r\n" + (body or b""))
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        return json.loads(answer.split(b"\r\n\r\n", 1)[1])
+
+    def _follow(self) -> None:
+        job = self._call("", json.dumps({"reasons": self.reasons}).encode())
+        while job["status"] in ("queued", "running"):
+            time.sleep(0.5)
+            job = self._call(f"/{job['job_id']}")
+        self.ended = time.perf_counter()
+        self.outcome = {"status": job["status"], "rows": job.get("result_rows"), "error": job.get("error"),
+                        "seconds": round(self.ended - self.started, 1)}
+
+    def during(self, at: float) -> bool:
+        return self.started is not None and at >= self.started and (self.ended is None or at <= self.ended)
 
 
 def workers_of(pid: int) -> set[int]:
@@ -107,6 +157,7 @@ async def soak(port: int, requests: list[tuple[str, bytes]], connections: int, s
     statuses: Counter = Counter()
     errors: Counter = Counter()
     latencies: dict[str, list[float]] = defaultdict(list)
+    started_at: dict[str, list[float]] = defaultdict(list)
     acknowledged: list[str] = []
     sent = 0
     deadline = time.perf_counter() + seconds
@@ -131,6 +182,7 @@ async def soak(port: int, requests: list[tuple[str, bytes]], connections: int, s
                     reader, writer = await asyncio.open_connection("127.0.0.1", port)
                     continue
                 latencies[kind].append(time.perf_counter() - t0)
+                started_at[kind].append(t0)
                 statuses[f"{kind} {status}"] += 1
                 if kind == "quote" and status == 201:
                     acknowledged.append(QUOTE_ID.search(body).group(1).decode())
@@ -147,7 +199,7 @@ async def soak(port: int, requests: list[tuple[str, bytes]], connections: int, s
     stride = max(1, len(requests) // connections)
     await asyncio.gather(ticker(), *[connection(c * stride) for c in range(connections)])
     return {"elapsed": time.perf_counter() - t0, "statuses": dict(statuses), "errors": dict(errors),
-            "latencies": latencies, "acknowledged": acknowledged}
+            "latencies": latencies, "started_at": started_at, "acknowledged": acknowledged}
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -172,7 +224,12 @@ def main() -> None:
     ap.add_argument("--kill-worker-at", type=float, default=None, help="kill -9 one worker after this many seconds")
     ap.add_argument("--store", type=Path, help="build once into (and reuse) this directory")
     ap.add_argument("--sqlite-wal", action="store_true", help="the store in WAL mode (settings.sqlite_wal)")
+    ap.add_argument("--batch-job-at", type=float, default=None, help="start a whole-region batch job at this second")
+    ap.add_argument("--batch-reasons", type=int, default=3, help="explanations per row of that job")
+    ap.add_argument("--code", type=Path, help="run this checkout's code instead of the indexloan script")
     args = ap.parse_args()
+    cli = [INDEXLOAN] if args.code is None else [sys.executable, "-m", "api.cli.main"]
+    cwd = ROOT if args.code is None else args.code.resolve()
     seconds = min(args.seconds, MAX_SECONDS)
     store = args.store or Path(tempfile.mkdtemp(prefix="indexloan-load-"))
     store.mkdir(parents=True, exist_ok=True)
@@ -182,11 +239,14 @@ def main() -> None:
                 "INDEXLOAN_RATE_LIMIT_KEY_PER_SECOND": "1000000", "INDEXLOAN_RATE_LIMIT_KEY_BURST": "1000000",
                 "INDEXLOAN_RATE_LIMIT_ADDRESS_PER_SECOND": "1000000",
                 "INDEXLOAN_RATE_LIMIT_ADDRESS_BURST": "1000000"})
-    key, codes = prepare(store, args.firms, env)
+    if args.code is not None:
+        env["PYTHONPATH"] = str(cwd)
+    keys, codes = prepare(store, args.firms, env, cli)
+    key = keys["loan_officer"]
     port = free_port()
     log = (store / "serve.log").open("ab")
-    proc = subprocess.Popen([INDEXLOAN, "serve", "--port", str(port), "--workers", str(args.workers)], env=env,
-                            cwd=ROOT, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([*cli, "serve", "--port", str(port), "--workers", str(args.workers)], env=env,
+                            cwd=cwd, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
     killed: list[int] = []
     try:
         deadline = time.monotonic() + 180
@@ -201,7 +261,11 @@ def main() -> None:
         before = loadavg()
         started_workers = workers_of(proc.pid)
 
+        batch = BatchJob(port, keys["risk_analyst"], args.batch_reasons)
+
         def tick(elapsed: float) -> None:
+            if args.batch_job_at is not None and batch.started is None and elapsed >= args.batch_job_at:
+                batch.start()
             if args.kill_worker_at is not None and not killed and elapsed >= args.kill_worker_at:
                 victim = min(workers_of(proc.pid))
                 os.kill(victim, signal.SIGKILL)
@@ -229,6 +293,11 @@ def main() -> None:
         "sqlite_wal": args.sqlite_wal, "answers": answered, "per_second": round(answered / result["elapsed"], 1),
         "statuses": result["statuses"], "server_errors": server_errors, "transport_errors": result["errors"],
         "latency": {kind: percentiles(v) for kind, v in result["latencies"].items()},
+        **({} if args.batch_job_at is None else {"batch_job": batch.outcome, "quote_latency_during_batch": percentiles(
+            [v for v, t in zip(result["latencies"]["quote"], result["started_at"]["quote"], strict=True)
+             if batch.during(t)]), "quote_latency_outside_batch": percentiles(
+            [v for v, t in zip(result["latencies"]["quote"], result["started_at"]["quote"], strict=True)
+             if not batch.during(t)])}),
         "acknowledged_quotes": len(acknowledged), "acknowledged_missing_from_store": len(set(acknowledged) - stored),
         "killed_workers": killed, "workers_started_by_supervisor": restarted,
         "loadavg_before": before, "loadavg_after": after,

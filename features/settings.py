@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import (
@@ -75,6 +76,29 @@ class Settings(BaseSettings):
                                     "snapshot next to the store, extended when new batches land")
     feature_snapshot_dir: Path | None = Field(None, description="where feature snapshots live; default beside a "
                                               "SQLite store's file, else a folder of the system temporary directory")
+    # --- batch jobs bounded (issue 14): quotas, a bounded queue, a concurrency limit, a worker process
+    batch_max_running: int = Field(1, ge=1, le=64, description="batch jobs running at once, over every worker "
+                                   "process of the store (a run uses every core it is given)")
+    batch_max_queued: int = Field(20, ge=1, le=10_000, description="queued batch jobs, all keys together; "
+                                  "a request beyond them is answered 503 (Retry-After)")
+    batch_max_active_per_key: int = Field(2, ge=1, le=1000, description="queued + running batch jobs per API "
+                                          "key; beyond them 429 (Retry-After)")
+    batch_max_per_key_per_day: int = Field(20, ge=1, le=100_000, description="batch jobs an API key may start "
+                                           "per UTC day; beyond them 429 (Retry-After: until midnight UTC)")
+    batch_lease_seconds: float = Field(60.0, ge=2, le=86_400, description="a running job's lease, renewed by "
+                                       "its worker every third of it; a job whose lease expired (its worker "
+                                       "died) is taken over by another worker")
+    batch_max_retries: int = Field(2, ge=0, le=100, description="times a job whose lease expired is taken "
+                                   "over before it is failed with the reason")
+    batch_poll_seconds: float = Field(1.0, gt=0, le=60, description="how often a batch worker looks for work")
+    batch_worker: Literal["service", "separate"] = Field("service", description="service: the service starts "
+                                                         "one batch worker process per machine when jobs are "
+                                                         "waiting (it exits when idle); separate: run "
+                                                         "`indexloan batch worker` yourself")
+    batch_worker_idle_seconds: float = Field(30.0, ge=0, le=86_400, description="a batch worker started by the "
+                                             "service exits after this long without work")
+    batch_worker_nice: int = Field(10, ge=0, le=19, description="niceness of a batch worker process, so quotes "
+                                   "keep the cores they need while a run takes the rest")
 
     @classmethod
     def settings_customise_sources(

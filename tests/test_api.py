@@ -183,6 +183,7 @@ ROLE_MATRIX = {
     ("POST", "/v1/batch/precredit"): RISK,
     ("GET", "/v1/batch/precredit/{job_id}"): RISK,
     ("GET", "/v1/batch/precredit/{job_id}/result"): RISK,
+    ("POST", "/v1/batch/precredit/{job_id}/cancel"): RISK,  # and only the job's own key or an admin
     ("POST", "/v1/keys/revoke"): {Role.admin},
     ("POST", "/v1/whitelists"): {Role.risk_analyst, Role.admin},
     ("GET", "/v1/whitelists"): RISK,
@@ -225,11 +226,11 @@ def _throwaway_key(svc: Service) -> int:
         return conn.execute(sa.text("SELECT MAX(id) FROM api_keys")).scalar_one()
 
 
-def _finish(svc: Service, job_id: str) -> str:
+def _finish(svc: Service, job_id: str, ends: tuple[str, ...] = ("succeeded", "failed")) -> str:
     """Wait for a background job to end (its audit row lands then), and return its final status."""
     deadline = time.monotonic() + 180
     while (status := svc.client.get(f"/v1/batch/precredit/{job_id}", headers=svc.headers(Role.admin))
-           .json()["status"]) not in ("succeeded", "failed"):
+           .json()["status"]) not in ends:
         assert time.monotonic() < deadline, status
         time.sleep(0.1)
     return status
@@ -286,13 +287,18 @@ def test_role_matrix(svc: Service, finished_job: str, published_whitelist: int, 
     url = (path.replace("{quote_id}", quote_id).replace("{credit_code}", svc.codes[0])
            .replace("{code}", "tax_credit").replace("{job_id}", finished_job)
            .replace("{whitelist_id}", str(whitelist_id)).replace("{product}", "per_mu"))
-    body = BODIES[path](svc) if method == "POST" else None
+    if path.endswith("/cancel") and role in RISK:  # a queued job of this role's own to cancel
+        own = svc.client.post("/v1/batch/precredit", json=BODIES["/v1/batch/precredit"](svc), headers=svc.headers(role))
+        url = url.replace(finished_job, own.json()["job_id"])
+    body = BODIES.get(path, lambda _svc: None)(svc) if method == "POST" else None
     response = svc.client.request(method, url, json=body, headers=svc.headers(role) if role else {})
     if (method, path) in PUBLIC or role in ROLE_MATRIX[(method, path)]:
         assert 200 <= response.status_code < 300, (role, path, response.text)
         if method == "POST" and path == "/v1/batch/precredit":
             # leave no job running behind: its late audit rows would race later tests that edit the chain
             assert _finish(svc, response.json()["job_id"]) == "succeeded"
+        if path.endswith("/cancel"):  # cancelled while running: wait for the worker's last audit row too
+            assert _finish(svc, response.json()["job_id"], ("cancelled",)) == "cancelled"
     else:
         assert response.status_code == (401 if role is None else 403), (role, path, response.status_code)
     if method == "POST" and path.startswith("/v1/whitelists"):

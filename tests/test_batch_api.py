@@ -1,12 +1,13 @@
-"""POST /v1/batch/precredit: a job in the app's worker, followed and downloaded; risk roles only;
-bad input is a 4xx problem document. On SQLite and PostgreSQL."""
+"""POST /v1/batch/precredit: a job run by the batch worker process the service starts, followed and
+downloaded; risk roles only; bad input is a 4xx problem document. On SQLite and PostgreSQL. Quotas, cancel,
+the concurrency limit and leases: tests/test_batch_limits.py."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import io
-import json
+import os
 import time
 from pathlib import Path
 
@@ -76,6 +77,8 @@ def test_a_job_runs_in_the_background_and_its_file_downloads(svc: Service, tmp_p
         assert audit.verify(conn).ok
         stored = conn.execute(sa.select(batch_jobs).where(batch_jobs.c.job_id == job["job_id"])).one()
         assert stored.status == "succeeded" and stored.result_sha256 == done["result_sha256"]
+    # run outside the process serving requests: by the worker process the service started
+    assert int(stored.worker.split(":")[1]) != os.getpid()
 
 
 def test_csv_jobs_and_product_subsets(svc: Service) -> None:
@@ -145,52 +148,3 @@ def test_unknown_job_and_unfinished_result(svc: Service) -> None:
     assert done["status"] == "failed" and "no enterprises" in done["error"]
     result = svc.client.get(f"/v1/batch/precredit/{done['job_id']}/result", headers=svc.headers(Role.risk_analyst))
     assert result.status_code == 409 and "failed" in result.json()["detail"]
-
-
-def test_a_job_cut_short_by_a_restart_resumes_from_its_partitions(svc: Service, tmp_path: Path) -> None:
-    from api.precredit.jobs import JobRunner, PrecreditRequest
-
-    with settings_env(batch_throttle_seconds="1.0"):
-        runner = JobRunner(svc.engine, batch_dir=tmp_path)
-        runner.start()
-        job_id = runner.submit(PrecreditRequest(dt.date.today(), None, 0, "parquet", "local", 12), 1, "test")
-        deadline = time.monotonic() + 120
-        while (runner.get(job_id).partitions_done or 0) < 2:
-            assert time.monotonic() < deadline and runner.get(job_id).status in ("queued", "running")
-            time.sleep(0.05)
-        runner.stop()  # the service stops mid-run
-        assert runner.get(job_id).status == "queued"
-        finished = len(list((tmp_path / f"{job_id}.parts").glob("part-*.arrow")))
-        assert 2 <= finished < 12
-
-    again = JobRunner(svc.engine, batch_dir=tmp_path)
-    again.start()  # the next start picks the job up again
-    try:
-        while again.get(job_id).status != "succeeded":
-            assert time.monotonic() < deadline and again.get(job_id).status != "failed", again.get(job_id).error
-            time.sleep(0.1)
-    finally:
-        again.stop()
-    summary = json.loads(again.get(job_id).summary_json)
-    assert summary["run"]["reused_partitions"] >= finished and summary["enterprises"] == len(svc.codes)
-
-
-def test_a_job_runs_once_even_with_two_service_processes(svc: Service, tmp_path: Path) -> None:
-    from api.precredit.jobs import JobRunner, PrecreditRequest
-
-    first, second = JobRunner(svc.engine, batch_dir=tmp_path), JobRunner(svc.engine, batch_dir=tmp_path)
-    job_id = first.submit(PrecreditRequest(dt.date.today(), ["per_mu"], 0, "parquet", "local", 2), 1, "test")
-    second.start()  # finds the queued job and runs it
-    deadline = time.monotonic() + 120
-    try:
-        while second.get(job_id).status != "succeeded":
-            assert time.monotonic() < deadline and second.get(job_id).status != "failed"
-            time.sleep(0.05)
-    finally:
-        second.stop()
-    first._run(job_id)  # the other process gets to it late: the claim fails, nothing runs twice
-    with svc.engine.connect() as conn:
-        finishes = conn.execute(sa.select(sa.func.count()).select_from(audit.audit_log).where(
-            audit.audit_log.c.subject == f"batch:{job_id}", audit.audit_log.c.action == "batch.precredit.finish")
-        ).scalar_one()
-    assert finishes == 1 and first.get(job_id).status == "succeeded"

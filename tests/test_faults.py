@@ -787,3 +787,138 @@ def test_the_cause_wal_index_mapping_is_a_sigbus_and_a_rollback_journal_an_error
     assert wal.returncode == -signal.SIGBUS, (wal.returncode, wal.stdout, wal.stderr[-500:])
     rollback = run("PERSIST")
     assert rollback.returncode == 0 and rollback.stdout.startswith("error:"), (rollback.returncode, rollback.stdout)
+
+
+# ------------------------------------------------------------------ the quote writer on a hung database
+
+
+def _quote_row_writer(engine: sa.Engine, key_id: int, quote_id: str, hold: threading.Event | None = None):  # noqa: ANN202
+    """One quote's writes, as the service's (a quote row and its audit row); `hold` keeps the writer inside
+    its transaction until set."""
+    import datetime as dt
+
+    from features.store import audit
+
+    def write(conn: sa.Connection) -> None:
+        now = dt.datetime.now(dt.UTC)
+        conn.execute(quotes.insert(), dict(
+            quote_id=quote_id, credit_code="91330302000000000G", as_of=dt.date.today(), created_at=now,
+            expires_at=now, api_key_id=key_id, role="loan_officer", consent_ref=None, idempotency_key=None,
+            request_json="{}", snapshot_json="{}", response_json="{}", response_sha256="0" * 64))
+        audit.append(conn, "writer-test", "quote.create", f"quote:{quote_id}")
+        if hold is not None:
+            assert hold.wait(30)
+    return write
+
+
+def test_writer_fails_a_whole_group_at_once_on_a_hung_database(postgres: ThrowawayPostgres, tmp_path: Path) -> None:
+    """A group that fails because the database hangs fails every quote at once (one timeout), instead of
+    retrying them one quote per transaction, each waiting out the timeout again."""
+    import uuid
+
+    from api.http.errors import STORE_ERRORS
+    from api.quoting.writer import GroupWriter
+    from features.store.db import connect
+
+    with settings_env(database_statement_timeout_seconds="1", database_connect_timeout_seconds="1",
+                      database_pool_timeout_seconds="1"):
+        connect.cache_clear()
+        engine = migrate(postgres.url)
+        create_key(engine, Role.loan_officer, "writer-test")
+        with engine.connect() as conn:
+            key_id = conn.execute(sa.text("SELECT id FROM api_keys")).scalar_one()
+        writer = GroupWriter(engine)
+        hold = threading.Event()
+        first = writer.submit(_quote_row_writer(engine, key_id, str(uuid.uuid4()), hold))
+        time.sleep(0.5)  # the writer is inside the first transaction, the database healthy
+        postgres.signal(signal.SIGSTOP)
+        try:
+            done_at: list[float] = []
+            group = [writer.submit(_quote_row_writer(engine, key_id, str(uuid.uuid4()))) for _ in range(8)]
+            for future in group:
+                future.add_done_callback(lambda _f: done_at.append(time.monotonic()))
+            released = time.monotonic()
+            hold.set()  # the first commit now meets the hung server, then the group of 8 behind it
+            errors = [f.exception(timeout=120) for f in [first, *group]]
+            took = time.monotonic() - released
+        finally:
+            postgres.signal(signal.SIGCONT)
+            writer.stop()
+            engine.dispose()
+            connect.cache_clear()
+    assert all(isinstance(e, STORE_ERRORS) for e in errors), errors
+    # the client-side deadline is the statement timeout + 2 s = 3 s per attempt: two attempts (the first
+    # quote, then its 8 followers together), never nine
+    assert max(done_at) - min(done_at) < 1.0, sorted(t - released for t in done_at)
+    assert took < 3 * 3.0 + 3.0, took
+
+
+def test_writer_drops_a_quote_whose_waiter_gave_up_before_it_was_written(tmp_path: Path) -> None:
+    """Quotes queued behind a slow transaction whose requests' deadlines pass meanwhile are never written (the
+    caller was answered 503); the ones still awaited are."""
+    import uuid
+
+    from api.quoting.writer import GroupWriter, WaiterGaveUpError
+
+    engine = migrate(f"sqlite:///{tmp_path / 'writer.db'}")
+    create_key(engine, Role.loan_officer, "writer-test")
+    with engine.connect() as conn:
+        key_id = conn.execute(sa.text("SELECT id FROM api_keys")).scalar_one()
+    writer = GroupWriter(engine)
+    hold = threading.Event()
+    slow_id = str(uuid.uuid4())
+    slow = writer.submit(_quote_row_writer(engine, key_id, slow_id, hold))
+    time.sleep(0.3)
+    given_up = {str(uuid.uuid4()): time.monotonic() + 0.5 for _ in range(4)}
+    awaited = {str(uuid.uuid4()): time.monotonic() + 60 for _ in range(3)}
+    futures = {q: writer.submit(_quote_row_writer(engine, key_id, q), at) for q, at in {**given_up, **awaited}.items()}
+    time.sleep(1.0)  # the four deadlines pass while the writer is still busy with the slow quote
+    hold.set()
+    assert slow.exception(timeout=30) is None
+    for quote_id, future in futures.items():
+        error = future.exception(timeout=30)
+        assert isinstance(error, WaiterGaveUpError) if quote_id in given_up else error is None, (quote_id, error)
+    writer.stop()
+    with engine.connect() as conn:
+        assert set(conn.execute(sa.select(quotes.c.quote_id)).scalars()) == {slow_id, *awaited}
+
+
+def test_quotes_answered_503_by_the_deadline_are_not_stored_later(postgres: ThrowawayPostgres, tmp_path: Path) -> None:
+    """Over HTTP: while the database hangs, quotes get the deadline's 503; when it answers again, only the one
+    quote whose transaction was already in flight may be stored (the known limit, docs/security.md), not the
+    ones queued behind it."""
+    key, codes = populate(postgres.url, tmp_path)
+    headers = {"Authorization": f"Bearer {key}"}
+    with (settings_env(request_timeout_seconds="2", database_statement_timeout_seconds="6",
+                       database_connect_timeout_seconds="2", database_pool_timeout_seconds="2",
+                       runtime_dir=str(tmp_path / "run"), **UNLIMITED),
+          serve(create_app(database_url=postgres.url)) as base,
+          httpx.Client(base_url=base, timeout=30) as client):
+        assert client.post("/v1/quotes", json={"credit_code": codes[0]}, headers=headers).status_code == 201
+        before = len(stored_ids(postgres.url))
+        postgres.signal(signal.SIGSTOP)
+        try:
+            statuses: list[int] = []
+
+            def one(i: int) -> None:
+                with httpx.Client(base_url=base, timeout=30) as c:
+                    statuses.append(c.post("/v1/quotes", json={"credit_code": codes[i]}, headers=headers).status_code)
+
+            threads = [threading.Thread(target=one, args=(1,))]
+            threads[0].start()
+            time.sleep(0.5)  # the first one's transaction is in flight; the others queue behind it
+            threads += [threading.Thread(target=one, args=(i,)) for i in range(2, 8)]
+            for t in threads[1:]:
+                t.start()
+            for t in threads:
+                t.join(30)
+            assert statuses == [503] * 7, statuses
+            time.sleep(0.5)
+        finally:
+            postgres.signal(signal.SIGCONT)
+        deadline = time.monotonic() + 30  # recovery, and the writer has drained what it held
+        while client.post("/v1/quotes", json={"credit_code": codes[20]}, headers=headers).status_code != 201:
+            assert time.monotonic() < deadline, "no recovery after the database resumed"
+            time.sleep(0.2)
+    after = len(stored_ids(postgres.url))
+    assert after - before - 1 <= 1, (before, after)  # the recovery quote, and at most the one in flight

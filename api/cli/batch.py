@@ -130,3 +130,99 @@ def _print_summary(s: dict[str, Any]) -> None:
               f"reused) on {run['engine']} in {run['seconds']:.1f} s; summary written to "
               f"{Path(s['output']['path']).with_name(Path(s['output']['path']).stem + '.summary.json')}",
               highlight=False)
+
+
+@batch_app.command("worker")
+def worker_command(
+    database_url: DatabaseOption = None,
+    models_dir: ModelsDirOption = None,
+    batch_dir: Annotated[Path | None, typer.Option("--batch-dir", help="where job files go (default: "
+                                                                      "INDEXLOAN_BATCH_DIR)")] = None,
+    exit_when_idle: Annotated[float | None, typer.Option("--exit-when-idle", help="exit after this many seconds "
+                                                                                  "without a job")] = None,
+    until_stdin_closes: Annotated[bool, typer.Option("--until-stdin-closes", help="stop when standard input "
+                                                     "closes (how the service stops the worker it started)")] = False,
+) -> None:
+    """Run API batch jobs (POST /v1/batch/precredit) in this process, outside the ones serving requests.
+
+    Claims queued jobs with a lease, at most INDEXLOAN_BATCH_MAX_RUNNING at once over every worker of the
+    store; Ctrl-C (or SIGTERM) puts the jobs in progress back in the queue (they resume by partition)."""
+    import os
+    import signal
+    import sys
+    import threading
+
+    from api.database import migrate
+    from api.precredit.jobs import Worker
+    from features.settings import get_settings
+
+    with clear_errors():
+        engine = migrate(database_url)
+    os.nice(get_settings().batch_worker_nice)  # quotes first: the run takes the cores they leave
+    worker = Worker(engine, str(models_dir) if models_dir else None, batch_dir)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    if until_stdin_closes:
+        def watch() -> None:
+            while sys.stdin.buffer.read(4096):
+                pass
+            worker.stop()  # the service that started this process stopped (or died)
+
+        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    Console(stderr=True).print(f"batch worker {worker.name}: running jobs from {engine.url.render_as_string()}",
+                               highlight=False)
+    try:
+        worker.run(exit_when_idle)
+    except KeyboardInterrupt:
+        worker.stop()
+
+
+@batch_app.command("cancel")
+def cancel_command(
+    job_id: Annotated[str, typer.Argument(help="the job's id")],
+    by: Annotated[str, typer.Option("--by", help="who cancels (recorded)")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Cancel a batch job: a queued one at once, a running one after its partition in progress; nothing of
+    its output is kept."""
+    from api.database import migrate
+    from api.precredit.jobs import JobStateError, JobStore
+
+    with clear_errors():
+        store = JobStore(migrate(database_url))
+        try:
+            row = store.cancel(job_id, by)
+        except KeyError:
+            fail(f"no batch job {job_id}")
+        except JobStateError as error:
+            fail(str(error))
+    state = row.status if row.status == "cancelled" else "cancelling (after the partition in progress)"
+    out.print(f"job {job_id}: {state}", highlight=False)
+
+
+@batch_app.command("jobs")
+def jobs_command(
+    database_url: DatabaseOption = None,
+    active: Annotated[bool, typer.Option("--active", help="only queued and running jobs")] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="at most this many, newest first")] = 50,
+) -> None:
+    """API batch jobs with their status, progress and who asked."""
+    import sqlalchemy as sa
+
+    from api.database import migrate
+    from api.tables import batch_jobs
+
+    with clear_errors():
+        engine = migrate(database_url)
+        query = sa.select(batch_jobs).order_by(batch_jobs.c.created_at.desc()).limit(limit)
+        if active:
+            query = query.where(batch_jobs.c.status.in_(("queued", "running")))
+        with engine.connect() as conn:
+            rows = conn.execute(query).all()
+    table = Table(title="batch jobs")
+    for column in ("job", "status", "by", "created (UTC)", "partitions", "retries", "error"):
+        table.add_column(column)
+    for r in rows:
+        status = r.status + (" (cancelling)" if r.status == "running" and r.cancel_requested_at else "")
+        table.add_row(r.job_id, status, r.requested_by, f"{r.created_at:%Y-%m-%d %H:%M:%S}",
+                      f"{r.partitions_done}/{r.partitions_total or '?'}", str(r.retries), (r.error or "")[:60])
+    out.print(table)

@@ -221,6 +221,9 @@ class LimitsAndMetrics:
                 _background.add(task)
                 task.add_done_callback(_background.discard)
 
+            # when this request gives up (request.state.deadline, time.monotonic()): the quote writer drops a
+            # quote still queued then, so a request answered 503 here is not stored later unacknowledged
+            scope.setdefault("state", {})["deadline"] = time.monotonic() + self.timeout
             timer = loop.call_later(self.timeout, deadline)
             try:
                 await self.app(scope, receive, guarded_send)

@@ -3,9 +3,18 @@ requests together, each quote with its audit row, and only then are their respon
 
 Many request threads each opening a write transaction make SQLite writers queue on its file lock
 (its busy handler sleeps 1-100 ms between tries: second-long tails at 32 connections) and pay one
-commit each. Here a transaction holds up to `MAX_GROUP` quotes; a failed group leaves nothing
-written and is retried one quote per transaction, so each request gets its own outcome (an
-idempotency clash for one request does not fail the others).
+commit each. Here a transaction holds up to `MAX_GROUP` quotes. When a group fails, nothing of it
+was written, and what happens next depends on why:
+
+- a data error of one row (an idempotency clash, a value the column refuses): the group is retried
+  one quote per transaction, so each request gets its own outcome;
+- anything else (the database unreachable, hung past its timeout, full, read-only): every quote of
+  the group fails at once with that error (503 for each waiting request). Retrying them one by one
+  would make each wait out the timeout again while the database hangs.
+
+A quote whose request has given up waiting (its deadline passed: the caller already got a 503) is
+dropped before the writer starts writing it, so it is never stored unacknowledged. A group already
+being written when a deadline passes can still commit; see docs/security.md.
 """
 
 from __future__ import annotations
@@ -14,20 +23,40 @@ import contextlib
 import fcntl
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from features.store.db import StoreUnavailableError
+
 MAX_GROUP = 64
+# A quote is dropped when its waiter's deadline is this close: a commit started later could end after it.
+GIVE_UP_MARGIN_SECONDS = 0.25
+# Errors caused by one row's values: worth retrying the rows of a failed group one by one.
+ROW_ERRORS: tuple[type[BaseException], ...] = (sa.exc.IntegrityError, sa.exc.DataError)
 
 Write = Callable[[sa.Connection], None]  # the statements of one quote, run inside the group's transaction
+
+
+class WaiterGaveUpError(StoreUnavailableError):
+    """The request stopped waiting (its deadline passed: the store was too slow) before its quote was
+    written: nothing was stored. A store error, so the request's answer is the store's 503."""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    write: Write
+    future: Future[None]
+    give_up_at: float | None  # time.monotonic() after which nobody waits for the outcome
 
 
 class GroupWriter:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        self._queue: queue.SimpleQueue[tuple[Write, Future[None]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Entry | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         url = engine.url
@@ -49,15 +78,16 @@ class GroupWriter:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def submit(self, write: Write) -> Future[None]:
-        """Queue one quote's writes; the future completes once they are committed (or failed)."""
+    def submit(self, write: Write, give_up_at: float | None = None) -> Future[None]:
+        """Queue one quote's writes; the future completes once they are committed (or failed). `give_up_at`
+        (time.monotonic()): the waiter's deadline; an entry still queued then is dropped, never written."""
         if self._thread is None:
             with self._start_lock:
                 if self._thread is None:
                     self._thread = threading.Thread(target=self._run, name="quote-writer", daemon=True)
                     self._thread.start()
         future: Future[None] = Future()
-        self._queue.put((write, future))
+        self._queue.put(_Entry(write, future, give_up_at))
         return future
 
     def stop(self) -> None:
@@ -81,19 +111,37 @@ class GroupWriter:
                     self._queue.put(None)  # stop after this group
                     break
                 group.append(item)
-            self._commit(group)
+            live = self._still_awaited(group)
+            if live:
+                self._commit(live)
 
-    def _commit(self, group: list[tuple[Write, Future[None]]]) -> None:
+    @staticmethod
+    def _still_awaited(group: list[_Entry]) -> list[_Entry]:
+        """The entries someone still waits for; the others fail with WaiterGaveUpError, unwritten."""
+        now = time.monotonic()
+        live = []
+        for entry in group:
+            if entry.future.cancelled():
+                continue
+            if entry.give_up_at is not None and now >= entry.give_up_at - GIVE_UP_MARGIN_SECONDS:
+                entry.future.set_exception(WaiterGaveUpError("the request's deadline passed before its quote "
+                                                             "was written; nothing was stored"))
+                continue
+            live.append(entry)
+        return live
+
+    def _commit(self, group: list[_Entry]) -> None:
         try:
             with self._turn(), self.engine.begin() as conn:
-                for write, _ in group:
-                    write(conn)
+                for entry in group:
+                    entry.write(conn)
         except Exception as error:  # noqa: BLE001 - handed to the waiting requests
-            if len(group) == 1:
-                group[0][1].set_exception(error)
+            if len(group) == 1 or not isinstance(error, ROW_ERRORS):
+                for entry in group:  # the database itself failed: every quote of the group at once
+                    entry.future.set_exception(error)
                 return
-            for item in group:  # nothing of the group was written: one transaction per quote
-                self._commit([item])
+            for entry in self._still_awaited(group):  # nothing of the group was written: one quote each
+                self._commit([entry])
             return
-        for _, future in group:
-            future.set_result(None)
+        for entry in group:
+            entry.future.set_result(None)

@@ -1,4 +1,5 @@
-"""Whole-region pre-credit jobs: start (runs in the app's batch worker), follow, download. Risk roles only."""
+"""Whole-region pre-credit jobs: start (queued for a batch worker process, within quotas), follow, cancel,
+download. Risk roles only; a job is cancelled by the key that started it or an admin."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.http.deps import RISK_ROLES, require
 from api.http.errors import ProblemError
-from api.keys import Principal
-from api.precredit.jobs import JobRunner, PrecreditRequest
+from api.keys import Principal, Role
+from api.precredit.jobs import JobRefused, JobRunner, JobStateError, PrecreditRequest
 from api.quoting.versions import VersionsError, in_force
 from features.store import audit
 
@@ -57,7 +58,7 @@ class JobProgress(BaseModel):
 class JobView(BaseModel):
     job_id: str
     kind: str
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     requested_by: str
     created_at: dt.datetime
     started_at: dt.datetime | None
@@ -69,6 +70,9 @@ class JobView(BaseModel):
     result_rows: int | None = None
     summary: dict[str, Any] | None = None
     error: str | None = None
+    cancel_requested_by: str | None = Field(None, description="set once a cancel was asked for; a running job "
+                                                               "stops after its partition in progress")
+    retries: int = Field(0, description="times the job was taken over after its worker stopped")
 
 
 def _runner(request: Request) -> JobRunner:
@@ -90,6 +94,7 @@ def _view(row: Any) -> JobView:
         result_url=f"{router.prefix}/{row.job_id}/result" if done else None,
         result_sha256=row.result_sha256, result_rows=row.result_rows,
         summary=json.loads(row.summary_json) if row.summary_json else None, error=row.error,
+        cancel_requested_by=row.cancel_requested_by, retries=row.retries,
     )
 
 
@@ -100,7 +105,9 @@ def _job(request: Request, job_id: str) -> Any:
     return row
 
 
-@router.post("", status_code=202, response_model=JobView, summary="Start a whole-region pre-credit run")
+@router.post("", status_code=202, response_model=JobView, summary="Start a whole-region pre-credit run",
+             responses={429: {"description": "a quota of this key is used up (Retry-After)"},
+                        503: {"description": "the batch queue is full (Retry-After)"}})
 def start_precredit(body: PrecreditBody, request: Request, response: Response,
                     principal: Principal = Depends(require(*RISK_ROLES))) -> JobView:
     as_of = body.as_of or dt.date.today()
@@ -110,7 +117,13 @@ def start_precredit(body: PrecreditBody, request: Request, response: Response,
         raise ProblemError(422, error.message, errors=[{"field": error.field, "message": error.message}]) from None
     job = PrecreditRequest(as_of, products if body.products else None, body.reasons, body.format, "local",
                            body.partitions)
-    job_id = _runner(request).submit(job, principal.key_id, principal.name)
+    try:
+        job_id = _runner(request).submit(job, principal.key_id, principal.name)
+    except JobRefused as refused:
+        quota = refused.status == 429
+        raise ProblemError(refused.status, str(refused), title="Batch quota exceeded" if quota else "Batch queue full",
+                           headers={"Retry-After": str(refused.retry_after)},
+                           errors=[{"field": "quota" if quota else "queue", "message": str(refused)}]) from None
     response.headers["Location"] = f"{router.prefix}/{job_id}"
     return _view(_job(request, job_id))
 
@@ -137,3 +150,17 @@ def download_precredit(job_id: str, request: Request,
     as_of = json.loads(row.request_json)["as_of"]
     return FileResponse(path, media_type=MEDIA_TYPES[fmt], filename=f"precredit-{as_of}-{job_id[:8]}.{fmt}",
                         headers={"X-Content-SHA256": row.result_sha256 or ""})
+
+
+@router.post("/{job_id}/cancel", response_model=JobView, summary="Cancel a queued or running job (its owner or an "
+             "admin); nothing of its output is kept", responses={409: {"description": "the job has finished"}})
+def cancel_precredit(job_id: str, request: Request,
+                     principal: Principal = Depends(require(*RISK_ROLES))) -> JobView:
+    row = _job(request, job_id)
+    if row.api_key_id != principal.key_id and principal.role is not Role.admin:
+        raise ProblemError(403, "only the key that started a batch job, or an admin, may cancel it / "
+                                "只有发起该批量任务的密钥或管理员可以取消它")
+    try:
+        return _view(_runner(request).cancel(job_id, principal.name))
+    except JobStateError as error:
+        raise ProblemError(409, str(error)) from None

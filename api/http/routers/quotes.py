@@ -194,7 +194,7 @@ async def create_quote(body: QuoteRequest, request: Request, principal: Principa
         issued = _issue(service, order)
     else:
         issued = await anyio.to_thread.run_sync(_issue, service, order)
-    future = service.writer.submit(writes(issued))
+    future = service.writer.submit(writes(issued), getattr(request.state, "deadline", None))
     try:
         # The writer thread commits; the event loop serves others meanwhile. Shielded: the writer's future is
         # never cancelled from here (a request given up on must not disturb the writer).
