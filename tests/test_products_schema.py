@@ -41,14 +41,19 @@ def test_the_five_products_load_with_seed_numbers():
     tech, tax, mu, th, nv = (cat[c] for c in ("tech_innovation", "tax_credit", "per_mu", "two_healthy",
                                               "new_villager"))
     assert tech.guarantee.fee_pct == 0.48 and tech.limit.max_cny == 10_000_000
-    assert tech.subsidy.share_of_interest == 0.40 and tech.risk_compensation.loss_share == 0.30
+    assert tech.subsidy[0].share_of_interest == 0.40 and tech.risk_compensation.loss_share == 0.30
+    assert tech.subsidy[0].when[0].field == "registry.district" and tech.subsidy[0].when[0].value == "ouhai"
     assert len(list(tech.indicators())) == 11 and len(tech.dimensions) == 3
     assert tax.rate.floor == 3.0 and tax.guarantee.max_fee_pct == 1.0
     assert len(tax.segments.labels) == 4 and len(list(tax.indicators())) == 6 and len(tax.dimensions) == 4
     assert mu.grading.eligible == ["A+", "A"] and mu.limit.cap_by_grade == {"A+": 10_000_000, "A": 5_000_000}
-    assert mu.guarantee.fee_pct_by_grade == {"A+": 0.5, "A": 0.8} and mu.service.contact_days == 2
+    guaranteed = {o.code: o for o in mu.collateral_options}["guaranteed"]
+    assert guaranteed.guarantee.fee_pct_by_grade == {"A+": 0.5, "A": 0.8} and mu.service.contact_days == 2
+    assert mu.collateral == "unsecured" and mu.service.working_days
     assert th.scale == 1000 and "D" not in th.grading.eligible
-    assert nv.limit.max_cny == 15_000_000 and nv.rate.floor == 3.98
+    floors = {o.code: o.rate_floor for o in nv.collateral_options}
+    assert nv.limit.max_cny == 15_000_000 and floors == {"unsecured": 3.98, "secured": 3.20}
+    assert all(c.applies_to == ["grade_cap"] for c in nv.limit.coefficients)
     assert len(list(nv.indicators())) == 17 and len(nv.dimensions) == 5
 
 
