@@ -663,7 +663,7 @@ def _indicator_issues(d: ProductDefinition, add: Any, check_field: Any, catalogu
             check_field(f"{path}.field", ind.field, kinds)
             if isinstance(s, BinScoring):
                 _check_bins(add, f"{path}.scoring", s.edges, s.scores, "scores")
-                if not math.isclose(max(s.scores), 1.0):
+                if s.scores and not math.isclose(max(s.scores), 1.0):
                     add(f"{path}.scoring.scores", "the best bin must score 1 (the weight is the maximum)",
                         "最好的一档必须得 1（权重即满分）")
             elif isinstance(s, CategoricalScoring):
@@ -947,7 +947,7 @@ def _best_fraction(ind: Indicator, lo: float, hi: float, allowed: set[str] | Non
     if isinstance(s, BinScoring):
         best = 0.0
         bounds = [-math.inf, *s.edges, math.inf]
-        for k, score in enumerate(s.scores):
+        for k, score in enumerate(s.scores[:len(bounds) - 1]):  # (a length mismatch is reported elsewhere)
             if bounds[k] < hi and bounds[k + 1] > lo:  # the bin overlaps the range
                 best = max(best, score)
         return best
@@ -985,6 +985,8 @@ def unreachable_cells(d: ProductDefinition) -> list[tuple[str, str, str]]:
     seg = d.segments
     ranges: list[tuple[str | None, float, float]] = [(None, -math.inf, math.inf)]
     if seg is not None and seg.edges is not None:
+        if len(seg.labels) != len(seg.edges) + 1:
+            return []  # reported with the segments
         bounds = [-math.inf, *seg.edges, math.inf]
         ranges = [(label, bounds[k], bounds[k + 1]) for k, label in enumerate(seg.labels)]
     out = []

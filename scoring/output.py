@@ -107,7 +107,7 @@ def _option(r: ProductResult, i: int, k: int, limit: int) -> dict[str, Any]:
     offer = bool(r.eligible[i]) and rate >= 0
     fee_pct, sub_pct, all_pct = _pct(fee), _pct(sub), _pct(all_in)
     return {
-        "code": opt.code, "name": opt.name.model_dump(),
+        "code": opt.code, "option_name": opt.name.model_dump(),
         "rate_band": [_pct(lo), _pct(hi)] if offer else None,
         "rate": _pct(rate) if offer else None,
         "guarantee_fee": {"pct": fee_pct, "cny": round(limit * fee_pct / 100, 2) if fee_pct else 0.0},
