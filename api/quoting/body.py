@@ -35,9 +35,9 @@ def quote_body(versions: Versions, results: Mapping[str, ProductResult], i: int,
         quote = quote_dict(results[code], i)
         quote["model_version"] = versions.model_version
         quote["risk_factors"] = risk["risk_factors"] if risk else []
-        # "contact within 2 working days" as a date, counted from the quote's as-of date
+        # "contact within 2 working days" as a date, counted from the quote's as-of date (offers only)
         quote["service_deadlines"] = service_deadlines(results[code].plan.definition.service, versions.as_of,
-                                                       default_calendar())
+                                                       default_calendar()) if quote["eligible"] else None
         if requested_amount is not None and quote["eligible"]:
             quote["requested_within_limit"] = requested_amount <= quote["limit_cny"]
         quotes.append(quote)
