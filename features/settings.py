@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     runtime_dir: Path | None = Field(None, description="state the worker processes of one service share (rate "
                                      "limits, key revocations); default beside a SQLite store's file, else a "
                                      "folder named after the database in the system's temporary directory")
+    product_policy_file: Path | None = Field(None, description="the bank's policy maxima every product definition "
+                                             "must respect (fees, subsidies, limits, spreads); default "
+                                             "products/policy.yaml")
+    holiday_calendar_file: Path | None = Field(None, description="public holidays and make-up working days that "
+                                               "turn service promises into dates; default products/calendar.yaml")
 
     feature_snapshots: bool = Field(True, description="keep each as-of date's assembled features as a Parquet "
                                     "snapshot next to the store, extended when new batches land")

@@ -5,15 +5,17 @@ Errors name the file and the path inside it (`dimensions.capability.indicators[2
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
-from products.schema import ProductDefinition, Text, semantic_issues
+from products.policy import Policy
+from products.schema import ProductDefinition, Text, bilingual, semantic_issues
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFINITIONS_DIR = PACKAGE_DIR / "definitions"
@@ -45,15 +47,41 @@ def format_loc(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+# Chinese for pydantic's structural errors, by error type ({ctx} values filled in)
+_ZH_BY_TYPE = {
+    "greater_than_equal": "应大于或等于 {ge}", "greater_than": "应大于 {gt}",
+    "less_than_equal": "应小于或等于 {le}", "less_than": "应小于 {lt}",
+    "finite_number": "应为有限数值", "float_parsing": "应为数值", "float_type": "应为数值",
+    "int_parsing": "应为整数", "int_type": "应为整数", "int_from_float": "应为整数",
+    "bool_parsing": "应为 true 或 false", "bool_type": "应为 true 或 false",
+    "string_type": "应为文本", "string_too_short": "文本太短（至少 {min_length} 个字符）",
+    "string_too_long": "文本太长（最多 {max_length} 个字符）", "string_pattern_mismatch": "格式应符合 {pattern}",
+    "too_short": "至少需要 {min_length} 项", "too_long": "最多 {max_length} 项",
+    "list_type": "应为列表", "dict_type": "应为映射（键: 值）", "model_type": "应为映射（键: 值）",
+    "literal_error": "应为 {expected} 之一", "date_from_datetime_parsing": "应为日期 YYYY-MM-DD",
+    "date_parsing": "应为日期 YYYY-MM-DD", "date_type": "应为日期 YYYY-MM-DD",
+    "union_tag_invalid": "kind 应为 {expected_tags} 之一", "union_tag_not_found": "缺少 kind",
+    "value_error": "取值不符合规则：{error}",
+}
+
+
 def validation_issues(err: ValidationError) -> list[tuple[str, str]]:
+    """Structural problems as (path, "English / 中文") pairs."""
     issues = []
     for e in err.errors(include_url=False):
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            msg = "unknown field (not part of the product schema)"
+            msg, zh = "unknown field (not part of the product schema)", "未知字段（不属于产品定义的结构）"
         elif e["type"] == "missing":
-            msg = "required field missing"
-        issues.append((format_loc(tuple(e["loc"])), msg))
+            msg, zh = "required field missing", "缺少必填字段"
+        else:
+            template = _ZH_BY_TYPE.get(e["type"], "结构错误：{msg}")
+            ctx = {k: v for k, v in (e.get("ctx") or {}).items()}
+            try:
+                zh = template.format(msg=msg, **ctx)
+            except (KeyError, IndexError):
+                zh = f"结构错误：{msg}"
+        issues.append((format_loc(tuple(e["loc"])), bilingual(msg, zh)))
     return issues
 
 
@@ -91,16 +119,17 @@ def _read_yaml(path: Path) -> Any:
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise DefinitionError(path, [("", f"cannot read file: {e.strerror or e}")]) from None
+        raise DefinitionError(path, [("", bilingual(f"cannot read file: {e.strerror or e}", "无法读取文件"))]) from None
     if len(data) > MAX_PRODUCT_FILE_BYTES:
-        raise DefinitionError(path, [("", f"the file is {len(data):,} bytes; a product file is at most "
-                                          f"{MAX_PRODUCT_FILE_BYTES:,}")])
+        raise DefinitionError(path, [("", bilingual(f"the file is {len(data):,} bytes; a product file is at most "
+                                                    f"{MAX_PRODUCT_FILE_BYTES:,}", "文件过大"))])
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data[:e.start].count(b"\n") + 1
-        raise DefinitionError(path, [(f"line {line}", f"the file is not UTF-8 text (byte {e.start + 1}: "
-                                                      f"{data[e.start:e.start + 1]!r}); save it as UTF-8")]) from None
+        raise DefinitionError(path, [(f"line {line}", bilingual(
+            f"the file is not UTF-8 text (byte {e.start + 1}: {data[e.start:e.start + 1]!r}); save it as UTF-8",
+            "文件不是 UTF-8 文本，请另存为 UTF-8"))]) from None
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
@@ -109,22 +138,63 @@ def _read_yaml(path: Path) -> Any:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e)
-        raise DefinitionError(path, [(where, f"invalid YAML: {problem}")]) from None
+        raise DefinitionError(path, [(where, bilingual(f"invalid YAML: {problem}", "YAML 格式错误"))]) from None
     except RecursionError:
-        raise DefinitionError(path, [("", "invalid YAML: nested too deeply")]) from None
+        raise DefinitionError(path, [("", bilingual("invalid YAML: nested too deeply", "YAML 嵌套过深"))]) from None
     except ValueError as e:  # e.g. an integer of more than 4300 digits
-        raise DefinitionError(path, [("", f"invalid YAML: a value cannot be read: {str(e)[:160]}")]) from None
+        raise DefinitionError(path, [("", bilingual(f"invalid YAML: a value cannot be read: {str(e)[:160]}",
+                                                    "YAML 中有无法读取的值"))]) from None
 
 
-def parse_definition(data: Any, file: str | Path = "<memory>") -> ProductDefinition:
-    """Validate a definition given as plain data (the parsed YAML)."""
+def _valid_sections(data: dict[str, Any], err: ValidationError) -> dict[str, Any]:
+    """The top-level sections that validate on their own, as model values (the others are left out)."""
+    broken = {e["loc"][0] for e in err.errors() if e["loc"]}
+    if any(not e["loc"] for e in err.errors()):  # a whole-model rule failed: no section can be trusted
+        return {}
+    out: dict[str, Any] = {}
+    for name, info in ProductDefinition.model_fields.items():
+        if name in broken:
+            continue
+        if name not in data:
+            if not info.is_required():
+                out[name] = info.get_default(call_default_factory=True)
+            continue
+        try:
+            out[name] = _section_adapter(name).validate_python(data[name])
+        except ValidationError:
+            continue
+    return out
+
+
+@cache
+def _section_adapter(name: str) -> TypeAdapter[Any]:
+    info = ProductDefinition.model_fields[name]
+    validators = ProductDefinition.__pydantic_decorators__.field_validators.values()
+    before = [getattr(ProductDefinition, v.cls_var_name) for v in validators
+              if name in v.info.fields and v.info.mode == "before"]
+    annotation: Any = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+    for func in before:
+        annotation = Annotated[annotation, BeforeValidator(func)]
+    return TypeAdapter(annotation)  # the models forbid inf and NaN themselves
+
+
+def parse_definition(data: Any, file: str | Path = "<memory>", policy: Policy | None = None) -> ProductDefinition:
+    """Validate a definition given as plain data (the parsed YAML), reporting every problem at once:
+    the structural errors of every section and the semantic ones of the sections that are sound."""
     if not isinstance(data, dict):
-        raise DefinitionError(file, [("", "a product file must be a mapping of keys to values")])
+        raise DefinitionError(file, [("", bilingual("a product file must be a mapping of keys to values",
+                                                    "产品文件必须是“键: 值”的映射"))])
     try:
         definition = ProductDefinition.model_validate(data)
     except ValidationError as e:
-        raise DefinitionError(file, validation_issues(e)) from None
-    issues = semantic_issues(definition, set(common_reasons()))
+        issues = validation_issues(e)
+        sections = _valid_sections(data, e)
+        partial = ProductDefinition.model_construct(**sections)
+        # the checks skip broken sections; should one still reach into one, the structural issues stand
+        with contextlib.suppress(AttributeError, TypeError, KeyError, ValueError):
+            issues += semantic_issues(partial, set(common_reasons()), policy, valid=set(sections))
+        raise DefinitionError(file, issues) from None
+    issues = semantic_issues(definition, set(common_reasons()), policy)
     if issues:
         raise DefinitionError(file, issues)
     return definition
@@ -134,8 +204,8 @@ def load_definition(path: str | Path) -> ProductDefinition:
     path = Path(path)
     definition = parse_definition(_read_yaml(path), path)
     if path.parent.resolve() == DEFINITIONS_DIR and path.stem != definition.code:
-        raise DefinitionError(path, [("code", f"code {definition.code!r} must match the file name "
-                                              f"{path.stem!r}")])
+        raise DefinitionError(path, [("code", bilingual(f"code {definition.code!r} must match the file name "
+                                                        f"{path.stem!r}", "code 必须与文件名一致"))])
     return definition
 
 
@@ -146,7 +216,7 @@ def load_catalogue(directory: str | Path | None = None) -> dict[str, ProductDefi
     for path in sorted(folder.glob("*.yaml")):
         d = load_definition(path)
         if d.code in out:
-            raise DefinitionError(path, [("code", f"product {d.code!r} is defined twice")])
+            raise DefinitionError(path, [("code", bilingual(f"product {d.code!r} is defined twice", "产品重复定义"))])
         out[d.code] = d
     return out
 

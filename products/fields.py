@@ -13,8 +13,9 @@ from typing import Literal
 
 from features.derive import DERIVED_FEATURES, INDUSTRY_SECTIONS, PRODUCTION_STATES
 from features.sources import GOVERNMENT_SOURCES, SOURCES
+from features.uscc import WENZHOU_DIVISIONS
 
-FeatureKind = Literal["number", "bool", "enum"]
+FeatureKind = Literal["number", "bool", "enum", "text"]
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,8 @@ class FeatureField:
     name: str
     kind: FeatureKind
     sources: tuple[str, ...]  # the sources the value comes from (missing when any is missing)
-    choices: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()  # enum: its values; text: the known values (empty: any matching `pattern`)
+    pattern: str | None = None  # text: the form of a value
 
 
 # Which sources each derived indicator reads; used to explain a missing value by a missing source.
@@ -57,6 +59,12 @@ DERIVED_SOURCES: dict[str, tuple[str, ...]] = {
     "electricity_yoy": ("electricity",),
     "production_state_rank": ("electricity",),
 }
+# Text fields a condition may compare (equality and membership: gates, subsidies, fees, segments).
+# Names and identifiers are not conditions; a district must be one of the region's (a typo is an error).
+CONDITION_TEXT_FIELDS: dict[str, tuple[str, ...]] = {
+    "registry.district": tuple(WENZHOU_DIVISIONS.values()),
+    "registry.industry_code": (),
+}
 DERIVED_ENUMS: dict[str, tuple[str, ...]] = {"production_state": PRODUCTION_STATES,
                                               "industry_section": INDUSTRY_SECTIONS}
 
@@ -72,8 +80,12 @@ def feature_catalogue() -> dict[str, FeatureField]:
                 kind: FeatureKind = "number"
             elif spec.kind in ("bool", "enum"):
                 kind = spec.kind
+            elif f"{src}.{spec.name}" in CONDITION_TEXT_FIELDS:
+                name = f"{src}.{spec.name}"
+                out[name] = FeatureField(name, "text", (src,), CONDITION_TEXT_FIELDS[name], spec.pattern)
+                continue
             else:
-                continue  # strings and dates are not scoreable
+                continue  # other strings (names, identifiers) and dates are not conditions
             name = f"{src}.{spec.name}"
             out[name] = FeatureField(name, kind, (src,), spec.choices)
     missing = set(DERIVED_FEATURES) - set(DERIVED_SOURCES)

@@ -7,8 +7,10 @@ plans can treat "missing" uniformly and say what it scores. `has_<source>` flags
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -34,6 +36,20 @@ class Columns:
             {k: v[rows] for k, v in self.values.items()},
             {k: v[rows] for k, v in self.has.items()},
         )
+
+
+@lru_cache(maxsize=65536)
+def text_code(value: str) -> float:
+    """A text value as a float the conditions compare for equality: the first 48 bits of its BLAKE2b
+    hash (exact in a float64; the same value gives the same code in every process)."""
+    return float(int.from_bytes(hashlib.blake2b(value.encode("utf-8"), digest_size=6).digest(), "big"))
+
+
+def _as_text_codes(s: pd.Series) -> np.ndarray:
+    """Text values as `text_code` floats, NaN for missing: hashed once per distinct value."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    table = np.array([text_code(str(u)) for u in uniques] + [np.nan], dtype=np.float64)
+    return table[np.where(codes < 0, len(uniques), codes)]
 
 
 def _as_float(s: pd.Series) -> np.ndarray:
@@ -70,6 +86,8 @@ def _scalar(x: object, kind: str, choices: tuple[str, ...]) -> float:
         return np.nan
     if kind == "enum":
         return float(choices.index(x)) if x in choices else np.nan
+    if kind == "text":
+        return np.nan if isinstance(x, float) and np.isnan(x) else text_code(str(x))
     try:
         return float(x)  # bools become 1.0 / 0.0; NaN stays NaN
     except (TypeError, ValueError):
@@ -106,6 +124,8 @@ def extract(features: pd.DataFrame, fields: Iterable[str], sources: Iterable[str
         info = catalogue[name]
         if info.kind == "enum":
             values[name] = _as_codes(s, info.choices)
+        elif info.kind == "text":
+            values[name] = _as_text_codes(s)
         elif info.kind == "bool":
             values[name] = _as_bool_float(s)
         else:

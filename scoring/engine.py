@@ -58,6 +58,8 @@ class ProductResult:
     subsidy_bp: np.ndarray
     all_in_bp: np.ndarray
     pd: np.ndarray  # float64, NaN = not given
+    # int64 [n, collateral option, OPTION_TERMS]: each option's terms (option 0 = the main terms above)
+    option_terms: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -85,7 +87,7 @@ def explain(r: ProductResult) -> Explanation:
     # top reasons: indicators with most points lost against their maximum
     lost = r.plan.max_cents[None, :] - r.points_cents
     top = top_k_positive(lost, TOP_REASONS)
-    nxt = _next_grade(r.plan, r.columns, r.points_cents, r.index_cents, r.grade, r.grade_official)
+    nxt = _next_grade(r.plan, r.columns, r.points_cents, r.index_cents, r.grade, r.grade_official, r.segment)
     return Explanation(top_reasons=top, **nxt)
 
 
@@ -112,6 +114,17 @@ def _condition(c: CompiledCondition, v: np.ndarray) -> np.ndarray:
     else:  # not_in
         ok = ~np.isin(v, c.values)
     return np.where(missing, c.pass_when_missing, ok)
+
+
+OPTION_TERMS = ("rate_lo_bp", "rate_hi_bp", "rate_bp", "fee_bp", "subsidy_bp", "all_in_bp")
+
+
+def _all(conditions: Sequence[CompiledCondition], cols: Columns, n: int) -> np.ndarray:
+    """Rows where every condition holds (all rows when there is none)."""
+    ok = np.ones(n, dtype=bool)
+    for c in conditions:
+        ok &= _condition(c, cols.values[c.field])
+    return ok
 
 
 def _coalesce(cols: Columns, fields: Sequence[str]) -> np.ndarray:
@@ -193,22 +206,17 @@ def evaluate(plan: Plan, features: pd.DataFrame | Columns, pd_values: object = N
     dims = np.add.reduceat(points, plan.dimension_starts, axis=1) if k else np.zeros((n, 0), np.int64)
     index_cents = points.sum(axis=1)
 
-    # grade: cut-offs (absolute or calibrated by rank), or the official class when present
-    grade = len(plan.grades) - np.searchsorted(plan.cut_cents[::-1], index_cents, side="right")
-    grade_official = np.zeros(n, dtype=bool)
-    if plan.official_field is not None and plan.official_to_grade is not None:
-        off = cols.values[plan.official_field]
-        grade_official = ~np.isnan(off)
-        grade = np.where(grade_official, plan.official_to_grade[np.where(grade_official, off, 0).astype(np.intp)],
-                         grade)
-    grade = grade.astype(np.intp)
-    grade_ok = plan.grade_eligible[grade]
-
-    # segment (stage)
+    # segment (stage): by a numeric field's edges, or by membership of the value in a group
     if plan.segment_field is not None:
         sv = cols.values[plan.segment_field]
-        seg_missing = np.isnan(sv)
-        segment = np.searchsorted(plan.segment_edges, sv, side="right").astype(np.intp)
+        if plan.segment_groups is not None:
+            segment = np.full(n, -1, dtype=np.intp)
+            for k in range(len(plan.segment_groups) - 1, -1, -1):  # the first group holding the value
+                segment = np.where(np.isin(sv, plan.segment_groups[k]), k, segment)
+            seg_missing = segment < 0
+        else:
+            seg_missing = np.isnan(sv)
+            segment = np.searchsorted(plan.segment_edges, sv, side="right").astype(np.intp)
         if plan.segment_missing_first:
             segment = np.where(seg_missing, 0, segment)
         else:
@@ -217,22 +225,42 @@ def evaluate(plan: Plan, features: pd.DataFrame | Columns, pd_values: object = N
     else:
         segment = np.zeros(n, dtype=np.intp)
     seg_idx = np.maximum(segment, 0)
+
+    # grade: cut-offs (absolute, calibrated by rank, or each stage's own), or the official class when present
+    if plan.segment_cut_cents is not None:
+        grade = len(plan.grades) - (index_cents[:, None] >= plan.segment_cut_cents[seg_idx]).sum(axis=1)
+    else:
+        grade = len(plan.grades) - np.searchsorted(plan.cut_cents[::-1], index_cents, side="right")
+    grade_official = np.zeros(n, dtype=bool)
+    if plan.official_field is not None and plan.official_to_grade is not None:
+        off = cols.values[plan.official_field]
+        grade_official = ~np.isnan(off)
+        grade = np.where(grade_official, plan.official_to_grade[np.where(grade_official, off, 0).astype(np.intp)],
+                         grade)
+    grade = grade.astype(np.intp)
+    grade_ok = plan.grade_eligible[grade]
     flags.append(~grade_ok[:, None])
 
-    # limit: min(caps, bases) x coefficients, capped, PD-scaled, rounded down
-    base_limit = np.minimum(plan.cap_by_grade[grade], plan.cap_by_segment[seg_idx])
+    # limit: min(caps, bases), each x the coefficients that apply to it (capped), PD-scaled, rounded down
+    coefs = [(c, c.factor(cols.values[c.field])) for c in plan.coefficients]
+
+    def coefficient(target: str) -> np.ndarray | float:
+        factors = [f for c, f in coefs if c.applies_to is None or target in c.applies_to]
+        if not factors:
+            return 1.0
+        out = factors[0]
+        for f in factors[1:]:
+            out = out * f
+        return np.minimum(out, plan.coefficient_cap)
+
+    limit = np.minimum(plan.cap_by_grade[grade] * coefficient("grade_cap"),
+                       plan.cap_by_segment[seg_idx] * coefficient("segment_cap"))
     for b in plan.bases:
         v = _coalesce(cols, b.fields)
         base_missing = np.isnan(v)
         flags.append(base_missing[:, None])
-        base_limit = np.where(base_missing, base_limit,
-                              np.minimum(base_limit, b.share * v * b.factor_by_grade[grade]))
-    limit = base_limit
-    if plan.coefficients:
-        coef = plan.coefficients[0].factor(cols.values[plan.coefficients[0].field])
-        for c in plan.coefficients[1:]:
-            coef = coef * c.factor(cols.values[c.field])
-        limit = limit * np.minimum(coef, plan.coefficient_cap)
+        limit = np.where(base_missing, limit,
+                         np.minimum(limit, b.share * v * b.factor_by_grade[grade] * coefficient(b.code)))
     limit = np.minimum(limit, plan.max_limit)
     has_pd = ~np.isnan(pdv) if any_pd else np.zeros(n, dtype=bool)
     if plan.pd_full_until is not None and any_pd:
@@ -248,25 +276,37 @@ def evaluate(plan: Plan, features: pd.DataFrame | Columns, pd_values: object = N
     reason_flags = np.hstack([so_far, pd_over[:, None], below_min[:, None]])
     eligible = ~(declined_so_far | pd_over | below_min)
 
-    # rate band and point rate (basis points); PD places the point rate inside the band
-    lo = plan.rate_lo_bp[seg_idx, grade]
-    hi = plan.rate_hi_bp[seg_idx, grade]
+    # rate band and point rate (basis points) per collateral option; PD places the point rate in the band
     p0, p1 = plan.pd_range
     if any_pd:
         placed = np.minimum(np.maximum((pdv - p0) / (p1 - p0), 0.0), 1.0)
         position = np.where(has_pd, placed, plan.position_without_pd)
     else:
         position = plan.position_without_pd
-    rate = np.rint(lo + (hi - lo) * position).astype(np.int64)
-    fee = plan.fee_bp[grade]
-    subsidy = np.rint(rate * plan.subsidy_share).astype(np.int64)
-    offer = eligible & (lo >= 0)
-    eligible = offer
+    subsidy_share = np.zeros(n)
+    subsidy_points = np.zeros(n, dtype=np.int64)
+    decided = np.zeros(n, dtype=bool)
+    for sub in plan.subsidies:  # the first subsidy whose conditions hold
+        applies = ~decided & _all(sub.conditions, cols, n)
+        subsidy_share = np.where(applies, sub.share, subsidy_share)
+        subsidy_points = np.where(applies, sub.points_bp, subsidy_points)
+        decided |= applies
     none = np.int64(-1)
-    limit = np.where(offer, limit, 0.0)
-    lo, hi, rate = (np.where(offer, x, none) for x in (lo, hi, rate))
-    fee, subsidy = (np.where(offer, x, 0) for x in (fee, subsidy))
-    all_in = np.where(offer, rate + fee - subsidy, none)
+    terms = []
+    for opt in plan.options:
+        lo = opt.rate_lo_bp[seg_idx, grade]
+        hi = opt.rate_hi_bp[seg_idx, grade]
+        rate = np.rint(lo + (hi - lo) * position).astype(np.int64)
+        fee = np.where(_all(opt.fee_conditions, cols, n), opt.fee_bp[grade], 0)
+        # never more than the interest: the subsidised rate stays within [0, rate]
+        subsidy = np.minimum(np.rint(rate * subsidy_share).astype(np.int64) + subsidy_points, rate)
+        offer = eligible & (lo >= 0)
+        lo, hi, rate = (np.where(offer, x, none) for x in (lo, hi, rate))
+        fee, subsidy = (np.where(offer, x, 0) for x in (fee, subsidy))
+        terms.append((offer, lo, hi, rate, fee, subsidy, np.where(offer, rate + fee - subsidy, none)))
+    eligible, lo, hi, rate, fee, subsidy, all_in = terms[0]
+    limit = np.where(eligible, limit, 0.0)
+    option_terms = np.stack([np.column_stack(t[1:]) for t in terms], axis=1)  # [n, option, 6]
 
     return ProductResult(
         plan=plan, columns=cols, index=cols.index, eligible=eligible, reason_specs=specs,
@@ -274,16 +314,21 @@ def evaluate(plan: Plan, features: pd.DataFrame | Columns, pd_values: object = N
         gate_passed=gate_passed, points_cents=points, dimension_cents=dims, index_cents=index_cents,
         grade=grade, grade_official=grade_official, segment=segment, limit_cny=limit,
         rate_lo_bp=lo, rate_hi_bp=hi, rate_bp=rate, fee_bp=fee, subsidy_bp=subsidy, all_in_bp=all_in,
-        pd=pdv,
+        pd=pdv, option_terms=option_terms,
     )
 
 
 def _next_grade(plan: Plan, cols: Columns, points: np.ndarray, index_cents: np.ndarray,
-                grade: np.ndarray, official: np.ndarray) -> dict[str, np.ndarray]:
+                grade: np.ndarray, official: np.ndarray, segment: np.ndarray | None = None
+                ) -> dict[str, np.ndarray]:
     """Smallest single changes (share of an indicator's scoring range) that lift the grade one step."""
     n, k = points.shape
     target = np.where((grade > 0) & ~official, grade - 1, -1).astype(np.intp)
-    needed = np.where(target >= 0, plan.cut_cents[np.maximum(target, 0)] - index_cents, 0)
+    if plan.segment_cut_cents is not None and segment is not None:  # each stage's own cut-offs
+        cuts = plan.segment_cut_cents[np.maximum(segment, 0), np.maximum(target, 0)]
+    else:
+        cuts = plan.cut_cents[np.maximum(target, 0)]
+    needed = np.where(target >= 0, cuts - index_cents, 0)
     to = np.full((n, k), np.nan, order="F")
     gain = np.zeros((n, k), dtype=np.int64, order="F")
     capacity = np.zeros(n, dtype=np.int64)
@@ -328,6 +373,10 @@ def _next_grade(plan: Plan, cols: Columns, points: np.ndarray, index_cents: np.n
             value = np.full(n, 1.0 if ind.true_score >= ind.false_score else 0.0)
             got = np.full(n, true_cents)
             ok &= true_cents >= want
+        if (segment is not None and plan.segment_cut_cents is not None and ind.field == plan.segment_field
+                and plan.segment_edges.size):
+            # each stage grades on its own cut-offs: a change must keep the enterprise in its stage
+            ok &= np.searchsorted(plan.segment_edges, value, side="right") == segment
         to[:, j] = np.where(ok, value, np.nan)
         gain[:, j] = np.where(ok, got - cur, 0)
     # order by share of the indicator's range the change covers (unit-free "smallest change")

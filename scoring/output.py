@@ -101,6 +101,22 @@ def _next_grade(r: ProductResult, i: int) -> dict[str, Any] | None:
     }
 
 
+def _option(r: ProductResult, i: int, k: int, limit: int) -> dict[str, Any]:
+    opt = r.plan.options[k]
+    lo, hi, rate, fee, sub, all_in = (int(x) for x in r.option_terms[i, k])
+    offer = bool(r.eligible[i]) and rate >= 0
+    fee_pct, sub_pct, all_pct = _pct(fee), _pct(sub), _pct(all_in)
+    return {
+        "code": opt.code, "option_name": opt.name.model_dump(),
+        "rate_band": [_pct(lo), _pct(hi)] if offer else None,
+        "rate": _pct(rate) if offer else None,
+        "guarantee_fee": {"pct": fee_pct, "cny": round(limit * fee_pct / 100, 2) if fee_pct else 0.0},
+        "subsidy": {"pct": sub_pct, "cny": round(limit * sub_pct / 100, 2) if sub_pct else 0.0},
+        "all_in_cost": {"pct": all_pct, "cny": round(limit * all_pct / 100, 2)} if offer and all_pct is not None
+        else None,
+    }
+
+
 def quote_dict(r: ProductResult, i: int) -> dict[str, Any]:
     """One product's quote for row `i`, JSON-ready."""
     plan = r.plan
@@ -151,6 +167,9 @@ def quote_dict(r: ProductResult, i: int) -> dict[str, Any]:
         "service_promise": d.service.promise.model_dump(),
         "expiry_days": d.quote_valid_days,
     }
+    quote["collateral"] = plan.options[0].code
+    if len(plan.options) > 1:  # each way to take the loan with its own floor, fee and all-in cost
+        quote["collateral_options"] = [_option(r, i, k, limit) for k in range(len(plan.options))]
     if d.risk_compensation is not None:
         quote["risk_compensation"] = {"loss_share": d.risk_compensation.loss_share,
                                       "cap_share_of_balance": d.risk_compensation.cap_share_of_balance}

@@ -18,9 +18,11 @@ from products.schema import (
     CategoricalScoring,
     CoefficientBins,
     FlagScoring,
+    Guarantee,
     ProductDefinition,
     Text,
 )
+from scoring.columns import text_code
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,25 @@ class CompiledCondition:
     op: str
     values: np.ndarray  # numeric (enum codes, 1.0/0.0 for bools)
     pass_when_missing: bool
+
+
+@dataclass(frozen=True)
+class CompiledSubsidy:
+    share: float  # of the interest (0 when given in points)
+    points_bp: int  # basis points off the rate (0 when given as a share)
+    conditions: tuple[CompiledCondition, ...]  # all must hold
+
+
+@dataclass(frozen=True)
+class CompiledOption:
+    """One collateral option's prices: its band per [segment, grade] and its fee per grade."""
+
+    code: str
+    name: Text
+    rate_lo_bp: np.ndarray  # [segment, grade], -1 = no band
+    rate_hi_bp: np.ndarray
+    fee_bp: np.ndarray  # per grade
+    fee_conditions: tuple[CompiledCondition, ...]  # the fee is charged only when all hold
 
 
 @dataclass(frozen=True)
@@ -95,6 +116,7 @@ class CompiledCoefficient:
     edges: np.ndarray | None
     factors: np.ndarray  # per bin, or [false, true] for a flag
     on_missing: float
+    applies_to: tuple[str, ...] | None = None  # grade_cap, segment_cap, base codes; None = the whole limit
 
     def factor(self, v: np.ndarray) -> np.ndarray:
         if self.edges is not None:
@@ -202,6 +224,8 @@ class Plan:
     official_to_grade: np.ndarray | None  # official choice code -> grade index
     segment_field: str | None
     segment_edges: np.ndarray
+    segment_groups: tuple[np.ndarray, ...] | None  # value codes per label (membership segments)
+    segment_cut_cents: np.ndarray | None  # [segment, grade] cut-offs when each stage grades on its own
     segment_labels: tuple[str, ...]
     segment_missing_first: bool
     cap_by_grade: np.ndarray  # CNY per grade (inf = no cap)
@@ -219,8 +243,9 @@ class Plan:
     rate_hi_bp: np.ndarray
     position_without_pd: float
     pd_range: tuple[float, float]
-    fee_bp: np.ndarray  # per grade
-    subsidy_share: float
+    fee_bp: np.ndarray  # per grade (the main collateral option)
+    options: tuple[CompiledOption, ...]  # collateral options, the main one first
+    subsidies: tuple[CompiledSubsidy, ...]  # the first whose conditions hold applies
     reasons: dict[str, Text]
 
 
@@ -233,6 +258,8 @@ def _condition(cond, catalogue) -> CompiledCondition:  # noqa: ANN001 - schema C
     raw = cond.value if isinstance(cond.value, list) else [cond.value]
     if cond.op in ("is_true", "is_false"):
         values = np.empty(0)
+    elif info.kind == "text":
+        values = np.array([text_code(str(v)) for v in raw], dtype=np.float64)
     elif info.kind == "enum":
         values = np.array([info.choices.index(v) for v in raw], dtype=np.float64)
     else:
@@ -261,6 +288,15 @@ def _indicator(ind, dim: int, catalogue) -> CompiledIndicator:  # noqa: ANN001 -
     assert isinstance(s, FlagScoring)
     return CompiledIndicator(**common, true_score=s.true_score, false_score=s.false_score,
                              higher_is_better=s.true_score >= s.false_score)
+
+
+def _fees(gu: Guarantee, gi: dict[str, int], n_grades: int) -> np.ndarray:
+    fee = np.zeros(n_grades, dtype=np.int64)
+    if gu.fee_pct is not None:
+        fee[:] = _bp(gu.fee_pct)
+    for g, v in (gu.fee_pct_by_grade or {}).items():
+        fee[gi[g]] = _bp(v)
+    return fee
 
 
 def compile_plan(d: ProductDefinition, reference_rates: dict[str, float]) -> Plan:
@@ -296,8 +332,18 @@ def compile_plan(d: ProductDefinition, reference_rates: dict[str, float]) -> Pla
 
     seg = d.segments
     seg_labels: tuple[str, ...] = tuple(seg.labels) if seg else ("all",)
+    segment_groups = None
     if seg:
         fields.append(seg.field)
+        if seg.groups is not None:
+            info = catalogue[seg.field]
+            code = (lambda v: float(info.choices.index(v))) if info.kind == "enum" else text_code
+            segment_groups = tuple(np.array([code(v) for v in seg.groups[label]], dtype=np.float64)
+                                   for label in seg.labels)
+    segment_cut_cents = None
+    if d.grading.cutoffs_by_segment is not None:
+        segment_cut_cents = np.array([[int(round(d.grading.cutoffs_by_segment[label][g] * 100)) for g in grades]
+                                      for label in seg_labels], dtype=np.int64)
 
     lim = d.limit
     cap_by_grade = np.full(n_grades, np.inf)
@@ -315,32 +361,39 @@ def compile_plan(d: ProductDefinition, reference_rates: dict[str, float]) -> Pla
         fields += b.fields
     coefficients = []
     for c in lim.coefficients:
+        applies = tuple(c.applies_to) if c.applies_to is not None else None
         if isinstance(c.scoring, CoefficientBins):
             coefficients.append(CompiledCoefficient(c.code, c.name, c.field, np.array(c.scoring.edges),
-                                                    np.array(c.scoring.factors), c.on_missing))
+                                                    np.array(c.scoring.factors), c.on_missing, applies))
         else:
             coefficients.append(CompiledCoefficient(c.code, c.name, c.field, None,
                                                     np.array([c.scoring.false_factor, c.scoring.true_factor]),
-                                                    c.on_missing))
+                                                    c.on_missing, applies))
         fields.append(c.field)
 
     r = d.rate
     ref = reference_rates[r.reference]
-    lo = np.full((len(seg_labels), n_grades), -1, dtype=np.int64)
-    hi = lo.copy()
     tables = r.spread_by_cell or {"all": r.spread_by_grade or {}}
-    for si, label in enumerate(seg_labels):
-        for g, (s_lo, s_hi) in tables.get(label, {}).items():
-            # the band is clipped to [floor, ceiling]: no quote is ever under the floor
-            lo[si, gi[g]] = _bp(min(max(ref + s_lo, r.floor), r.ceiling))
-            hi[si, gi[g]] = _bp(min(max(ref + s_hi, r.floor), r.ceiling))
-
-    gu = d.guarantee
-    fee = np.zeros(n_grades, dtype=np.int64)
-    if gu.fee_pct is not None:
-        fee[:] = _bp(gu.fee_pct)
-    for g, v in (gu.fee_pct_by_grade or {}).items():
-        fee[gi[g]] = _bp(v)
+    options = []
+    for opt in d.collateral_choices():
+        floor = opt.rate_floor if opt.rate_floor is not None else r.floor
+        lo = np.full((len(seg_labels), n_grades), -1, dtype=np.int64)
+        hi = lo.copy()
+        for si, label in enumerate(seg_labels):
+            for g, (s_lo, s_hi) in tables.get(label, {}).items():
+                # the band is clipped to [floor, ceiling]: no quote is ever under the option's floor
+                lo[si, gi[g]] = _bp(min(max(ref + s_lo + opt.spread_shift_pp, floor), r.ceiling))
+                hi[si, gi[g]] = _bp(min(max(ref + s_hi + opt.spread_shift_pp, floor), r.ceiling))
+        gu = opt.guarantee or Guarantee()
+        conds = tuple(_condition(c, catalogue) for c in gu.when)
+        fields += [c.field for c in conds]
+        options.append(CompiledOption(opt.code, opt.name, lo, hi, _fees(gu, gi, n_grades), conds))
+    subsidies = []
+    for sub in d.subsidy:
+        conds = tuple(_condition(c, catalogue) for c in sub.when)
+        fields += [c.field for c in conds]
+        subsidies.append(CompiledSubsidy(sub.share_of_interest or 0.0, _bp(sub.points_pp or 0.0), conds))
+    main = options[0]
 
     pd_range = tuple(r.pd_range) if r.pd_range else (0.0, d.max_pd)
     sources = tuple(d.sources)
@@ -359,7 +412,8 @@ def compile_plan(d: ProductDefinition, reference_rates: dict[str, float]) -> Pla
         grade_eligible=eligible,
         official_field=d.grading.official_field, official_to_grade=official_to_grade,
         segment_field=seg.field if seg else None,
-        segment_edges=np.array(seg.edges if seg else [], dtype=np.float64),
+        segment_edges=np.array(seg.edges if seg and seg.edges else [], dtype=np.float64),
+        segment_groups=segment_groups, segment_cut_cents=segment_cut_cents,
         segment_labels=seg_labels, segment_missing_first=bool(seg and seg.on_missing == "first"),
         cap_by_grade=cap_by_grade, cap_by_segment=cap_by_segment,
         bases=tuple(bases), coefficients=tuple(coefficients), coefficient_cap=lim.coefficient_cap,
@@ -367,9 +421,9 @@ def compile_plan(d: ProductDefinition, reference_rates: dict[str, float]) -> Pla
         pd_full_until=lim.pd_scaling.full_until_pd if lim.pd_scaling else None,
         pd_factor_at_max=lim.pd_scaling.factor_at_max_pd if lim.pd_scaling else 1.0,
         max_pd=d.max_pd,
-        rate_lo_bp=lo, rate_hi_bp=hi, position_without_pd=r.position_without_pd,
+        rate_lo_bp=main.rate_lo_bp, rate_hi_bp=main.rate_hi_bp, position_without_pd=r.position_without_pd,
         pd_range=(float(pd_range[0]), float(pd_range[1])),
-        fee_bp=fee, subsidy_share=d.subsidy.share_of_interest if d.subsidy else 0.0,
+        fee_bp=main.fee_bp, options=tuple(options), subsidies=tuple(subsidies),
         reasons=dict(d.reasons),
     )
 

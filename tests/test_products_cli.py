@@ -56,6 +56,21 @@ def test_validate_ok_and_errors(tmp_path: Path):
     assert "limit.cap_by_grade.B" in r.output
 
 
+def test_validate_reports_a_250_percent_fee_and_every_other_error_at_once(tmp_path: Path):
+    data = yaml.safe_load((DEFINITIONS_DIR / "tech_innovation.yaml").read_text(encoding="utf-8"))
+    data["guarantee"]["fee_pct"] = 250  # a structural error ...
+    data["limitt"] = {"max_cny": 1}  # ... another ...
+    data["rate"]["floor"] = 7  # ... and a semantic one (floor above the 6% ceiling), in another section
+    bad = tmp_path / "three.yaml"
+    bad.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    r = runner.invoke(app, ["products", "validate", str(bad)])
+    assert r.exit_code == 1
+    flat = " ".join(r.output.split())  # the console wraps long lines
+    assert "3 problem(s)" in flat
+    assert "guarantee.fee_pct" in flat and "limitt" in flat and "rate.floor: floor 7 above ceiling 6" in flat
+    assert "未知字段" in r.output.replace("\n", "") and "高于上限" in r.output.replace("\n", "")  # zh and en
+
+
 def test_show():
     r = runner.invoke(app, ["products", "show", "tax_credit"])
     assert r.exit_code == 0, r.output

@@ -99,8 +99,11 @@ def show(
     grades = ", ".join(f"{g.grade} >= {g.min_index:g}" for g in d.grading.grades)
     out.print(f"grading ({d.grading.method}): {grades}; eligible {'/'.join(d.grading.eligible)}"
               + (f"; official class from {d.grading.official_field}" if d.grading.official_field else ""))
+    if d.grading.cutoffs_by_segment:
+        out.print(f"cut-offs by segment: {d.grading.cutoffs_by_segment}")
     if d.segments:
-        out.print(f"segments by {d.segments.field}: edges {d.segments.edges} -> {d.segments.labels}")
+        form = f"edges {d.segments.edges}" if d.segments.edges is not None else f"groups {d.segments.groups}"
+        out.print(f"segments by {d.segments.field}: {form} -> {d.segments.labels}")
     lim = d.limit
     out.print(f"limit: max {lim.max_cny:,.0f} CNY; caps by grade {lim.cap_by_grade}; caps by segment "
               f"{lim.cap_by_segment}; bases {[f'{b.share:g} x {b.fields}' for b in lim.bases]}; "
@@ -108,10 +111,19 @@ def show(
               f"rounded down to {lim.round_down_to:,.0f}")
     r = d.rate
     out.print(f"rate: {r.reference} + spreads {r.spread_by_grade or r.spread_by_cell}; floor {r.floor}% "
-              f"ceiling {r.ceiling}%")
-    fee = d.guarantee.fee_pct if d.guarantee.fee_pct is not None else d.guarantee.fee_pct_by_grade
-    out.print(f"guarantee fee: {fee}; subsidy: "
-              f"{d.subsidy.share_of_interest:.0%} of interest" if d.subsidy else f"guarantee fee: {fee}")
+              f"ceiling {r.ceiling}%; stage tilt {r.stage_tilt}")
+    for opt in d.collateral_choices():
+        gu = opt.guarantee
+        fee = None if gu is None else gu.fee_pct if gu.fee_pct is not None else gu.fee_pct_by_grade
+        when = f" when {[c.model_dump(exclude_defaults=True) for c in gu.when]}" if gu is not None and gu.when else ""
+        floor = opt.rate_floor if opt.rate_floor is not None else r.floor
+        out.print(f"collateral {opt.code}: floor {floor}%, spread shift {opt.spread_shift_pp:+g} pp, "
+                  f"guarantee fee {fee}{when}")
+    for sub in d.subsidy:
+        amount = f"{sub.share_of_interest:.0%} of interest" if sub.share_of_interest is not None else \
+            f"{sub.points_pp:g} pp"
+        when = f" when {[c.model_dump(exclude_defaults=True) for c in sub.when]}" if sub.when else ""
+        out.print(f"subsidy: {amount}{when}")
     out.print(f"service: {d.service.promise.zh} / {d.service.promise.en}")
 
 

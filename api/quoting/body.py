@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from api.quoting.versions import Versions
+from products.policy import default_calendar
 from scoring import ProductResult, quote_dict
+from scoring.deadlines import service_deadlines
 
 RISK_FACTORS = 5  # SHAP risk factors shown per quote
 
@@ -33,6 +35,9 @@ def quote_body(versions: Versions, results: Mapping[str, ProductResult], i: int,
         quote = quote_dict(results[code], i)
         quote["model_version"] = versions.model_version
         quote["risk_factors"] = risk["risk_factors"] if risk else []
+        # "contact within 2 working days" as a date, counted from the quote's as-of date (offers only)
+        quote["service_deadlines"] = service_deadlines(results[code].plan.definition.service, versions.as_of,
+                                                       default_calendar()) if quote["eligible"] else None
         if requested_amount is not None and quote["eligible"]:
             quote["requested_within_limit"] = requested_amount <= quote["limit_cny"]
         quotes.append(quote)
@@ -49,7 +54,8 @@ def quote_body(versions: Versions, results: Mapping[str, ProductResult], i: int,
 PLATFORM_FIELDS = (
     "product", "product_name", "product_version", "eligible", "reasons", "index", "scale", "grade", "tier",
     "segment", "limit_cny", "rate_band", "rate", "guarantee_fee", "subsidy", "all_in_cost", "pd", "model_version",
-    "service_promise", "expiry_days", "requested_within_limit", "green_channel_up_to_cny", "risk_reasons",
+    "service_promise", "service_deadlines", "expiry_days", "requested_within_limit", "green_channel_up_to_cny",
+    "risk_reasons", "collateral", "collateral_options",
 )
 ALWAYS_FOR_PLATFORM = ("product", "product_name", "product_version", "eligible", "reasons")
 
