@@ -270,6 +270,15 @@ class Service(Strict):
     green_channel: bool = False  # a request within the model limit is fast-tracked
 
 
+class Hints(Strict):
+    """"How to reach the next grade": a change is suggested only within `max_relative_change` of the
+    current value (or one rounding step from zero), its target rounded to a step per indicator unit
+    (`round_to`, over the defaults of `scoring.engine.HINT_STEPS`, e.g. CNY 1,000, one patent)."""
+
+    max_relative_change: Annotated[float, Field(gt=0.0, le=100.0)] = 0.5
+    round_to: dict[str, Positive] = {}
+
+
 class ProductDefinition(Strict):
     code: Code
     name: Text
@@ -292,6 +301,7 @@ class ProductDefinition(Strict):
     risk_compensation: RiskCompensation | None = None
     service: Service
     platform_fields: list[str] | None = None  # what the platform role may see; None = the whole quote
+    hints: Hints = Hints()
     reasons: dict[ReasonCode, Text] = {}
 
     def indicators(self) -> Iterator[tuple[str, int, Indicator]]:

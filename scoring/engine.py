@@ -15,11 +15,16 @@ from functools import cache, cached_property
 import numpy as np
 import pandas as pd
 
+from products.fields import feature_catalogue
 from scoring.columns import Columns, extract
 from scoring.plan import CompiledCondition, Plan
 from scoring.ranking import top_k_positive
 
 TOP_REASONS = 3
+# default rounding step of a next-grade target per indicator unit (a product's `hints.round_to` overrides)
+HINT_STEPS = {"CNY": 1000.0, "CNY/mu": 100.0, "CNY/person": 100.0, "CNY/t": 100.0, "CNY/tce": 100.0,
+              "patents": 1.0, "copyrights": 1.0, "awards": 1.0, "persons": 1.0, "points": 1.0, "years": 1.0,
+              "times": 0.01, "times/year": 0.01}
 SMALL_BATCH = 64  # up to this many rows the indicators are scored as one matrix
 NEXT_GRADE_OPTIONS = 3
 
@@ -58,6 +63,8 @@ class ProductResult:
     subsidy_bp: np.ndarray
     all_in_bp: np.ndarray
     pd: np.ndarray  # float64, NaN = not given
+    binding_base: np.ndarray  # intp [n]: the limit base that bound the limit (index into plan.bases), -1 = a cap
+    binding_cny: np.ndarray  # float64 [n]: the limit before coefficients and PD scaling, rounded down
 
     @property
     def n(self) -> int:
@@ -85,8 +92,18 @@ def explain(r: ProductResult) -> Explanation:
     # top reasons: indicators with most points lost against their maximum
     lost = r.plan.max_cents[None, :] - r.points_cents
     top = top_k_positive(lost, TOP_REASONS)
-    nxt = _next_grade(r.plan, r.columns, r.points_cents, r.index_cents, r.grade, r.grade_official)
+    # hints only where every gate passes and no source the assessment needs is missing
+    data_missing = [k for k, s in enumerate(r.reason_specs) if s.code in ("MISSING_SOURCE", "SOURCE_NEEDED")]
+    blocked = ~r.gate_passed.all(axis=1) | r.reason_flags[:, data_missing].any(axis=1)
+    nxt = _next_grade(r.plan, r.columns, r.points_cents, r.index_cents, r.grade, r.grade_official | blocked)
     return Explanation(top_reasons=top, **nxt)
+
+
+def hint_step(plan: Plan, unit: str | None) -> float | None:
+    """The rounding step of a next-grade target in `unit` (None: 4 significant digits of the scoring range)."""
+    if unit is None:
+        return None
+    return plan.definition.hints.round_to.get(unit, HINT_STEPS.get(unit))
 
 
 def _condition(c: CompiledCondition, v: np.ndarray) -> np.ndarray:
@@ -150,7 +167,85 @@ def reason_specs(plan: Plan) -> tuple[tuple[ReasonSpec, ...], np.ndarray]:
     specs += [ReasonSpec("LIMIT_BASE_SKIPPED", "info", (("base", b.code),)) if b.skip_when_missing else
               ReasonSpec("LIMIT_BASE_MISSING", "decline", (("base", b.code),)) for b in plan.bases]
     specs += [ReasonSpec("PD_ABOVE_MAX", "decline"), ReasonSpec("LIMIT_BELOW_MINIMUM", "decline")]
+    # the limit base that bound the limit, with its amount: why the limit is under the minimum, or what set it
+    specs += [ReasonSpec("LIMIT_BASE_BELOW_MINIMUM", "decline", (("base", b.code),)) for b in plan.bases]
+    specs += [ReasonSpec("LIMIT_BOUND_BY_BASE", "info", (("base", b.code),)) for b in plan.bases]
+    # one missing source, one reason: what it caused is said once, by these (see `_one_reason_per_source`)
+    specs += [ReasonSpec("SOURCE_NEEDED", "decline", (("source", s),)) for s in plan.optional_sources]
+    specs += [ReasonSpec("SOURCE_MISSING_SCORED", "info", (("source", s),)) for s in _plan_sources(plan)]
     return tuple(specs), np.array([s.kind == "decline" for s in specs])
+
+
+def _plan_sources(plan: Plan) -> tuple[str, ...]:
+    return plan.required_sources + plan.optional_sources
+
+
+@cache
+def _reason_causes(plan: Plan) -> tuple[tuple[tuple[int, ...], tuple[str, ...]], ...]:
+    """Per reason of `reason_specs`: the plan sources (positions in `_plan_sources`) whose absence can
+    cause it, and the fields it reads (it is caused by a missing source only where one of them is missing)."""
+    catalogue = feature_catalogue()
+    sources = _plan_sources(plan)
+
+    def of(fields: Sequence[str]) -> tuple[tuple[int, ...], tuple[str, ...]]:
+        found = [src for f in fields if f in catalogue for src in catalogue[f].sources]
+        return tuple(sources.index(src) for src in dict.fromkeys(found) if src in sources), tuple(fields)
+
+    gates = {g.code: g for g in plan.gates}
+    indicators = {i.code: i for i in plan.indicators}
+    bases = {b.code: b for b in plan.bases}
+    out = []
+    for spec in reason_specs(plan)[0]:
+        p = dict(spec.params)
+        if spec.code in ("MISSING_SOURCE", "SOURCE_NEEDED", "SOURCE_MISSING_SCORED"):
+            out.append(((), ()))
+        elif "gate" in p:
+            out.append(of([c.field for c in gates[p["gate"]].conditions]))
+        elif spec.code in ("INDICATOR_MISSING_INELIGIBLE", "INDICATOR_MISSING_SCORED"):
+            out.append(of([indicators[p["indicator"]].field]))
+        elif spec.code == "SEGMENT_MISSING":
+            out.append(of([p["field"]]))
+        elif spec.code in ("LIMIT_BASE_MISSING", "LIMIT_BASE_SKIPPED"):
+            out.append(of(bases[p["base"]].fields))
+        else:
+            out.append(((), ()))
+    return tuple(out)
+
+
+def _one_reason_per_source(plan: Plan, cols: Columns, flags: np.ndarray) -> np.ndarray:
+    """Reasons a missing source caused become one reason naming the source ("no tax data: supply it"):
+    declines become MISSING_SOURCE (a required source) or SOURCE_NEEDED (an optional one the firm's
+    assessment needed), notes of indicators scored without it become one SOURCE_MISSING_SCORED; a grade
+    computed on missing data is not given as a reason of its own. Which rows are declined never changes."""
+    specs = reason_specs(plan)[0]
+    sources = _plan_sources(plan)
+    n_req = len(plan.required_sources)
+    if not sources:
+        return flags
+    missing = np.column_stack([~cols.has[s] for s in sources])
+    needed = np.zeros((cols.n, len(sources)), dtype=bool)
+    scored = np.zeros((cols.n, len(sources)), dtype=bool)
+    flags = flags.copy()
+    for k, (causes, fields) in enumerate(_reason_causes(plan)):
+        if not causes:
+            continue
+        unread = np.column_stack([np.isnan(cols.values[f]) for f in fields]).any(axis=1)
+        caused = flags[:, k] & unread & missing[:, list(causes)].any(axis=1)
+        if not caused.any():
+            continue
+        first = np.array(causes)[np.argmax(missing[:, list(causes)], axis=1)]  # the first missing cause
+        target = needed if specs[k].kind == "decline" else scored
+        target[caused, first[caused]] = True
+        flags[:, k] &= ~caused
+    start = {s.code: i for i, s in reversed(list(enumerate(specs)))}
+    opt, note = start.get("SOURCE_NEEDED", 0), start["SOURCE_MISSING_SCORED"]
+    flags[:, :n_req] |= needed[:, :n_req]  # already set: the source is missing
+    flags[:, opt:opt + len(plan.optional_sources)] = needed[:, n_req:]
+    declined = np.hstack([flags[:, :n_req], needed[:, n_req:]])
+    flags[:, note:note + len(sources)] = scored & ~declined  # the decline already names the source
+    data_missing = flags[:, :n_req].any(axis=1) | needed[:, n_req:].any(axis=1)
+    flags[:, start["GRADE_NOT_ELIGIBLE"]] &= ~data_missing
+    return flags
 
 
 def evaluate(plan: Plan, features: pd.DataFrame | Columns, pd_values: object = None) -> ProductResult:
@@ -221,12 +316,16 @@ def evaluate(plan: Plan, features: pd.DataFrame | Columns, pd_values: object = N
 
     # limit: min(caps, bases) x coefficients, capped, PD-scaled, rounded down
     base_limit = np.minimum(plan.cap_by_grade[grade], plan.cap_by_segment[seg_idx])
-    for b in plan.bases:
+    binding = np.full(n, -1, dtype=np.intp)  # the base that bound the limit; -1 = a cap
+    for bi, b in enumerate(plan.bases):
         v = _coalesce(cols, b.fields)
         base_missing = np.isnan(v)
         flags.append(base_missing[:, None])
-        base_limit = np.where(base_missing, base_limit,
-                              np.minimum(base_limit, b.share * v * b.factor_by_grade[grade]))
+        candidate = b.share * v * b.factor_by_grade[grade]
+        tighter = ~base_missing & (candidate < base_limit)
+        binding = np.where(tighter, bi, binding)
+        base_limit = np.where(tighter, candidate, base_limit)
+    binding_cny = _round_down(np.minimum(base_limit, plan.max_limit), plan.round_down_to)
     limit = base_limit
     if plan.coefficients:
         coef = plan.coefficients[0].factor(cols.values[plan.coefficients[0].field])
@@ -239,14 +338,19 @@ def evaluate(plan: Plan, features: pd.DataFrame | Columns, pd_values: object = N
         span = plan.max_pd - plan.pd_full_until
         t = np.minimum(np.maximum((pdv - plan.pd_full_until) / span, 0.0), 1.0)
         limit = np.where(has_pd, limit * (1.0 - t * (1.0 - plan.pd_factor_at_max)), limit)
-    limit = np.floor(np.maximum(limit, 0.0) / plan.round_down_to + 1e-9) * plan.round_down_to
+    limit = _round_down(limit, plan.round_down_to)
 
     so_far = np.hstack([f if f.ndim == 2 else f[:, None] for f in flags])
     declined_so_far = so_far[:, decline_cols[:so_far.shape[1]]].any(axis=1)
     pd_over = has_pd & (np.where(has_pd, pdv, 0.0) > plan.max_pd) if any_pd else has_pd
     below_min = ~declined_so_far & ~pd_over & (limit < plan.min_limit)
-    reason_flags = np.hstack([so_far, pd_over[:, None], below_min[:, None]])
     eligible = ~(declined_so_far | pd_over | below_min)
+    binding = np.where(declined_so_far | pd_over, -1, binding)  # no limit was computed: nothing bound it
+    bound_by = binding[:, None] == np.arange(len(plan.bases))[None, :]
+    reason_flags = np.hstack([so_far, pd_over[:, None], (below_min & (binding < 0))[:, None],
+                              below_min[:, None] & bound_by, eligible[:, None] & bound_by,
+                              np.zeros((n, len(plan.optional_sources) + len(_plan_sources(plan))), dtype=bool)])
+    reason_flags = _one_reason_per_source(plan, cols, reason_flags)
 
     # rate band and point rate (basis points); PD places the point rate inside the band
     lo = plan.rate_lo_bp[seg_idx, grade]
@@ -274,8 +378,12 @@ def evaluate(plan: Plan, features: pd.DataFrame | Columns, pd_values: object = N
         gate_passed=gate_passed, points_cents=points, dimension_cents=dims, index_cents=index_cents,
         grade=grade, grade_official=grade_official, segment=segment, limit_cny=limit,
         rate_lo_bp=lo, rate_hi_bp=hi, rate_bp=rate, fee_bp=fee, subsidy_bp=subsidy, all_in_bp=all_in,
-        pd=pdv,
+        pd=pdv, binding_base=binding, binding_cny=binding_cny,
     )
+
+
+def _round_down(cny: np.ndarray, step: float) -> np.ndarray:
+    return np.floor(np.maximum(cny, 0.0) / step + 1e-9) * step
 
 
 def _next_grade(plan: Plan, cols: Columns, points: np.ndarray, index_cents: np.ndarray,
@@ -300,8 +408,9 @@ def _next_grade(plan: Plan, cols: Columns, points: np.ndarray, index_cents: np.n
             f = np.minimum(np.maximum((want - 0.5 + 1e-6) / w, 0.0), 1.0)
             span = ind.cap * (ind.benchmark - ind.zero_at)
             value = ind.zero_at + f * span
-            # a readable target: 4 significant digits of the scoring range, rounded the helpful way
-            step = 10.0 ** (np.floor(np.log10(abs(span))) - 3)
+            # a readable target: rounded to the unit's step (else 4 significant digits of the scoring
+            # range), the helpful way
+            step = hint_step(plan, ind.unit) or 10.0 ** (np.floor(np.log10(abs(span))) - 3)
             value = (np.ceil(value / step) if span > 0 else np.floor(value / step)) * step
             got = want
         elif ind.kind == "bins":
@@ -328,6 +437,15 @@ def _next_grade(plan: Plan, cols: Columns, points: np.ndarray, index_cents: np.n
             value = np.full(n, 1.0 if ind.true_score >= ind.false_score else 0.0)
             got = np.full(n, true_cents)
             ok &= true_cents >= want
+        if ind.kind in ("benchmark", "bins"):
+            # a change the firm can make: within the relative bound of today's value (or one step from
+            # zero); a missing value is never a starting point ("supply the data" is said instead)
+            now = cols.values[ind.field]
+            bound = np.maximum(plan.definition.hints.max_relative_change * np.abs(now),
+                               hint_step(plan, ind.unit) or 0.0)
+            ok &= ~np.isnan(now) & (np.abs(value - now) <= bound)
+        else:
+            ok &= ~np.isnan(cols.values[ind.field])
         to[:, j] = np.where(ok, value, np.nan)
         gain[:, j] = np.where(ok, got - cur, 0)
     # order by share of the indicator's range the change covers (unit-free "smallest change")

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from products.fields import feature_catalogue
 from scoring.engine import ProductResult, ReasonSpec
 from scoring.plan import Plan
 from scoring.texts import json_number, points_lost_spec, reason_parts, render_reason, row_values
@@ -84,7 +85,8 @@ def _next_grade(r: ProductResult, i: int) -> dict[str, Any] | None:
     if not changes and e.reachable[i]:
         # no single change suffices: the indicators with most room, in turn, until the gap is closed
         room = [(int(plan.max_cents[j] - r.points_cents[i, j]), j) for j, ind in enumerate(plan.indicators)
-                if ind.changeable and plan.max_cents[j] > r.points_cents[i, j]]
+                if ind.changeable and plan.max_cents[j] > r.points_cents[i, j]
+                and not np.isnan(r.columns.values[ind.field][i])]
         left = int(e.needed_cents[i])
         for gain, j in sorted(room, key=lambda t: (-t[0], t[1])):
             if left <= 0:
@@ -98,7 +100,27 @@ def _next_grade(r: ProductResult, i: int) -> dict[str, Any] | None:
         "reachable": bool(e.reachable[i]),
         "changes": changes,
         "combined": combined,
+        "supply": _supply(r, i),
     }
+
+
+def _supply(r: ProductResult, i: int) -> list[dict[str, Any]]:
+    """"Supply the missing data": each source whose absence left an indicator short of its maximum."""
+    catalogue = feature_catalogue()
+    wanted: list[str] = []
+    for j, ind in enumerate(r.plan.indicators):
+        if np.isnan(r.columns.values[ind.field][i]) and r.points_cents[i, j] < r.plan.max_cents[j]:
+            wanted += [s for s in catalogue[ind.field].sources if s not in wanted]
+    return [_reason(r, ReasonSpec("SUPPLY_SOURCE", "info", (("source", s),)), i) for s in wanted]
+
+
+def _bound_by(r: ProductResult, i: int) -> dict[str, Any] | None:
+    """The limit base that bound the limit and its amount (None when a cap bound it)."""
+    j = int(r.binding_base[i])
+    if j < 0:
+        return None
+    base = r.plan.bases[j]
+    return {"base": base.code, "name": base.name.model_dump(), "amount_cny": int(r.binding_cny[i])}
 
 
 def quote_dict(r: ProductResult, i: int) -> dict[str, Any]:
@@ -137,6 +159,7 @@ def quote_dict(r: ProductResult, i: int) -> dict[str, Any]:
         "segment": seg,
         "tier": f"{seg}/{grade}" if seg else grade,
         "limit_cny": limit,
+        "limit_bound_by": _bound_by(r, i),
         "rate_band": [_pct(r.rate_lo_bp[i]), _pct(r.rate_hi_bp[i])] if eligible else None,
         "rate": _pct(r.rate_bp[i]) if eligible else None,
         "reference_rate": {"name": plan.reference_rate_name, "pct": plan.reference_rate_pct},
