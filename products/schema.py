@@ -270,6 +270,25 @@ class Service(Strict):
     green_channel: bool = False  # a request within the model limit is fast-tracked
 
 
+class Overlay(Strict):
+    """A programme that adjusts other products' offers instead of making its own (e.g. green finance):
+    its own scorecard and grade set, per grade, a factor on the base product's limit and a cut of its
+    rate in basis points, within the policy maxima the file declares. It has no limit or rate of its own."""
+
+    base_products: Annotated[list[Code], Field(min_length=1)]
+    limit_uplift_by_grade: dict[str, Annotated[float, Field(ge=1.0)]]  # x the base limit
+    rate_cut_bp_by_grade: dict[str, Annotated[int, Field(ge=0)]]  # basis points off the base rate
+    max_limit_uplift: Annotated[float, Field(ge=1.0, le=10.0)]  # policy maximum of the factor
+    max_rate_cut_bp: Annotated[int, Field(ge=0, le=1000)]  # policy maximum of the cut
+    min_rate_pct: Annotated[float, Field(ge=0.0, le=30.0)]  # the cut never takes a rate under this
+    max_limit_cny: NonNeg | None = None  # the uplifted limit never above this
+
+
+# an overlay's own (unused) terms: no limit, no rate band
+OVERLAY_LIMIT = {"max_cny": 0, "min_cny": 0}
+OVERLAY_RATE = {"reference": "lpr_1y", "floor": 0, "ceiling": 30}
+
+
 class Hints(Strict):
     """"How to reach the next grade": a change is suggested only within `max_relative_change` of the
     current value (or one rounding step from zero), its target rounded to a step per indicator unit
@@ -303,6 +322,15 @@ class ProductDefinition(Strict):
     platform_fields: list[str] | None = None  # what the platform role may see; None = the whole quote
     hints: Hints = Hints()
     reasons: dict[ReasonCode, Text] = {}
+    overlay: Overlay | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _overlay_terms(cls, data: object) -> object:
+        """An overlay adjusts its base products' limit and rate: it writes neither of its own."""
+        if isinstance(data, dict) and data.get("overlay") is not None:
+            data = {"limit": OVERLAY_LIMIT, "rate": OVERLAY_RATE, **data}
+        return data
 
     def indicators(self) -> Iterator[tuple[str, int, Indicator]]:
         for dim_code, dim in self.dimensions.items():
@@ -455,6 +483,9 @@ def semantic_issues(d: ProductDefinition, known_reasons: set[str] = frozenset())
         if set(s.names) != set(s.labels):
             add(("segments.names", "one name per label, no others"))
 
+    if d.overlay is not None:  # no limit, rate or fees of its own: the overlay's rules instead
+        return issues + _overlay_issues(d, [x for x in grades if x in g.eligible])
+
     # limit
     lim = d.limit
     eligible_order = [x for x in grades if x in g.eligible]
@@ -536,6 +567,31 @@ def semantic_issues(d: ProductDefinition, known_reasons: set[str] = frozenset())
             if f not in allowed:
                 add((f"platform_fields[{i}]", f"{f!r} is not a quote field the platform may see; "
                                               f"choose from {sorted(allowed)}"))
+    return issues
+
+
+def _overlay_issues(d: ProductDefinition, eligible_order: list[str]) -> list[tuple[str, str]]:
+    issues: list[tuple[str, str]] = []
+    ov = d.overlay
+    assert ov is not None
+    if d.limit != LimitRule.model_validate(OVERLAY_LIMIT):
+        issues.append(("limit", "an overlay has no limit of its own (it lifts its base products' limits): "
+                                "leave `limit` out"))
+    if d.rate != RateRule.model_validate(OVERLAY_RATE):
+        issues.append(("rate", "an overlay has no rate of its own (it cuts its base products' rates): "
+                               "leave `rate` out"))
+    if d.code in ov.base_products:
+        issues.append(("overlay.base_products", "an overlay cannot be its own base product"))
+    if len(set(ov.base_products)) != len(ov.base_products):
+        issues.append(("overlay.base_products", "a base product is named twice"))
+    for key, cap, unit in (("limit_uplift_by_grade", ov.max_limit_uplift, "x"),
+                           ("rate_cut_bp_by_grade", ov.max_rate_cut_bp, " bp")):
+        table = getattr(ov, key)
+        _check_by_grade(issues, f"overlay.{key}", table, d.grade_names, eligible_order, "down")
+        for grade, value in table.items():
+            if value > cap:
+                issues.append((f"overlay.{key}.{grade}", f"{value:g}{unit} is above the policy maximum "
+                                                         f"{cap:g}{unit} declared in the file"))
     return issues
 
 

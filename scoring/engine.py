@@ -65,6 +65,7 @@ class ProductResult:
     pd: np.ndarray  # float64, NaN = not given
     binding_base: np.ndarray  # intp [n]: the limit base that bound the limit (index into plan.bases), -1 = a cap
     binding_cny: np.ndarray  # float64 [n]: the limit before coefficients and PD scaling, rounded down
+    overlays: tuple[AppliedOverlay, ...] = ()  # overlays applied to this product's offers (scoring.overlay)
 
     @property
     def n(self) -> int:
@@ -75,6 +76,30 @@ class ProductResult:
         """Top reasons and next-grade options for every row (vectorised, computed on first use so
         a whole-region batch that does not print explanations does not pay for them)."""
         return explain(self)
+
+
+@dataclass(frozen=True)
+class BaseTerms:
+    """A product's offer before an overlay adjusted it (arrays over the rows, as in ProductResult)."""
+
+    limit_cny: np.ndarray
+    rate_lo_bp: np.ndarray
+    rate_hi_bp: np.ndarray
+    rate_bp: np.ndarray
+    subsidy_bp: np.ndarray
+    all_in_bp: np.ndarray
+
+
+@dataclass(frozen=True)
+class AppliedOverlay:
+    """One overlay on a product: the overlay's own result, where it applied, by how much, and the terms before."""
+
+    code: str
+    result: ProductResult
+    applied: np.ndarray  # bool [n]
+    uplift: np.ndarray  # float64 [n]: factor on the limit (1 where not applied)
+    rate_cut_bp: np.ndarray  # int64 [n]: basis points the rate came down (0 where not applied)
+    before: BaseTerms
 
 
 @dataclass(frozen=True)
@@ -364,7 +389,7 @@ def evaluate(plan: Plan, features: pd.DataFrame | Columns, pd_values: object = N
     rate = np.rint(lo + (hi - lo) * position).astype(np.int64)
     fee = plan.fee_bp[grade]
     subsidy = np.rint(rate * plan.subsidy_share).astype(np.int64)
-    offer = eligible & (lo >= 0)
+    offer = eligible & ((lo >= 0) | (plan.definition.overlay is not None))  # an overlay qualifies, no band
     eligible = offer
     none = np.int64(-1)
     limit = np.where(offer, limit, 0.0)
@@ -475,7 +500,9 @@ def evaluate_all(plans: Mapping[str, Plan], features: pd.DataFrame | Columns,
     for code, plan in plans.items():
         p = pd_values.get(code) if isinstance(pd_values, Mapping) else pd_values
         out[code] = evaluate(plan, cols, p)
-    return out
+    from scoring.overlay import apply_overlays  # here: scoring.overlay builds on this module's results
+
+    return apply_overlays(out)
 
 
 def evaluate_batch(plans: Mapping[str, Plan], features: pd.DataFrame, pd_values: object = None,

@@ -179,7 +179,48 @@ def quote_dict(r: ProductResult, i: int) -> dict[str, Any]:
                                       "cap_share_of_balance": d.risk_compensation.cap_share_of_balance}
     if d.service.green_channel:
         quote["green_channel_up_to_cny"] = limit
+    if d.overlay is not None:
+        quote["rate_band"] = quote["rate"] = None  # no offer of its own: it adjusts its base products'
+        quote["overlay_on"] = _overlay_terms(r, i)
+    if r.overlays:
+        quote["base_terms"] = _terms(r.overlays[0].before, i, r.fee_bp[i], eligible)
+        quote["overlays"] = [_applied(o, i) for o in r.overlays]
     return quote
+
+
+def _terms(t: Any, i: int, fee_bp: int, eligible: bool) -> dict[str, Any]:
+    """A product's offer before its overlays (`scoring.engine.BaseTerms`, row `i`)."""
+    limit = int(t.limit_cny[i])
+    all_in = _pct(t.all_in_bp[i])
+    return {"limit_cny": limit,
+            "rate_band": [_pct(t.rate_lo_bp[i]), _pct(t.rate_hi_bp[i])] if eligible else None,
+            "rate": _pct(t.rate_bp[i]) if eligible else None,
+            "subsidy": {"pct": _pct(t.subsidy_bp[i]) if eligible else None},
+            "all_in_cost": {"pct": all_in, "cny": round(limit * all_in / 100, 2)} if eligible and all_in else None,
+            "guarantee_fee": {"pct": _pct(fee_bp) if eligible else None}}
+
+
+def _overlay_terms(r: ProductResult, i: int) -> dict[str, Any]:
+    """What an overlay does for this enterprise: its base products and, where it qualifies, its terms."""
+    rule = r.plan.definition.overlay
+    grade = r.plan.grades[r.grade[i]]
+    qualifies = bool(r.eligible[i])
+    return {"base_products": list(rule.base_products),
+            "limit_uplift": rule.limit_uplift_by_grade.get(grade, 1.0) if qualifies else 1.0,
+            "rate_cut_bp": rule.rate_cut_bp_by_grade.get(grade, 0) if qualifies else 0,
+            "max_limit_uplift": rule.max_limit_uplift, "max_rate_cut_bp": rule.max_rate_cut_bp,
+            "min_rate_pct": rule.min_rate_pct, "max_limit_cny": rule.max_limit_cny}
+
+
+def _applied(o: Any, i: int) -> dict[str, Any]:
+    """One overlay on a product's quote (`scoring.engine.AppliedOverlay`, row `i`)."""
+    ov = o.result
+    reasons = [r for r in quote_dict(ov, i)["reasons"]] if not ov.eligible[i] else []
+    return {"product": o.code, "product_name": ov.plan.definition.name.model_dump(),
+            "product_version": ov.plan.version, "qualifies": bool(ov.eligible[i]),
+            "index": _cents(ov.index_cents[i]), "grade": ov.plan.grades[ov.grade[i]],
+            "applied": bool(o.applied[i]), "limit_uplift": float(o.uplift[i]),
+            "rate_cut_bp": int(o.rate_cut_bp[i]), "reasons": reasons}
 
 
 def enterprise_quotes(results: Mapping[str, ProductResult], rows: Iterator[int] | None = None
