@@ -248,11 +248,14 @@ def _one_reason_per_source(plan: Plan, cols: Columns, flags: np.ndarray) -> np.n
     if not sources:
         return flags
     missing = np.column_stack([~cols.has[s] for s in sources])
+    if not missing.any():  # the usual single quote: every source there
+        return flags
     needed = np.zeros((cols.n, len(sources)), dtype=bool)
     scored = np.zeros((cols.n, len(sources)), dtype=bool)
     flags = flags.copy()
+    fired = flags.any(axis=0)
     for k, (causes, fields) in enumerate(_reason_causes(plan)):
-        if not causes:
+        if not causes or not fired[k]:
             continue
         unread = np.column_stack([np.isnan(cols.values[f]) for f in fields]).any(axis=1)
         caused = flags[:, k] & unread & missing[:, list(causes)].any(axis=1)
