@@ -1,8 +1,8 @@
 """Derived indicators computed from point-in-time source columns (pure, vectorised).
 
 Every derived value is NaN when an input it needs is missing or a denominator is zero: the product
-definition decides what a missing value scores. Nothing here turns a missing source into a zero,
-except where stated for the working-capital gap (no credit-bureau record = no bank loans known).
+definition decides what a missing value scores. Nothing here turns a missing source into a zero: the
+working-capital gap is unknown without a credit-bureau record (its existing loans are unknown, not none).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def working_capital(f: pd.DataFrame) -> pd.DataFrame:
     turnover = ratio(pd.Series(DAYS_PER_YEAR, index=f.index, dtype="float64"), cycle_days)
     need = revenue * (1 - margin) * (1 + growth) / turnover
     need = need.where(cycle_days > 0, 0.0).where(cycle_days.notna())
-    existing_loans = _col(f, "credit_bureau.working_capital_loans_cny").fillna(0.0)
+    existing_loans = _col(f, "credit_bureau.working_capital_loans_cny")  # no record: unknown, never zero
     gap = need - _col(f, "financials.own_funds_cny") - existing_loans - _col(
         f, "financials.other_wc_sources_cny"
     )

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     operator: str | None = Field(None, description="who runs training (recorded in the model card); default "
                                                    "the login name")
     debug: bool = Field(False, description="CLI: print the traceback of an unexpected failure")
+    products_dir: Path | None = Field(None, description="a folder of product definitions (new products, "
+                                      "overlays) loaded after the packaged ones; a code defined twice is an error")
     # --- dependencies down, clear and bounded (issue 14)
     database_connect_timeout_seconds: float = Field(5.0, gt=0, le=300, description="give up connecting to the "
                                                     "database after this long")

@@ -210,14 +210,36 @@ def load_definition(path: str | Path) -> ProductDefinition:
 
 
 def load_catalogue(directory: str | Path | None = None) -> dict[str, ProductDefinition]:
-    """All product definitions in the folder, by code, in file-name order."""
-    folder = Path(directory) if directory is not None else DEFINITIONS_DIR
+    """All product definitions in the folder, by code, in file-name order. Default: the packaged
+    definitions, then those of the `products_dir` setting (a bank's own products and overlays)."""
+    if directory is not None:
+        folders = [Path(directory)]
+    else:
+        from features.settings import get_settings
+
+        extra = get_settings().products_dir
+        folders = [DEFINITIONS_DIR] + ([Path(extra)] if extra is not None else [])
     out: dict[str, ProductDefinition] = {}
-    for path in sorted(folder.glob("*.yaml")):
-        d = load_definition(path)
-        if d.code in out:
-            raise DefinitionError(path, [("code", bilingual(f"product {d.code!r} is defined twice", "产品重复定义"))])
-        out[d.code] = d
+    last: dict[str, Path] = {}
+    for folder in folders:
+        if not folder.is_dir():
+            raise DefinitionError(folder, [("", bilingual("the product definitions folder does not exist",
+                                                             "产品定义目录不存在"))])
+        for path in sorted(folder.glob("*.yaml")):
+            d = load_definition(path)
+            if d.code in out:
+                raise DefinitionError(path, [("code", bilingual(f"product {d.code!r} is defined twice",
+                                                                 "产品重复定义"))])
+            out[d.code] = d
+            last[d.code] = path
+    for code, d in out.items():  # an overlay names products it can adjust
+        if d.overlay is None:
+            continue
+        bad = [b for b in d.overlay.base_products if b not in out or out[b].overlay is not None]
+        if bad:
+            raise DefinitionError(last[code], [("overlay.base_products", bilingual(
+                f"{bad}: not a product of the catalogue (an overlay adjusts products, not overlays)",
+                "不是目录中的产品（叠加方案只能调整产品，不能调整其他叠加方案）"))])
     return out
 
 

@@ -46,7 +46,7 @@ DERIVED_SOURCES: dict[str, tuple[str, ...]] = {
     "rd_platform_level_rank": ("tech",),
     "wc_turnover": ("financials",),
     "wc_need_cny": ("financials",),
-    "wc_gap_cny": ("financials",),
+    "wc_gap_cny": ("financials", "credit_bureau"),
     "sales_margin": ("financials",),
     "debt_ratio": ("financials",),
     "current_ratio": ("financials",),

@@ -333,6 +333,34 @@ class Service(Strict):
     green_channel: bool = False  # a request within the model limit is fast-tracked
 
 
+class Overlay(Strict):
+    """A programme that adjusts other products' offers instead of making its own (e.g. green finance):
+    its own scorecard and grade set, per grade, a factor on the base product's limit and a cut of its
+    rate in basis points, within the policy maxima the file declares. It has no limit or rate of its own."""
+
+    base_products: Annotated[list[Code], Field(min_length=1)]
+    limit_uplift_by_grade: dict[str, Annotated[float, _unit("factor", ge=1.0, le=10.0)]]  # x the base limit
+    rate_cut_bp_by_grade: dict[str, Annotated[int, _unit("basis points", ge=0, le=1000)]]  # off the base rate
+    max_limit_uplift: Annotated[float, _unit("factor", ge=1.0, le=10.0)]  # policy maximum of the factor
+    max_rate_cut_bp: Annotated[int, _unit("basis points", ge=0, le=1000)]  # policy maximum of the cut
+    min_rate_pct: Pct  # the cut never takes a rate under this
+    max_limit_cny: Cny | None = None  # the uplifted limit never above this
+
+
+# an overlay's own (unused) terms: no limit to speak of, no rate band
+OVERLAY_LIMIT = {"max_cny": 1, "min_cny": 0}
+OVERLAY_RATE = {"reference": "lpr_1y", "floor": 0, "ceiling": 30}
+
+
+class Hints(Strict):
+    """"How to reach the next grade": a change is suggested only within `max_relative_change` of the
+    current value (or one rounding step from zero), its target rounded to a step per indicator unit
+    (`round_to`, over the defaults of `scoring.engine.HINT_STEPS`, e.g. CNY 1,000, one patent)."""
+
+    max_relative_change: Annotated[float, _unit("fraction", gt=0.0, le=100.0)] = 0.5
+    round_to: dict[str, Annotated[float, _unit("the indicator's unit", gt=0.0, le=1e9)]] = {}
+
+
 class ProductDefinition(Strict):
     code: Code
     name: Text
@@ -356,7 +384,17 @@ class ProductDefinition(Strict):
     risk_compensation: RiskCompensation | None = None
     service: Service
     platform_fields: list[str] | None = None  # what the platform role may see; None = the whole quote
+    hints: Hints = Hints()
     reasons: dict[ReasonCode, Text] = {}
+    overlay: Overlay | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _overlay_terms(cls, data: object) -> object:
+        """An overlay adjusts its base products' limit and rate: it writes neither of its own."""
+        if isinstance(data, dict) and data.get("overlay") is not None:
+            data = {"limit": OVERLAY_LIMIT, "rate": OVERLAY_RATE, **data}
+        return data
 
     @field_validator("subsidy", mode="before")
     @classmethod
@@ -542,6 +580,10 @@ def semantic_issues(d: ProductDefinition, known_reasons: set[str] = frozenset(),
                                 Condition(field=s.field, op="in", value=list(values)))
         if set(s.names) != set(s.labels):
             add("segments.names", "one name per label, no others", "每个标签一个名称，不能多也不能少")
+
+    if need("overlay") and d.overlay is not None:  # no limit, rate or fees of its own: the overlay's rules
+        _overlay_issues(d, add, eligible_order)
+        return issues
 
     if need("limit"):
         _limit_issues(d, add, check_field, policy, grades, eligible_order, seg_labels, need)
@@ -882,6 +924,30 @@ def _fee_issues(path: str, gu: Guarantee, add: Any, check_condition: Any, policy
             f"上限 {gu.max_fee_pct:g}% 超过政策上限 {policy.guarantee_fee_pct_max:g}%")
     for ci, cond in enumerate(gu.when):
         check_condition(f"{path}.when[{ci}]", cond)
+
+
+def _overlay_issues(d: ProductDefinition, add: Any, eligible_order: list[str]) -> None:
+    ov = d.overlay
+    assert ov is not None
+    if d.limit != LimitRule.model_validate(OVERLAY_LIMIT):
+        add("limit", "an overlay has no limit of its own (it lifts its base products' limits): leave `limit` out",
+            "叠加方案没有自己的额度（它提高基础产品的额度）：请删除 `limit`")
+    if d.rate != RateRule.model_validate(OVERLAY_RATE):
+        add("rate", "an overlay has no rate of its own (it cuts its base products' rates): leave `rate` out",
+            "叠加方案没有自己的利率（它降低基础产品的利率）：请删除 `rate`")
+    if d.code in ov.base_products:
+        add("overlay.base_products", "an overlay cannot be its own base product", "叠加方案不能以自身为基础产品")
+    if len(set(ov.base_products)) != len(ov.base_products):
+        add("overlay.base_products", "a base product is named twice", "基础产品重复")
+    for key, cap, unit in (("limit_uplift_by_grade", ov.max_limit_uplift, "x"),
+                           ("rate_cut_bp_by_grade", ov.max_rate_cut_bp, " bp")):
+        table = getattr(ov, key)
+        if eligible_order:
+            _check_by_grade(add, f"overlay.{key}", table, d.grade_names, eligible_order)
+        for grade, value in table.items():
+            if value > cap:
+                add(f"overlay.{key}.{grade}", f"{value:g}{unit} is above the policy maximum {cap:g}{unit} declared "
+                                              "in the file", f"{value:g}{unit} 超过文件声明的政策上限 {cap:g}{unit}")
 
 
 def _check_keys(add: Any, path: str, table: dict[str, object], allowed: list[str]) -> None:

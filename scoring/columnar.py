@@ -82,7 +82,7 @@ def decline_columns(r: ProductResult) -> dict[str, pd.Categorical]:
 
     packed = np.packbits(flags, axis=1)
     packed = np.ascontiguousarray(np.pad(packed, ((0, 0), (0, -packed.shape[1] % 8)))).view(np.int64)  # 64 a column
-    keys = [*packed.T, np.where(fired("grade"), r.grade, -1)]
+    keys = [*packed.T, np.where(fired("grade"), r.grade, -1), np.where(fired("amount"), r.binding_cny, -1.0)]
     keys += [np.where(flags[:, c], r.points_cents[:, p.indicator], -1) for c, p in enumerate(parts)
              if "points" in p.dynamic and p.indicator is not None]
     with_pd = fired("pd") & ~np.isnan(r.pd)

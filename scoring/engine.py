@@ -15,11 +15,16 @@ from functools import cache, cached_property
 import numpy as np
 import pandas as pd
 
+from products.fields import feature_catalogue
 from scoring.columns import Columns, extract
 from scoring.plan import CompiledCondition, Plan
 from scoring.ranking import top_k_positive
 
 TOP_REASONS = 3
+# default rounding step of a next-grade target per indicator unit (a product's `hints.round_to` overrides)
+HINT_STEPS = {"CNY": 1000.0, "CNY/mu": 100.0, "CNY/person": 100.0, "CNY/t": 100.0, "CNY/tce": 100.0,
+              "patents": 1.0, "copyrights": 1.0, "awards": 1.0, "persons": 1.0, "points": 1.0, "years": 1.0,
+              "times": 0.01, "times/year": 0.01}
 SMALL_BATCH = 64  # up to this many rows the indicators are scored as one matrix
 NEXT_GRADE_OPTIONS = 3
 
@@ -58,8 +63,14 @@ class ProductResult:
     subsidy_bp: np.ndarray
     all_in_bp: np.ndarray
     pd: np.ndarray  # float64, NaN = not given
+    binding_base: np.ndarray  # intp [n]: the limit base that bound the limit (index into plan.bases), -1 = a cap
+    binding_cny: np.ndarray  # float64 [n]: the binding candidate (with its coefficients), capped and rounded down
     # int64 [n, collateral option, OPTION_TERMS]: each option's terms (option 0 = the main terms above)
     option_terms: np.ndarray | None = None
+    # float64 [n] / int64 [n]: the subsidy that applies to each row (share of the interest, fixed bp)
+    subsidy_share: np.ndarray | None = None
+    subsidy_points_bp: np.ndarray | None = None
+    overlays: tuple[AppliedOverlay, ...] = ()  # overlays applied to this product's offers (scoring.overlay)
 
     @property
     def n(self) -> int:
@@ -70,6 +81,30 @@ class ProductResult:
         """Top reasons and next-grade options for every row (vectorised, computed on first use so
         a whole-region batch that does not print explanations does not pay for them)."""
         return explain(self)
+
+
+@dataclass(frozen=True)
+class BaseTerms:
+    """A product's offer before an overlay adjusted it (arrays over the rows, as in ProductResult)."""
+
+    limit_cny: np.ndarray
+    rate_lo_bp: np.ndarray
+    rate_hi_bp: np.ndarray
+    rate_bp: np.ndarray
+    subsidy_bp: np.ndarray
+    all_in_bp: np.ndarray
+
+
+@dataclass(frozen=True)
+class AppliedOverlay:
+    """One overlay on a product: the overlay's own result, where it applied, by how much, and the terms before."""
+
+    code: str
+    result: ProductResult
+    applied: np.ndarray  # bool [n]
+    uplift: np.ndarray  # float64 [n]: factor on the limit (1 where not applied)
+    rate_cut_bp: np.ndarray  # int64 [n]: basis points the rate came down (0 where not applied)
+    before: BaseTerms
 
 
 @dataclass(frozen=True)
@@ -87,8 +122,19 @@ def explain(r: ProductResult) -> Explanation:
     # top reasons: indicators with most points lost against their maximum
     lost = r.plan.max_cents[None, :] - r.points_cents
     top = top_k_positive(lost, TOP_REASONS)
-    nxt = _next_grade(r.plan, r.columns, r.points_cents, r.index_cents, r.grade, r.grade_official, r.segment)
+    # hints only where every gate passes and no source the assessment needs is missing
+    data_missing = [k for k, s in enumerate(r.reason_specs) if s.code in ("MISSING_SOURCE", "SOURCE_NEEDED")]
+    blocked = ~r.gate_passed.all(axis=1) | r.reason_flags[:, data_missing].any(axis=1)
+    nxt = _next_grade(r.plan, r.columns, r.points_cents, r.index_cents, r.grade, r.grade_official | blocked,
+                      r.segment)
     return Explanation(top_reasons=top, **nxt)
+
+
+def hint_step(plan: Plan, unit: str | None) -> float | None:
+    """The rounding step of a next-grade target in `unit` (None: 4 significant digits of the scoring range)."""
+    if unit is None:
+        return None
+    return plan.definition.hints.round_to.get(unit, HINT_STEPS.get(unit))
 
 
 def _condition(c: CompiledCondition, v: np.ndarray) -> np.ndarray:
@@ -163,7 +209,88 @@ def reason_specs(plan: Plan) -> tuple[tuple[ReasonSpec, ...], np.ndarray]:
     specs += [ReasonSpec("LIMIT_BASE_SKIPPED", "info", (("base", b.code),)) if b.skip_when_missing else
               ReasonSpec("LIMIT_BASE_MISSING", "decline", (("base", b.code),)) for b in plan.bases]
     specs += [ReasonSpec("PD_ABOVE_MAX", "decline"), ReasonSpec("LIMIT_BELOW_MINIMUM", "decline")]
+    # the limit base that bound the limit, with its amount: why the limit is under the minimum, or what set it
+    specs += [ReasonSpec("LIMIT_BASE_BELOW_MINIMUM", "decline", (("base", b.code),)) for b in plan.bases]
+    specs += [ReasonSpec("LIMIT_BOUND_BY_BASE", "info", (("base", b.code),)) for b in plan.bases]
+    # one missing source, one reason: what it caused is said once, by these (see `_one_reason_per_source`)
+    specs += [ReasonSpec("SOURCE_NEEDED", "decline", (("source", s),)) for s in plan.optional_sources]
+    specs += [ReasonSpec("SOURCE_MISSING_SCORED", "info", (("source", s),)) for s in _plan_sources(plan)]
     return tuple(specs), np.array([s.kind == "decline" for s in specs])
+
+
+def _plan_sources(plan: Plan) -> tuple[str, ...]:
+    return plan.required_sources + plan.optional_sources
+
+
+@cache
+def _reason_causes(plan: Plan) -> tuple[tuple[tuple[int, ...], tuple[str, ...]], ...]:
+    """Per reason of `reason_specs`: the plan sources (positions in `_plan_sources`) whose absence can
+    cause it, and the fields it reads (it is caused by a missing source only where one of them is missing)."""
+    catalogue = feature_catalogue()
+    sources = _plan_sources(plan)
+
+    def of(fields: Sequence[str]) -> tuple[tuple[int, ...], tuple[str, ...]]:
+        found = [src for f in fields if f in catalogue for src in catalogue[f].sources]
+        return tuple(sources.index(src) for src in dict.fromkeys(found) if src in sources), tuple(fields)
+
+    gates = {g.code: g for g in plan.gates}
+    indicators = {i.code: i for i in plan.indicators}
+    bases = {b.code: b for b in plan.bases}
+    out = []
+    for spec in reason_specs(plan)[0]:
+        p = dict(spec.params)
+        if spec.code in ("MISSING_SOURCE", "SOURCE_NEEDED", "SOURCE_MISSING_SCORED"):
+            out.append(((), ()))
+        elif "gate" in p:
+            out.append(of([c.field for c in gates[p["gate"]].conditions]))
+        elif spec.code in ("INDICATOR_MISSING_INELIGIBLE", "INDICATOR_MISSING_SCORED"):
+            out.append(of([indicators[p["indicator"]].field]))
+        elif spec.code == "SEGMENT_MISSING":
+            out.append(of([p["field"]]))
+        elif spec.code in ("LIMIT_BASE_MISSING", "LIMIT_BASE_SKIPPED"):
+            out.append(of(bases[p["base"]].fields))
+        else:
+            out.append(((), ()))
+    return tuple(out)
+
+
+def _one_reason_per_source(plan: Plan, cols: Columns, flags: np.ndarray) -> np.ndarray:
+    """Reasons a missing source caused become one reason naming the source ("no tax data: supply it"):
+    declines become MISSING_SOURCE (a required source) or SOURCE_NEEDED (an optional one the firm's
+    assessment needed), notes of indicators scored without it become one SOURCE_MISSING_SCORED; a grade
+    computed on missing data is not given as a reason of its own. Which rows are declined never changes."""
+    specs = reason_specs(plan)[0]
+    sources = _plan_sources(plan)
+    n_req = len(plan.required_sources)
+    if not sources:
+        return flags
+    missing = np.column_stack([~cols.has[s] for s in sources])
+    if not missing.any():  # the usual single quote: every source there
+        return flags
+    needed = np.zeros((cols.n, len(sources)), dtype=bool)
+    scored = np.zeros((cols.n, len(sources)), dtype=bool)
+    flags = flags.copy()
+    fired = flags.any(axis=0)
+    for k, (causes, fields) in enumerate(_reason_causes(plan)):
+        if not causes or not fired[k]:
+            continue
+        unread = np.column_stack([np.isnan(cols.values[f]) for f in fields]).any(axis=1)
+        caused = flags[:, k] & unread & missing[:, list(causes)].any(axis=1)
+        if not caused.any():
+            continue
+        first = np.array(causes)[np.argmax(missing[:, list(causes)], axis=1)]  # the first missing cause
+        target = needed if specs[k].kind == "decline" else scored
+        target[caused, first[caused]] = True
+        flags[:, k] &= ~caused
+    start = {s.code: i for i, s in reversed(list(enumerate(specs)))}
+    opt, note = start.get("SOURCE_NEEDED", 0), start["SOURCE_MISSING_SCORED"]
+    flags[:, :n_req] |= needed[:, :n_req]  # already set: the source is missing
+    flags[:, opt:opt + len(plan.optional_sources)] = needed[:, n_req:]
+    declined = np.hstack([flags[:, :n_req], needed[:, n_req:]])
+    flags[:, note:note + len(sources)] = scored & ~declined  # the decline already names the source
+    data_missing = flags[:, :n_req].any(axis=1) | needed[:, n_req:].any(axis=1)
+    flags[:, start["GRADE_NOT_ELIGIBLE"]] &= ~data_missing
+    return flags
 
 
 def evaluate(plan: Plan, features: pd.DataFrame | Columns, pd_values: object = None) -> ProductResult:
@@ -241,7 +368,8 @@ def evaluate(plan: Plan, features: pd.DataFrame | Columns, pd_values: object = N
     grade_ok = plan.grade_eligible[grade]
     flags.append(~grade_ok[:, None])
 
-    # limit: min(caps, bases), each x the coefficients that apply to it (capped), PD-scaled, rounded down
+    # limit: min(caps, bases), each x the coefficients that apply to it (capped), PD-scaled, rounded down;
+    # the tightest candidate is the binding one (named in the reasons with its amount)
     coefs = [(c, c.factor(cols.values[c.field])) for c in plan.coefficients]
 
     def coefficient(target: str) -> np.ndarray | float:
@@ -253,28 +381,38 @@ def evaluate(plan: Plan, features: pd.DataFrame | Columns, pd_values: object = N
             out = out * f
         return np.minimum(out, plan.coefficient_cap)
 
-    limit = np.minimum(plan.cap_by_grade[grade] * coefficient("grade_cap"),
-                       plan.cap_by_segment[seg_idx] * coefficient("segment_cap"))
-    for b in plan.bases:
+    base_limit = np.minimum(plan.cap_by_grade[grade] * coefficient("grade_cap"),
+                            plan.cap_by_segment[seg_idx] * coefficient("segment_cap"))
+    binding = np.full(n, -1, dtype=np.intp)  # the base that bound the limit; -1 = a cap
+    for bi, b in enumerate(plan.bases):
         v = _coalesce(cols, b.fields)
         base_missing = np.isnan(v)
         flags.append(base_missing[:, None])
-        limit = np.where(base_missing, limit,
-                         np.minimum(limit, b.share * v * b.factor_by_grade[grade] * coefficient(b.code)))
+        candidate = b.share * v * b.factor_by_grade[grade] * coefficient(b.code)
+        tighter = ~base_missing & (candidate < base_limit)
+        binding = np.where(tighter, bi, binding)
+        base_limit = np.where(tighter, candidate, base_limit)
+    binding_cny = _round_down(np.minimum(base_limit, plan.max_limit), plan.round_down_to)
+    limit = base_limit
     limit = np.minimum(limit, plan.max_limit)
     has_pd = ~np.isnan(pdv) if any_pd else np.zeros(n, dtype=bool)
     if plan.pd_full_until is not None and any_pd:
         span = plan.max_pd - plan.pd_full_until
         t = np.minimum(np.maximum((pdv - plan.pd_full_until) / span, 0.0), 1.0)
         limit = np.where(has_pd, limit * (1.0 - t * (1.0 - plan.pd_factor_at_max)), limit)
-    limit = np.floor(np.maximum(limit, 0.0) / plan.round_down_to + 1e-9) * plan.round_down_to
+    limit = _round_down(limit, plan.round_down_to)
 
     so_far = np.hstack([f if f.ndim == 2 else f[:, None] for f in flags])
     declined_so_far = so_far[:, decline_cols[:so_far.shape[1]]].any(axis=1)
     pd_over = has_pd & (np.where(has_pd, pdv, 0.0) > plan.max_pd) if any_pd else has_pd
     below_min = ~declined_so_far & ~pd_over & (limit < plan.min_limit)
-    reason_flags = np.hstack([so_far, pd_over[:, None], below_min[:, None]])
     eligible = ~(declined_so_far | pd_over | below_min)
+    binding = np.where(declined_so_far | pd_over, -1, binding)  # no limit was computed: nothing bound it
+    bound_by = binding[:, None] == np.arange(len(plan.bases))[None, :]
+    reason_flags = np.hstack([so_far, pd_over[:, None], (below_min & (binding < 0))[:, None],
+                              below_min[:, None] & bound_by, eligible[:, None] & bound_by,
+                              np.zeros((n, len(plan.optional_sources) + len(_plan_sources(plan))), dtype=bool)])
+    reason_flags = _one_reason_per_source(plan, cols, reason_flags)
 
     # rate band and point rate (basis points) per collateral option; PD places the point rate in the band
     p0, p1 = plan.pd_range
@@ -300,7 +438,7 @@ def evaluate(plan: Plan, features: pd.DataFrame | Columns, pd_values: object = N
         fee = np.where(_all(opt.fee_conditions, cols, n), opt.fee_bp[grade], 0)
         # never more than the interest: the subsidised rate stays within [0, rate]
         subsidy = np.minimum(np.rint(rate * subsidy_share).astype(np.int64) + subsidy_points, rate)
-        offer = eligible & (lo >= 0)
+        offer = eligible & ((lo >= 0) | (plan.definition.overlay is not None))  # an overlay has no band
         lo, hi, rate = (np.where(offer, x, none) for x in (lo, hi, rate))
         fee, subsidy = (np.where(offer, x, 0) for x in (fee, subsidy))
         terms.append((offer, lo, hi, rate, fee, subsidy, np.where(offer, rate + fee - subsidy, none)))
@@ -314,8 +452,13 @@ def evaluate(plan: Plan, features: pd.DataFrame | Columns, pd_values: object = N
         gate_passed=gate_passed, points_cents=points, dimension_cents=dims, index_cents=index_cents,
         grade=grade, grade_official=grade_official, segment=segment, limit_cny=limit,
         rate_lo_bp=lo, rate_hi_bp=hi, rate_bp=rate, fee_bp=fee, subsidy_bp=subsidy, all_in_bp=all_in,
-        pd=pdv, option_terms=option_terms,
+        pd=pdv, option_terms=option_terms, binding_base=binding, binding_cny=binding_cny,
+        subsidy_share=subsidy_share, subsidy_points_bp=subsidy_points,
     )
+
+
+def _round_down(cny: np.ndarray, step: float) -> np.ndarray:
+    return np.floor(np.maximum(cny, 0.0) / step + 1e-9) * step
 
 
 def _next_grade(plan: Plan, cols: Columns, points: np.ndarray, index_cents: np.ndarray,
@@ -345,8 +488,9 @@ def _next_grade(plan: Plan, cols: Columns, points: np.ndarray, index_cents: np.n
             f = np.minimum(np.maximum((want - 0.5 + 1e-6) / w, 0.0), 1.0)
             span = ind.cap * (ind.benchmark - ind.zero_at)
             value = ind.zero_at + f * span
-            # a readable target: 4 significant digits of the scoring range, rounded the helpful way
-            step = 10.0 ** (np.floor(np.log10(abs(span))) - 3)
+            # a readable target: rounded to the unit's step (else 4 significant digits of the scoring
+            # range), the helpful way
+            step = hint_step(plan, ind.unit) or 10.0 ** (np.floor(np.log10(abs(span))) - 3)
             value = (np.ceil(value / step) if span > 0 else np.floor(value / step)) * step
             got = want
         elif ind.kind == "bins":
@@ -377,6 +521,15 @@ def _next_grade(plan: Plan, cols: Columns, points: np.ndarray, index_cents: np.n
                 and plan.segment_edges.size):
             # each stage grades on its own cut-offs: a change must keep the enterprise in its stage
             ok &= np.searchsorted(plan.segment_edges, value, side="right") == segment
+        if ind.kind in ("benchmark", "bins"):
+            # a change the firm can make: within the relative bound of today's value (or one step from
+            # zero); a missing value is never a starting point ("supply the data" is said instead)
+            now = cols.values[ind.field]
+            bound = np.maximum(plan.definition.hints.max_relative_change * np.abs(now),
+                               hint_step(plan, ind.unit) or 0.0)
+            ok &= ~np.isnan(now) & (np.abs(value - now) <= bound)
+        else:
+            ok &= ~np.isnan(cols.values[ind.field])
         to[:, j] = np.where(ok, value, np.nan)
         gain[:, j] = np.where(ok, got - cur, 0)
     # order by share of the indicator's range the change covers (unit-free "smallest change")
@@ -406,7 +559,9 @@ def evaluate_all(plans: Mapping[str, Plan], features: pd.DataFrame | Columns,
     for code, plan in plans.items():
         p = pd_values.get(code) if isinstance(pd_values, Mapping) else pd_values
         out[code] = evaluate(plan, cols, p)
-    return out
+    from scoring.overlay import apply_overlays  # here: scoring.overlay builds on this module's results
+
+    return apply_overlays(out)
 
 
 def evaluate_batch(plans: Mapping[str, Plan], features: pd.DataFrame, pd_values: object = None,

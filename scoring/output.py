@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from products.fields import feature_catalogue
 from scoring.engine import ProductResult, ReasonSpec
 from scoring.plan import Plan
 from scoring.texts import json_number, points_lost_spec, reason_parts, render_reason, row_values
@@ -84,7 +85,8 @@ def _next_grade(r: ProductResult, i: int) -> dict[str, Any] | None:
     if not changes and e.reachable[i]:
         # no single change suffices: the indicators with most room, in turn, until the gap is closed
         room = [(int(plan.max_cents[j] - r.points_cents[i, j]), j) for j, ind in enumerate(plan.indicators)
-                if ind.changeable and plan.max_cents[j] > r.points_cents[i, j]]
+                if ind.changeable and plan.max_cents[j] > r.points_cents[i, j]
+                and not np.isnan(r.columns.values[ind.field][i])]
         left = int(e.needed_cents[i])
         for gain, j in sorted(room, key=lambda t: (-t[0], t[1])):
             if left <= 0:
@@ -98,6 +100,7 @@ def _next_grade(r: ProductResult, i: int) -> dict[str, Any] | None:
         "reachable": bool(e.reachable[i]),
         "changes": changes,
         "combined": combined,
+        "supply": _supply(r, i),
     }
 
 
@@ -115,6 +118,23 @@ def _option(r: ProductResult, i: int, k: int, limit: int) -> dict[str, Any]:
         "all_in_cost": {"pct": all_pct, "cny": round(limit * all_pct / 100, 2)} if offer and all_pct is not None
         else None,
     }
+def _supply(r: ProductResult, i: int) -> list[dict[str, Any]]:
+    """"Supply the missing data": each source whose absence left an indicator short of its maximum."""
+    catalogue = feature_catalogue()
+    wanted: list[str] = []
+    for j, ind in enumerate(r.plan.indicators):
+        if np.isnan(r.columns.values[ind.field][i]) and r.points_cents[i, j] < r.plan.max_cents[j]:
+            wanted += [s for s in catalogue[ind.field].sources if s not in wanted]
+    return [_reason(r, ReasonSpec("SUPPLY_SOURCE", "info", (("source", s),)), i) for s in wanted]
+
+
+def _bound_by(r: ProductResult, i: int) -> dict[str, Any] | None:
+    """The limit base that bound the limit and its amount (None when a cap bound it)."""
+    j = int(r.binding_base[i])
+    if j < 0:
+        return None
+    base = r.plan.bases[j]
+    return {"base": base.code, "name": base.name.model_dump(), "amount_cny": int(r.binding_cny[i])}
 
 
 def quote_dict(r: ProductResult, i: int) -> dict[str, Any]:
@@ -153,6 +173,7 @@ def quote_dict(r: ProductResult, i: int) -> dict[str, Any]:
         "segment": seg,
         "tier": f"{seg}/{grade}" if seg else grade,
         "limit_cny": limit,
+        "limit_bound_by": _bound_by(r, i),
         "rate_band": [_pct(r.rate_lo_bp[i]), _pct(r.rate_hi_bp[i])] if eligible else None,
         "rate": _pct(r.rate_bp[i]) if eligible else None,
         "reference_rate": {"name": plan.reference_rate_name, "pct": plan.reference_rate_pct},
@@ -175,7 +196,48 @@ def quote_dict(r: ProductResult, i: int) -> dict[str, Any]:
                                       "cap_share_of_balance": d.risk_compensation.cap_share_of_balance}
     if d.service.green_channel:
         quote["green_channel_up_to_cny"] = limit
+    if d.overlay is not None:
+        quote["rate_band"] = quote["rate"] = None  # no offer of its own: it adjusts its base products'
+        quote["overlay_on"] = _overlay_terms(r, i)
+    if r.overlays:
+        quote["base_terms"] = _terms(r.overlays[0].before, i, r.fee_bp[i], eligible)
+        quote["overlays"] = [_applied(o, i) for o in r.overlays]
     return quote
+
+
+def _terms(t: Any, i: int, fee_bp: int, eligible: bool) -> dict[str, Any]:
+    """A product's offer before its overlays (`scoring.engine.BaseTerms`, row `i`)."""
+    limit = int(t.limit_cny[i])
+    all_in = _pct(t.all_in_bp[i])
+    return {"limit_cny": limit,
+            "rate_band": [_pct(t.rate_lo_bp[i]), _pct(t.rate_hi_bp[i])] if eligible else None,
+            "rate": _pct(t.rate_bp[i]) if eligible else None,
+            "subsidy": {"pct": _pct(t.subsidy_bp[i]) if eligible else None},
+            "all_in_cost": {"pct": all_in, "cny": round(limit * all_in / 100, 2)} if eligible and all_in else None,
+            "guarantee_fee": {"pct": _pct(fee_bp) if eligible else None}}
+
+
+def _overlay_terms(r: ProductResult, i: int) -> dict[str, Any]:
+    """What an overlay does for this enterprise: its base products and, where it qualifies, its terms."""
+    rule = r.plan.definition.overlay
+    grade = r.plan.grades[r.grade[i]]
+    qualifies = bool(r.eligible[i])
+    return {"base_products": list(rule.base_products),
+            "limit_uplift": rule.limit_uplift_by_grade.get(grade, 1.0) if qualifies else 1.0,
+            "rate_cut_bp": rule.rate_cut_bp_by_grade.get(grade, 0) if qualifies else 0,
+            "max_limit_uplift": rule.max_limit_uplift, "max_rate_cut_bp": rule.max_rate_cut_bp,
+            "min_rate_pct": rule.min_rate_pct, "max_limit_cny": rule.max_limit_cny}
+
+
+def _applied(o: Any, i: int) -> dict[str, Any]:
+    """One overlay on a product's quote (`scoring.engine.AppliedOverlay`, row `i`)."""
+    ov = o.result
+    reasons = [r for r in quote_dict(ov, i)["reasons"]] if not ov.eligible[i] else []
+    return {"product": o.code, "product_name": ov.plan.definition.name.model_dump(),
+            "product_version": ov.plan.version, "qualifies": bool(ov.eligible[i]),
+            "index": _cents(ov.index_cents[i]), "grade": ov.plan.grades[ov.grade[i]],
+            "applied": bool(o.applied[i]), "limit_uplift": float(o.uplift[i]),
+            "rate_cut_bp": int(o.rate_cut_bp[i]), "reasons": reasons}
 
 
 def enterprise_quotes(results: Mapping[str, ProductResult], rows: Iterator[int] | None = None

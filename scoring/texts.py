@@ -35,7 +35,7 @@ DECIMALS = 2  # numbers of magnitude 1 and more
 SIGNIFICANT = 4  # numbers below 1
 INFINITY = "∞"  # readable in both languages; "inf" or "1e309" is not
 MISSING = ""
-DYNAMIC = ("points", "grade", "pd")  # placeholders whose values differ between enterprises
+DYNAMIC = ("points", "grade", "pd", "amount")  # placeholders whose values differ between enterprises
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,8 @@ def reason_parts(plan: Plan, spec: ReasonSpec) -> ReasonParts:
     if "base" in params:
         b = next(b for b in plan.bases if b.code == params["base"])
         params.update(base_zh=b.name.zh, base_en=b.name.en)
-    params.update(eligible="/".join(plan.definition.grading.eligible), max_pd=percent_text(plan.max_pd))
+    params.update(eligible="/".join(plan.definition.grading.eligible), max_pd=percent_text(plan.max_pd),
+                  min=number_text(plan.min_limit))
     text = plan.reasons.get(spec.code) or common_reasons().get(spec.code)
     dynamic = frozenset(placeholders(text).intersection(DYNAMIC)) if text is not None else frozenset()
     fixed = None
@@ -169,6 +170,8 @@ def row_values(r: ProductResult, parts: ReasonParts, i: int) -> dict[str, str]:
         out["grade"] = r.plan.grades[r.grade[i]]
     if "pd" in parts.dynamic and not np.isnan(r.pd[i]):
         out["pd"] = percent_text(float(r.pd[i]))
+    if "amount" in parts.dynamic:  # the binding limit base's amount (CNY, rounded down as a limit is)
+        out["amount"] = number_text(float(r.binding_cny[i]))
     return out
 
 

@@ -46,9 +46,10 @@ def test_optional_source_missing_scores_as_declared_and_says_so(code):
                 continue
             expected = round(ind.missing_fraction * ind.weight_cents)
             assert (r.points_cents[:, j] == expected).all()
-            k = [(s.code, dict(s.params).get("indicator")) for s in r.reason_specs].index(
-                ("INDICATOR_MISSING_SCORED", ind.code))
-            assert r.reason_flags[:, k].all()  # never a silent zero
+            # never a silent zero: one note names the source (or one decline, when the assessment needs it)
+            keys = [(s.code, dict(s.params).get("source")) for s in r.reason_specs]
+            said = r.reason_flags[:, [keys.index(("SOURCE_MISSING_SCORED", src)), keys.index(("SOURCE_NEEDED", src))]]
+            assert (said.sum(axis=1) == 1).all()
 
 
 def test_frame_without_any_column_or_rows():
@@ -84,11 +85,12 @@ def test_unknown_category_is_missing_not_an_error():
     assert r.reason_flags[[0, 2, 4], k].all()
 
 
-def test_wc_gap_missing_is_skipped_with_a_note():
+def test_wc_gap_missing_declines_with_its_reason():
+    # an unknown working-capital gap never gives more credit than a known one: the firm is declined
     plan = PLANS["two_healthy"]
     f = FRAME.copy()
     f["wc_gap_cny"] = np.nan
     r = evaluate(plan, f)
-    k = [(s.code, dict(s.params).get("base")) for s in r.reason_specs].index(("LIMIT_BASE_SKIPPED", "wc_gap"))
-    assert r.reason_flags[:, k].all()
-    assert r.eligible.any()
+    k = [(s.code, dict(s.params).get("base")) for s in r.reason_specs].index(("LIMIT_BASE_MISSING", "wc_gap"))
+    assert r.reason_flags[:, k].any()
+    assert not r.eligible.any()

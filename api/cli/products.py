@@ -141,6 +141,9 @@ def _table(credit_code: str, quotes: list[dict[str, Any]]) -> Table:
             why = "; ".join(r["zh"] for r in q["top_reasons"][:2])
         else:
             why = "; ".join(r["zh"] for r in q["reasons"][:2])
+        for o in q.get("overlays", []):
+            if o["applied"]:
+                why += f" | +{o['product_name']['zh']} ×{o['limit_uplift']:g} −{o['rate_cut_bp']}bp"
         ng = q["next_grade"]
         if ng and ng["changes"]:
             c = ng["changes"][0]

@@ -86,6 +86,12 @@ def score_partition(ctx: BatchContext, features: pd.DataFrame) -> pd.DataFrame:
         }
         if ctx.reasons > 0:
             cols.update(top_points_lost(r, ctx.reasons))
+        if r.overlays:  # the base terms, then each overlay: the quote's base_terms / overlays
+            before = r.overlays[0].before
+            cols.update({"base_limit_cny": before.limit_cny.astype(np.int64), "base_rate_pct": _pct(before.rate_bp)})
+            for o in r.overlays:
+                cols.update({f"{o.code}.applied": o.applied, f"{o.code}.limit_uplift": o.uplift,
+                             f"{o.code}.rate_cut_bp": o.rate_cut_bp})
         out.update({f"{code}.{k}": v for k, v in cols.items()})
     if contrib is not None:
         out.update(risk_factor_columns(ctx.model.spec, X, contrib, ctx.reasons))

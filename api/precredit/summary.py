@@ -40,7 +40,8 @@ class Summary:
             self.eligible[p] += int(eligible.sum())
             self.limit[p] += int(limit.sum())
             rate = table[f"{p}.rate_pct"].to_numpy()
-            bp = np.rint(rate[eligible] * 100).astype(np.int64)
+            offered = rate[eligible]
+            bp = np.rint(offered[~np.isnan(offered)] * 100).astype(np.int64)  # an overlay has no rate of its own
             values, counts = np.unique(bp, return_counts=True)
             self.rates[p].update(dict(zip(values.tolist(), counts.tolist(), strict=True)))
 

@@ -55,7 +55,7 @@ PLATFORM_FIELDS = (
     "product", "product_name", "product_version", "eligible", "reasons", "index", "scale", "grade", "tier",
     "segment", "limit_cny", "rate_band", "rate", "guarantee_fee", "subsidy", "all_in_cost", "pd", "model_version",
     "service_promise", "service_deadlines", "expiry_days", "requested_within_limit", "green_channel_up_to_cny",
-    "risk_reasons", "collateral", "collateral_options",
+    "risk_reasons", "collateral", "collateral_options", "base_terms", "overlays", "overlay_on",
 )
 ALWAYS_FOR_PLATFORM = ("product", "product_name", "product_version", "eligible", "reasons")
 
