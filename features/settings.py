@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     operator: str | None = Field(None, description="who runs training (recorded in the model card); default "
                                                    "the login name")
     debug: bool = Field(False, description="CLI: print the traceback of an unexpected failure")
+    # --- product versions and what-if simulation (issue 12)
+    products_dir: Path | None = Field(None, description="folder of product definition files (*.yaml) used as the "
+                                      "seed versions instead of the ones shipped in products/definitions")
+    simulation_lgd: float = Field(0.45, gt=0, le=1, description="loss given default of a simulation's expected "
+                                  "loss (PD x LGD x limit)")
     # --- dependencies down, clear and bounded (issue 14)
     database_connect_timeout_seconds: float = Field(5.0, gt=0, le=300, description="give up connecting to the "
                                                     "database after this long")

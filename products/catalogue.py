@@ -139,9 +139,16 @@ def load_definition(path: str | Path) -> ProductDefinition:
     return definition
 
 
+def definitions_dir() -> Path:
+    """The seed definitions' folder: settings.products_dir (INDEXLOAN_PRODUCTS_DIR) or the shipped one."""
+    from features.settings import get_settings
+
+    return get_settings().products_dir or DEFINITIONS_DIR
+
+
 def load_catalogue(directory: str | Path | None = None) -> dict[str, ProductDefinition]:
     """All product definitions in the folder, by code, in file-name order."""
-    folder = Path(directory) if directory is not None else DEFINITIONS_DIR
+    folder = Path(directory) if directory is not None else definitions_dir()
     out: dict[str, ProductDefinition] = {}
     for path in sorted(folder.glob("*.yaml")):
         d = load_definition(path)
