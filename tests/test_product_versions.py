@@ -349,3 +349,21 @@ def test_cli_lifecycle_refuses_self_approval(tmp_path: Path) -> None:
     assert '"status": "active"' in history.output and '"decided_by": "bob"' in history.output
     missing = runner.invoke(app, ["products", "submit", "42", "--by", "alice", "--database-url", url])
     assert missing.exit_code == 1 and "no product version 42" in missing.output
+
+
+def test_a_batch_run_uses_the_approved_version_in_force(service: QuotingService, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from api.cli.main import app
+
+    store = ProductVersions(service.engine)
+    drafted = store.draft(new_version(lenient=True), "alice")
+    store.approve(store.submit(drafted.id, "alice").id, "bob")
+    out = tmp_path / "run.csv"
+    url = service.engine.url.render_as_string(hide_password=False)
+    result = CliRunner().invoke(app, ["batch", "precredit", "--as-of", TODAY.isoformat(), "--out", str(out),
+                                      "--products", "tech_innovation", "--database-url", url])
+    assert result.exit_code == 0, result.output
+    summary = yaml.safe_load(out.with_name("run.summary.json").read_text(encoding="utf-8"))
+    used = summary["versions"]["products"]["tech_innovation"]
+    assert used["version"] == "2099.1" and used["sha256"] == drafted.sha256

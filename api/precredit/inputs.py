@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 
 from api.precredit.run import BatchInputError, NotInForceError
 from api.precredit.score import BatchContext
+from products.schema import ProductDefinition
 from training.serving import RiskModel
 
 
@@ -58,10 +60,12 @@ def load_model(engine: sa.Engine | None, models_dir: str | None, model_dir: Path
 
 
 def build_context(features: pd.DataFrame, as_of: dt.date, products: list[str] | None, reasons: int,
-                  model: RiskModel | None) -> tuple[BatchContext, dict[str, Any], pd.DataFrame]:
+                  model: RiskModel | None, definitions: Sequence[ProductDefinition] | None = None
+                  ) -> tuple[BatchContext, dict[str, Any], pd.DataFrame]:
     """The versions in force on `as_of` (the quote path's builder: rank cut-offs calibrated on this
     population), the context, a description of the versions, and the features narrowed to the columns
-    the run reads."""
+    the run reads. `definitions`: every known version (the store's: `ProductVersions.published()`;
+    default the seed files)."""
     from api.quoting.versions import VersionsError, versions_for
 
     if reasons < 0:
@@ -70,7 +74,7 @@ def build_context(features: pd.DataFrame, as_of: dt.date, products: list[str] | 
         raise BatchInputError(f"no enterprises to score: the store or the feature files hold none as of "
                               f"{as_of.isoformat()}")
     try:
-        versions = versions_for(as_of, features, model, products)
+        versions = versions_for(as_of, features, model, products, definitions)
     except VersionsError as error:
         raise NotInForceError(f"--{error.field.replace('_', '-')}: {error.message}") from None
     used = [c for c in versions.columns if c in features.columns]
