@@ -15,6 +15,7 @@ from alembic import command
 from alembic.config import Config
 
 import api.tables  # noqa: F401 - registers keys, quotes, config blobs, batch jobs
+import api.workbench.tables  # noqa: F401 - registers product versions, simulation jobs
 import features.store.audit  # noqa: F401 - registers audit_log, audit_head
 import training.registry_tables  # noqa: F401 - registers models, promotion requests, transitions
 from features.store.db import StoreUnavailableError, connect

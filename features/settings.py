@@ -42,7 +42,11 @@ class Settings(BaseSettings):
                                                    "the login name")
     debug: bool = Field(False, description="CLI: print the traceback of an unexpected failure")
     products_dir: Path | None = Field(None, description="a folder of product definitions (new products, "
-                                      "overlays) loaded after the packaged ones; a code defined twice is an error")
+                                      "overlays) loaded after the packaged ones; a code it defines replaces the "
+                                      "packaged definition; a code defined twice in it is an error")
+    # --- what-if simulation (issue 12)
+    simulation_lgd: float = Field(0.45, gt=0, le=1, description="loss given default of a simulation's expected "
+                                  "loss (PD x LGD x limit)")
     # --- dependencies down, clear and bounded (issue 14)
     database_connect_timeout_seconds: float = Field(5.0, gt=0, le=300, description="give up connecting to the "
                                                     "database after this long")

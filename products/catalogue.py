@@ -210,8 +210,9 @@ def load_definition(path: str | Path) -> ProductDefinition:
 
 
 def load_catalogue(directory: str | Path | None = None) -> dict[str, ProductDefinition]:
-    """All product definitions in the folder, by code, in file-name order. Default: the packaged
-    definitions, then those of the `products_dir` setting (a bank's own products and overlays)."""
+    """All product definitions, by code: those of `directory` when given; by default the packaged ones,
+    then those of the `products_dir` setting (INDEXLOAN_PRODUCTS_DIR: a bank's own products and overlays;
+    a code it defines replaces the packaged definition of that code). In file-name order per folder."""
     if directory is not None:
         folders = [Path(directory)]
     else:
@@ -224,13 +225,15 @@ def load_catalogue(directory: str | Path | None = None) -> dict[str, ProductDefi
     for folder in folders:
         if not folder.is_dir():
             raise DefinitionError(folder, [("", bilingual("the product definitions folder does not exist",
-                                                             "产品定义目录不存在"))])
+                                                          "产品定义目录不存在"))])
+        seen: set[str] = set()
         for path in sorted(folder.glob("*.yaml")):
             d = load_definition(path)
-            if d.code in out:
+            if d.code in seen:
                 raise DefinitionError(path, [("code", bilingual(f"product {d.code!r} is defined twice",
-                                                                 "产品重复定义"))])
-            out[d.code] = d
+                                                                "产品重复定义"))])
+            seen.add(d.code)
+            out[d.code] = d  # a later folder's definition replaces the packaged one, in its place
             last[d.code] = path
     for code, d in out.items():  # an overlay names products it can adjust
         if d.overlay is None:

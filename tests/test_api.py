@@ -195,6 +195,16 @@ ROLE_MATRIX = {
     ("GET", "/v1/whitelists/products/{product}/rows"): {Role.platform} | RISK,
     ("GET", "/v1/whitelists/products/{product}/file"): {Role.platform} | RISK,
     ("GET", "/v1/whitelists/products/{product}/changes"): {Role.platform} | RISK,
+    ("GET", "/v1/products/versions"): RISK,
+    ("POST", "/v1/products/versions"): {Role.risk_analyst, Role.admin},
+    ("GET", "/v1/products/versions/{version_id}"): RISK,
+    ("GET", "/v1/products/versions/{version_id}/diff"): RISK,
+    ("POST", "/v1/products/versions/{version_id}/submit"): {Role.risk_analyst, Role.admin},
+    ("POST", "/v1/products/versions/{version_id}/approve"): {Role.risk_approver},
+    ("POST", "/v1/products/versions/{version_id}/reject"): {Role.risk_approver},
+    ("POST", "/v1/products/simulations"): RISK,
+    ("GET", "/v1/products/simulations/{simulation_id}"): RISK,
+    ("GET", "/v1/products/simulations/{simulation_id}/report"): RISK,
 }
 BODIES = {
     "/v1/quotes": lambda svc: {"credit_code": svc.codes[0], "consent_ref": "AUTH-1"},
@@ -203,7 +213,54 @@ BODIES = {
     "/v1/whitelists": lambda svc: {"job_id": _succeeded_job(svc)},
     "/v1/whitelists/{whitelist_id}/publish": lambda svc: {},
     "/v1/whitelists/{whitelist_id}/reject": lambda svc: {"reason": "role matrix"},
+    "/v1/products/versions": lambda svc: {"definition": _future_definition()},
+    "/v1/products/versions/{version_id}/submit": lambda svc: None,
+    "/v1/products/versions/{version_id}/approve": lambda svc: {"reason": "role matrix"},
+    "/v1/products/versions/{version_id}/reject": lambda svc: {"reason": "role matrix"},
+    "/v1/products/simulations": lambda svc: {"version_id": _product_version(svc, "draft")},
 }
+
+
+def _future_definition() -> dict:
+    """A new version of per_mu taking effect in 2100: stored and approved, it changes no quote of today."""
+    import uuid
+
+    from products.catalogue import load_catalogue
+
+    data = load_catalogue()["per_mu"].model_dump(mode="json")
+    return {**data, "version": f"rm-{uuid.uuid4().hex[:8]}", "effective_date": "2100-01-01"}
+
+
+def _product_version(svc: Service, status: str) -> int:
+    """A fresh product version drafted (and, for "submitted", submitted) by the analyst."""
+    drafted = svc.client.post("/v1/products/versions", json={"definition": _future_definition()},
+                              headers=svc.headers(Role.risk_analyst))
+    assert drafted.status_code == 201, drafted.text
+    version_id = drafted.json()["id"]
+    if status == "submitted":
+        submitted = svc.client.post(f"/v1/products/versions/{version_id}/submit",
+                                    headers=svc.headers(Role.risk_analyst))
+        assert submitted.status_code == 200, submitted.text
+    return version_id
+
+
+@pytest.fixture(scope="module")
+def finished_simulation(svc: Service) -> str:
+    """A simulation that has succeeded, so that its status and report can be read."""
+    started = svc.client.post("/v1/products/simulations", json={"version_id": _product_version(svc, "draft")},
+                              headers=svc.headers(Role.risk_analyst))
+    assert started.status_code == 202, started.text
+    assert _finish_simulation(svc, started.json()["job_id"]) == "succeeded"
+    return started.json()["job_id"]
+
+
+def _finish_simulation(svc: Service, job_id: str) -> str:
+    deadline = time.monotonic() + 180
+    while (status := svc.client.get(f"/v1/products/simulations/{job_id}", headers=svc.headers(Role.admin))
+           .json()["status"]) not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, status
+        time.sleep(0.1)
+    return status
 
 
 @pytest.fixture(scope="module")
@@ -278,15 +335,19 @@ def test_role_matrix_names_every_endpoint(svc: Service) -> None:
 
 @pytest.mark.parametrize(("method", "path"), list(ROLE_MATRIX))
 @pytest.mark.parametrize("role", [*Role, None], ids=[*(r.value for r in Role), "no-key"])
-def test_role_matrix(svc: Service, finished_job: str, published_whitelist: int, method: str, path: str,
-                     role: Role | None) -> None:
+def test_role_matrix(svc: Service, finished_job: str, published_whitelist: int, finished_simulation: str,
+                     method: str, path: str, role: Role | None) -> None:
     # each role quotes for itself first, so that "{quote_id}" is a quote it may see when allowed at all
     quote_id = _quote(svc, role or Role.admin).json()["quote_id"]
     # a whitelist to read, or a fresh proposal to decide on
     whitelist_id = _proposal(svc) if method == "POST" and "{whitelist_id}" in path else published_whitelist
     url = (path.replace("{quote_id}", quote_id).replace("{credit_code}", svc.codes[0])
            .replace("{code}", "tax_credit").replace("{job_id}", finished_job)
-           .replace("{whitelist_id}", str(whitelist_id)).replace("{product}", "per_mu"))
+           .replace("{whitelist_id}", str(whitelist_id)).replace("{product}", "per_mu")
+           .replace("{simulation_id}", finished_simulation))
+    if "{version_id}" in path:  # a fresh version to decide on, in the state the step starts from
+        url = url.replace("{version_id}", str(_product_version(svc, "submitted" if path.endswith("/approve")
+                                                                else "draft")))
     if path.endswith("/cancel") and role in RISK:  # a queued job of this role's own to cancel
         own = svc.client.post("/v1/batch/precredit", json=BODIES["/v1/batch/precredit"](svc), headers=svc.headers(role))
         url = url.replace(finished_job, own.json()["job_id"])
@@ -299,6 +360,8 @@ def test_role_matrix(svc: Service, finished_job: str, published_whitelist: int, 
             assert _finish(svc, response.json()["job_id"]) == "succeeded"
         if path.endswith("/cancel"):  # cancelled while running: wait for the worker's last audit row too
             assert _finish(svc, response.json()["job_id"], ("cancelled",)) == "cancelled"
+        if method == "POST" and path == "/v1/products/simulations":
+            assert _finish_simulation(svc, response.json()["job_id"]) == "succeeded"
     else:
         assert response.status_code == (401 if role is None else 403), (role, path, response.status_code)
     if method == "POST" and path.startswith("/v1/whitelists"):

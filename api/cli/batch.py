@@ -90,6 +90,7 @@ def _run(day: dt.date, out_file: Path, products: list[str] | None, reasons: int,
     from api.database import migrate
     from api.precredit.inputs import build_context, load_model, read_feature_files
     from api.precredit.run import RunOptions, run_precredit
+    from api.workbench.store import ProductVersions
     from features.store.snapshot import population_features
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -105,7 +106,9 @@ def _run(day: dt.date, out_file: Path, products: list[str] | None, reasons: int,
             frame = population_features(day, db)
         bar.update(task, description="loading the model and products")
         model = load_model(db, str(models_dir) if models_dir else None, model_dir)
-        ctx, describe, frame = build_context(frame, day, products, reasons, model)
+        # the seed definitions and the versions approved in the store (seeds only without a store)
+        known = ProductVersions(db).published()[1] if db is not None else None
+        ctx, describe, frame = build_context(frame, day, products, reasons, model, known)
         bar.update(task, description=f"scoring {len(frame):,} enterprises ({engine})")
         options = RunOptions(out_file, engine, scheduler, partitions, workers, work_dir, keep_parts)
         return run_precredit(ctx, frame, describe, options,

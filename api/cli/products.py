@@ -1,4 +1,5 @@
-"""CLI for products and quotes: `indexloan products validate|show` and `indexloan quote`.
+"""CLI for products and quotes: `indexloan products validate|show`, the version lifecycle
+(`products draft|submit|approve|reject|history|diff`, `products simulate`) and `indexloan quote`.
 
 Mounted by api.cli.main: `app.add_typer(products_app, name="products")` and `app.command("quote")(quote_command)`.
 Exit codes: 0 ok, 1 unknown enterprise / product / store problem / invalid file, 2 invalid credit code.
@@ -197,8 +198,8 @@ def quote_command(
     choice = ModelChoice(directory=model_dir, use_model=not no_model)
     with clear_errors():
         try:
-            quoter = Quoter(migrate(database_url), str(models_dir) if models_dir else None, choice,
-                            definitions=list(_catalogue().values()))
+            # the seed definitions and the versions approved in the store: the service's definitions
+            quoter = Quoter(migrate(database_url), str(models_dir) if models_dir else None, choice)
             products = quoter.products_for(day, product)
             state = quoter.state(day)
         except VersionsError as error:
@@ -218,3 +219,204 @@ def quote_command(
             print(json.dumps({"credit_code": code, "as_of": day.isoformat(), **body}, ensure_ascii=False))
         else:
             out.print(_table(code, body["quotes"]))
+
+
+# ---------------------------------------------------------------------------------------------
+# product versions under maker-checker (issue 12): draft, submit, approve, reject, history, diff
+
+ByOption = Annotated[str | None, typer.Option("--by", help="who does this (recorded; default INDEXLOAN_OPERATOR "
+                                                          "or the login name)")]
+DatabaseOption = Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL of the store")]
+JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON object")]
+
+
+def _actor(by: str | None) -> str:
+    import getpass
+
+    from features.settings import get_settings
+
+    return (by or get_settings().operator or getpass.getuser()).strip()
+
+
+def _versions(database_url: str | None):  # type: ignore[no-untyped-def]
+    from api.database import migrate
+    from api.workbench.store import ProductVersions
+
+    return ProductVersions(migrate(database_url))
+
+
+def _step(action: Any) -> Any:
+    """Run a lifecycle step; its refusal is one line on stderr and exit 1 (2 for bad input)."""
+    from rich.markup import escape
+
+    from api.cli.models import clear_errors
+    from api.quoting.versions import VersionsError
+    from api.workbench.store import ProductVersionError
+    from products.catalogue import DefinitionError
+
+    with clear_errors():
+        try:
+            return action()
+        except VersionsError as error:
+            _fail(escape(f"--{error.field.replace('_', '-')}: {error.message}"))
+        except ProductVersionError as error:
+            _fail(escape(error.message), 2 if error.status == 422 else 1)
+        except DefinitionError as error:
+            _fail(escape(str(error)))
+    return None
+
+
+def _print_version(record: dict[str, Any], as_json: bool, what: str) -> None:
+    if as_json:
+        print(json.dumps(record, ensure_ascii=False))
+        return
+    out.print(f"{what} version {record['id']}: {record['code']} v{record['version']} effective "
+              f"{record['effective_date']} ({record['status']}) sha256 {record['sha256'][:12]}", highlight=False)
+
+
+@products_app.command("draft")
+def draft_command(
+    file: Annotated[Path, typer.Argument(help="a product definition file (YAML)")],
+    note: Annotated[str | None, typer.Option("--note", help="what changes and why")] = None,
+    by: ByOption = None, as_json: JsonOption = False, database_url: DatabaseOption = None,
+) -> None:
+    """Store a product definition as a draft version (validated; its body kept by sha256)."""
+    from products.catalogue import load_definition
+
+    record = _step(lambda: _versions(database_url).draft(load_definition(file), _actor(by), note))
+    _print_version(record.to_json(), as_json, "drafted")
+
+
+@products_app.command("submit")
+def submit_command(version_id: Annotated[int, typer.Argument(metavar="ID", help="a draft version's id")],
+                   by: ByOption = None, as_json: JsonOption = False, database_url: DatabaseOption = None) -> None:
+    """Submit a draft for approval by another person."""
+    record = _step(lambda: _versions(database_url).submit(version_id, _actor(by)))
+    _print_version(record.to_json(), as_json, "submitted")
+
+
+@products_app.command("approve")
+def approve_command(version_id: Annotated[int, typer.Argument(metavar="ID", help="a submitted version's id")],
+                    reason: Annotated[str | None, typer.Option("--reason", help="why (recorded)")] = None,
+                    by: ByOption = None, as_json: JsonOption = False, database_url: DatabaseOption = None) -> None:
+    """Approve a submitted version (never your own): it takes effect on its effective date."""
+    record = _step(lambda: _versions(database_url).approve(version_id, _actor(by), reason))
+    _print_version(record.to_json("approved"), as_json, "approved")
+
+
+@products_app.command("reject")
+def reject_command(version_id: Annotated[int, typer.Argument(metavar="ID", help="a draft or submitted version")],
+                   reason: Annotated[str, typer.Option("--reason", help="why (recorded)")],
+                   by: ByOption = None, as_json: JsonOption = False, database_url: DatabaseOption = None) -> None:
+    """Reject a draft or a submitted version, with a reason."""
+    record = _step(lambda: _versions(database_url).reject(version_id, _actor(by), reason))
+    _print_version(record.to_json(), as_json, "rejected")
+
+
+@products_app.command("history")
+def history_command(code: Annotated[str | None, typer.Argument(help="a product code (default every product)")] = None,
+                    as_json: JsonOption = False, database_url: DatabaseOption = None) -> None:
+    """Every version (seeds and the store's) with its status today and who did each step."""
+    entries = _step(lambda: _versions(database_url).history(code))
+    if as_json:
+        print(json.dumps({"versions": entries}, ensure_ascii=False))
+        return
+    table = Table(title="product versions 产品版本")
+    for col in ("id", "product", "version", "effective", "status", "drafted by", "submitted by", "decided by",
+                "sha256"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(str(e["id"] or "seed"), e["code"], e["version"], e["effective_date"], e["status"],
+                      e.get("created_by") or "", e.get("submitted_by") or "", e.get("decided_by") or "",
+                      e["sha256"][:12])
+    out.print(table)
+
+
+@products_app.command("diff")
+def diff_command(version_id: Annotated[int, typer.Argument(metavar="ID", help="a version's id")],
+                 against: Annotated[str, typer.Option("--against", help="`active` (in force today) or a version id")]
+                 = "active",
+                 as_json: JsonOption = False, database_url: DatabaseOption = None) -> None:
+    """What a version changes, path by path, against the active version or another one."""
+    result = _step(lambda: _versions(database_url).diff(version_id, against))
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False))
+        return
+    v = result["version"]
+    table = Table(title=f"version {v['id']} ({v['code']} v{v['version']}) against {result['against']}")
+    for col in ("path", "before", "after"):
+        table.add_column(col, overflow="fold")
+    for change in result["changes"]:
+        table.add_row(change["path"], json.dumps(change["before"], ensure_ascii=False),
+                      json.dumps(change["after"], ensure_ascii=False))
+    out.print(table)
+    if not result["changes"]:
+        out.print("no differences")
+
+
+def _draft_definition(engine: Any, draft: str) -> Any:
+    """A version id of the store, or a definition file."""
+    from api.workbench.store import ProductVersions
+    from products.catalogue import load_definition
+
+    if draft.isdigit() and not Path(draft).exists():
+        return ProductVersions(engine).definition(int(draft))
+    return load_definition(Path(draft))
+
+
+@products_app.command("simulate")
+def simulate_command(
+    draft: Annotated[str, typer.Argument(metavar="DRAFT_FILE_OR_VERSION", help="a definition file or a version id")],
+    out_file: Annotated[Path, typer.Option("--out", help="the HTML report to write")],
+    as_of: Annotated[dt.datetime | None, typer.Option("--as-of", formats=["%Y-%m-%d"], help="the population as of "
+                                                      "this date (default today)")] = None,
+    changes: Annotated[Path | None, typer.Option("--changes", help="also write every firm that changes (CSV)")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as one JSON object")] = False,
+    no_model: Annotated[bool, typer.Option("--no-model", help="without the risk model (no PD, no expected loss)")]
+    = False,
+    database_url: DatabaseOption = None,
+    models_dir: Annotated[Path | None, typer.Option("--models-dir", help="registry artifact folder")] = None,
+) -> None:
+    """What-if: the whole population of a date under a draft and under the version in force, per grade."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from api.database import migrate
+    from api.precredit.inputs import load_model
+    from api.quoting.versions import check_as_of
+    from api.workbench.report import render
+    from api.workbench.simulate import simulate
+    from api.workbench.store import ProductVersions
+    from features.settings import get_settings
+    from features.store.load import load_features
+
+    day = as_of.date() if as_of else dt.date.today()
+
+    def run() -> Any:
+        check_as_of(day)
+        engine = migrate(database_url)
+        definition = _draft_definition(engine, draft)
+        with err.status(f"loading the population as of {day.isoformat()}..."):
+            features = load_features(None, day, engine=engine)
+            model = None if no_model else load_model(engine, str(models_dir) if models_dir else None, None)
+            known = ProductVersions(engine).published()[1]
+        with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
+                      transient=True) as bar:
+            task = bar.add_task("rows", total=max(len(features), 1))
+            return simulate(features, definition, known, day, model, get_settings().simulation_lgd,
+                            lambda done, total: bar.update(task, completed=done, total=max(total, 1)))
+
+    sim = _step(run)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_file.with_name(f".{out_file.name}.partial")
+    partial.write_text(render(sim), encoding="utf-8")
+    partial.replace(out_file)  # written aside, renamed: never a half-written report
+    if changes is not None:
+        sim.changes_frame().to_csv(changes)
+    summary = sim.summary()
+    if as_json:
+        print(json.dumps(summary, ensure_ascii=False))
+        return
+    p = summary["products"][sim.product]
+    out.print(f"{sim.product}: {p['changed']:,} of {summary['enterprises']:,} firms change "
+              f"({p['grade_changed']:,} change grade); report {out_file}", highlight=False)

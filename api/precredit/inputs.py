@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 
 from api.precredit.run import BatchInputError, NotInForceError
 from api.precredit.score import BatchContext
+from products.schema import ProductDefinition
 from training.serving import RiskModel
 
 
@@ -57,7 +59,8 @@ def load_model(engine: sa.Engine | None, models_dir: str | None, model_dir: Path
     return registry.load() if registry.champion() is not None else None
 
 
-def _with_overlays(as_of: dt.date, products: list[str] | None) -> list[str] | None:
+def _with_overlays(as_of: dt.date, products: list[str] | None,
+                   definitions: Sequence[ProductDefinition] | None = None) -> list[str] | None:
     """The products asked for and the overlays in force on any of them: a product's numbers never depend on
     which other products a run is narrowed to (a quote applies every overlay in force)."""
     if not products:
@@ -65,16 +68,19 @@ def _with_overlays(as_of: dt.date, products: list[str] | None) -> list[str] | No
     from api.quoting.versions import definitions_in_force
     from products.catalogue import load_catalogue
 
-    overlays = [d.code for d in definitions_in_force(load_catalogue().values(), as_of).values()
+    known = list(definitions) if definitions is not None else list(load_catalogue().values())
+    overlays = [d.code for d in definitions_in_force(known, as_of).values()
                 if d.overlay is not None and set(d.overlay.base_products) & set(products)]
     return list(dict.fromkeys([*products, *overlays]))
 
 
 def build_context(features: pd.DataFrame, as_of: dt.date, products: list[str] | None, reasons: int,
-                  model: RiskModel | None) -> tuple[BatchContext, dict[str, Any], pd.DataFrame]:
+                  model: RiskModel | None, definitions: Sequence[ProductDefinition] | None = None
+                  ) -> tuple[BatchContext, dict[str, Any], pd.DataFrame]:
     """The versions in force on `as_of` (the quote path's builder: rank cut-offs calibrated on this
     population), the context, a description of the versions, and the features narrowed to the columns
-    the run reads."""
+    the run reads. `definitions`: every known version (the store's: `ProductVersions.published()`;
+    default the seed files)."""
     from api.quoting.versions import VersionsError, versions_for
 
     if reasons < 0:
@@ -83,7 +89,7 @@ def build_context(features: pd.DataFrame, as_of: dt.date, products: list[str] | 
         raise BatchInputError(f"no enterprises to score: the store or the feature files hold none as of "
                               f"{as_of.isoformat()}")
     try:
-        versions = versions_for(as_of, features, model, _with_overlays(as_of, products))
+        versions = versions_for(as_of, features, model, _with_overlays(as_of, products, definitions), definitions)
     except VersionsError as error:
         raise NotInForceError(f"--{error.field.replace('_', '-')}: {error.message}") from None
     used = [c for c in versions.columns if c in features.columns]

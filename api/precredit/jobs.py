@@ -417,11 +417,14 @@ class Worker:
 
     def _execute(self, job_id: str, request: PrecreditRequest, progress: Progress) -> RunResult:
         from api.precredit.inputs import build_context, load_model
+        from api.workbench.store import ProductVersions
         from features.store.snapshot import population_features
 
         features = population_features(request.as_of, self.engine)
         model = load_model(self.engine, self.models_dir, None)
-        ctx, describe, features = build_context(features, request.as_of, request.products, request.reasons, model)
+        known = ProductVersions(self.engine).published()[1]  # seeds + the versions approved in the store
+        ctx, describe, features = build_context(features, request.as_of, request.products, request.reasons, model,
+                                                known)
         options = RunOptions(self.batch_dir / f"{job_id}.{request.fmt}", request.engine, None, request.partitions,
                              work_dir=self.batch_dir / f"{job_id}.parts")
         return run_precredit(ctx, features, describe, options, progress)

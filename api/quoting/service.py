@@ -3,9 +3,12 @@
 `Quoter` is what every entry point quotes through (`indexloan quote`, the API, replay): per as-of
 date it assembles every enterprise's point-in-time features from the store once (the population the
 rank cut-offs are calibrated on, and the rows quotes are taken from), builds the versions in force
-(`api.quoting.versions`) and keeps both. A date's state is rebuilt when a new ingestion batch lands
-or the champion model changes (checked at most every `STALE_CHECK_SECONDS`), in a background thread
-beside the state being served, and swapped in when ready; the most recently used
+(`api.quoting.versions`) and keeps both. The product definitions are the seed versions plus the
+versions approved in the store (`api.workbench.store.ProductVersions`). A date's state is rebuilt when
+a new ingestion batch lands, the champion model changes or a product version is approved (the mark;
+checked at most every `STALE_CHECK_SECONDS`), in a background thread beside the state being served,
+and swapped in when ready: every worker process picks up an approval within a few seconds, without a
+restart and without a quote waiting. The most recently used
 `settings.quote_dates_cached` dates are kept. `QuotingService` adds what the HTTP service needs:
 every definition and rate table it quotes on is kept by content hash for replay (audited as
 config.publish), and a writer that commits issued quotes.
@@ -41,11 +44,12 @@ from api.quoting.versions import (
 )
 from api.quoting.writer import GroupWriter
 from api.tables import config_blobs
+from api.workbench.store import ProductVersions
 from features.settings import get_settings
 from features.store import audit
 from features.store.snapshot import population_features
 from features.store.tables import batches
-from products.catalogue import load_catalogue, parse_definition
+from products.catalogue import parse_definition
 from products.schema import ProductDefinition
 from training.registry import Registry
 from training.serving import ModelCache, RiskModel
@@ -82,8 +86,9 @@ class DateState:
 
     versions: Versions
     population: Population
-    mark: tuple[int, str | None]  # (newest ingestion batch, model version)
+    mark: tuple[int, str | None, int]  # (newest ingestion batch, model version, product-version epoch)
     checked_at: float
+    definitions: tuple[ProductDefinition, ...]  # every version known when built (those in force: `versions`)
 
 
 class Quoter:
@@ -95,7 +100,12 @@ class Quoter:
                  definitions: list[ProductDefinition] | None = None) -> None:
         self.engine = engine
         self.models_dir = models_dir
-        self.definitions = definitions if definitions is not None else list(load_catalogue().values())
+        # fixed definitions (a test, a tool) or the store's: seeds + approved versions, by approval epoch
+        self._fixed = list(definitions) if definitions is not None else None
+        self.product_versions = ProductVersions(engine) if definitions is None else None
+        self._published: tuple[int, list[ProductDefinition]] | None = None
+        self._published_checked = 0.0
+        self._published_lock = threading.Lock()
         self._models = ModelCache(Registry(engine, models_dir), ttl_seconds=0.0) if model.champion else None
         self._directory_model = RiskModel.from_dir(model.directory) if model.directory is not None else None
         self._states: OrderedDict[dt.date, DateState] = OrderedDict()
@@ -112,24 +122,55 @@ class Quoter:
             return self._models.champion()
         return self._directory_model
 
-    def _mark(self) -> tuple[int, str | None]:
+    def _mark(self) -> tuple[int, str | None, int]:
         with self.engine.connect() as conn:
             batch = int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(batches.c.id), 0))).scalar_one())
+            epoch = self.product_versions.epoch(conn) if self.product_versions is not None else 0
         if self._models is not None:
             record = self._models.registry.champion()
-            return batch, None if record is None else record.id
-        return batch, None if self._directory_model is None else self._directory_model.model_version
+            return batch, None if record is None else record.id, epoch
+        return batch, None if self._directory_model is None else self._directory_model.model_version, epoch
+
+    # ------------------------------------------------------------------ product definitions
+
+    @property
+    def definitions(self) -> list[ProductDefinition]:
+        """Every product version quotes may use now (seeds + approved), refreshed at most every
+        STALE_CHECK_SECONDS; the versions in force on a date are picked from these by effective date."""
+        return self._catalogue()[1]
+
+    def _catalogue(self, epoch: int | None = None) -> tuple[int, list[ProductDefinition]]:
+        """(epoch, definitions): the ones of `epoch` when given, else the latest (read again when stale)."""
+        if self.product_versions is None:
+            return 0, self._fixed or []
+        with self._published_lock:
+            current = self._published
+            fresh = time.monotonic() - self._published_checked <= self.STALE_CHECK_SECONDS
+            if current is not None and (current[0] == epoch or (epoch is None and fresh)):
+                return current
+            latest = self.product_versions.epoch() if epoch is None else epoch
+            if current is None or current[0] != latest:
+                current = self._published = self.product_versions.published()
+            self._published_checked = time.monotonic()
+            return current
+
+    def _definitions_for(self, as_of: dt.date) -> list[ProductDefinition]:
+        """The definitions behind the state served for `as_of` (so a request's products are always in its
+        versions), or the latest when the date has no state yet (its first build reads at least those)."""
+        state = self._states.get(as_of)
+        return list(state.definitions) if state is not None else self.definitions
 
     # ------------------------------------------------------------------ states per date
 
-    def _build(self, as_of: dt.date, mark: tuple[int, str | None]) -> DateState:
+    def _build(self, as_of: dt.date, mark: tuple[int, str | None, int]) -> DateState:
+        definitions = self._catalogue(mark[2])[1]
         population = population_features(as_of, self.engine)
-        versions = versions_for(as_of, population, self.model(), definitions=self.definitions)
+        versions = versions_for(as_of, population, self.model(), definitions=definitions)
         self.on_new_versions(versions)
         return DateState(versions, Population(population[[c for c in versions.columns if c in population.columns]
                                                           + [c for c in population.columns if c.endswith(".as_of")]],
                                               versions),
-                         mark, time.monotonic())
+                         mark, time.monotonic(), tuple(definitions))
 
     def on_new_versions(self, versions: Versions) -> None:
         """Called with every date's newly built versions (the service keeps them for replay)."""
@@ -191,7 +232,7 @@ class Quoter:
         finally:
             self._check_lock.release()
 
-    def _rebuild(self, as_of: dt.date, mark: tuple[int, str | None]) -> None:
+    def _rebuild(self, as_of: dt.date, mark: tuple[int, str | None, int]) -> None:
         try:
             with self._build_lock:
                 state = self._build(as_of, mark)
@@ -216,11 +257,11 @@ class Quoter:
     def products_for(self, as_of: dt.date, wanted: list[str] | None) -> list[str]:
         """The products a request quotes: `wanted` (checked to be in force on `as_of`, with their reference
         rates) or all in force. VersionsError names the field at fault."""
-        return list(in_force(as_of, wanted, self.definitions)[0])
+        return list(in_force(as_of, wanted, self._definitions_for(as_of))[0])
 
     def platform_narrowing(self, as_of: dt.date) -> dict[str, list[str] | None]:
         """Per product, the quote fields the platform may see under the definitions in force on `as_of`."""
-        return {c: d.platform_fields for c, d in definitions_in_force(self.definitions, as_of).items()}
+        return {c: d.platform_fields for c, d in definitions_in_force(self._definitions_for(as_of), as_of).items()}
 
     def platform_view(self, body: dict[str, Any], as_of: dt.date) -> dict[str, Any]:
         return platform_body(self.platform_narrowing(as_of), body)

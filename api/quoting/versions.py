@@ -122,7 +122,8 @@ def check_as_of(as_of: dt.date, today: dt.date | None = None) -> None:
 def definitions_in_force(definitions: Iterable[ProductDefinition], as_of: dt.date
                          ) -> dict[str, ProductDefinition]:
     """Per product code, the definition with the latest `effective_date` on or before `as_of` (codes in
-    the order first seen). Several versions of one product may be given; ones not yet in effect are left out."""
+    the order first seen). Several versions of one product may be given; ones not yet in effect are left out;
+    of two with the same date, the later given wins (the later approval: see api.workbench.store)."""
     chosen: dict[str, ProductDefinition] = {}
     order: list[str] = []
     for d in definitions:
@@ -131,7 +132,7 @@ def definitions_in_force(definitions: Iterable[ProductDefinition], as_of: dt.dat
         if d.effective_date > as_of:
             continue
         best = chosen.get(d.code)
-        if best is None or d.effective_date > best.effective_date:
+        if best is None or d.effective_date >= best.effective_date:
             chosen[d.code] = d
     return {c: chosen[c] for c in order if c in chosen}
 
@@ -177,6 +178,22 @@ def in_force(as_of: dt.date, products: Sequence[str] | None = None,
     every = list(definitions) if definitions is not None else list(load_catalogue().values())
     chosen = select_products(every, as_of, products)
     return chosen, rates_in_force(chosen, as_of)
+
+
+def versions_with(as_of: dt.date, definitions: Mapping[str, ProductDefinition], population: pd.DataFrame | None,
+                  model: RiskModel | None) -> Versions:
+    """Given definitions (a draft, say) under the reference rates in force on `as_of`, cut-offs calibrated on
+    `population`: what `versions_for` builds once it has picked the definitions in force."""
+    return build_versions(definitions, rates_in_force(definitions, as_of), model, population, as_of)
+
+
+def side_by_side(before: Versions, after: Versions, code: str) -> Versions:
+    """One product under two versions as two plans ("before", "after") sharing one model, so that one
+    `score_rows` call scores both and the model runs once (what-if simulation)."""
+    plans = {"before": before.plans[code], "after": after.plans[code]}
+    return Versions(before.as_of, plans, {"before": before.definition_sha[code], "after": after.definition_sha[code]},
+                    {**before.rates, **after.rates}, before.rates_sha, before.model,
+                    _needed_columns(plans, before.model))
 
 
 def versions_for(as_of: dt.date, population: pd.DataFrame | None, model: RiskModel | None,
