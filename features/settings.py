@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     runtime_dir: Path | None = Field(None, description="state the worker processes of one service share (rate "
                                      "limits, key revocations); default beside a SQLite store's file, else a "
                                      "folder named after the database in the system's temporary directory")
+    # --- monitoring (issue 12)
+    monitoring_thresholds_file: Path | None = Field(None, description="YAML file of monitoring thresholds per "
+                                                    "product, feature and source; default the packaged "
+                                                    "api/monitoring/thresholds.yaml")
+    monitoring_quote_days: int = Field(30, ge=1, le=3650, description="monitoring: quotes of this many recent "
+                                       "days form the current period")
+    monitoring_max_quotes: int = Field(20_000, ge=100, le=10_000_000, description="monitoring: read at most "
+                                       "this many of the most recent quotes")
 
     @classmethod
     def settings_customise_sources(
