@@ -194,6 +194,9 @@ ROLE_MATRIX = {
     ("GET", "/v1/whitelists/products/{product}/rows"): {Role.platform} | RISK,
     ("GET", "/v1/whitelists/products/{product}/file"): {Role.platform} | RISK,
     ("GET", "/v1/whitelists/products/{product}/changes"): {Role.platform} | RISK,
+    ("GET", "/v1/monitoring"): RISK,
+    ("GET", "/v1/monitoring/shadow"): RISK,
+    ("POST", "/v1/quotes/{quote_id}/overrides"): {Role.loan_officer},
 }
 BODIES = {
     "/v1/quotes": lambda svc: {"credit_code": svc.codes[0], "consent_ref": "AUTH-1"},
@@ -202,6 +205,8 @@ BODIES = {
     "/v1/whitelists": lambda svc: {"job_id": _succeeded_job(svc)},
     "/v1/whitelists/{whitelist_id}/publish": lambda svc: {},
     "/v1/whitelists/{whitelist_id}/reject": lambda svc: {"reason": "role matrix"},
+    "/v1/quotes/{quote_id}/overrides": lambda svc: {"product": "tax_credit", "amount_cny": 1_000_000.0,
+                                                    "reason": "role matrix"},
 }
 
 
