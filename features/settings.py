@@ -110,6 +110,14 @@ class Settings(BaseSettings):
                                              "service exits after this long without work")
     batch_worker_nice: int = Field(10, ge=0, le=19, description="niceness of a batch worker process, so quotes "
                                    "keep the cores they need while a run takes the rest")
+    # --- monitoring (issue 12)
+    monitoring_thresholds_file: Path | None = Field(None, description="YAML file of monitoring thresholds per "
+                                                    "product, feature and source; default the packaged "
+                                                    "api/monitoring/thresholds.yaml")
+    monitoring_quote_days: int = Field(30, ge=1, le=3650, description="monitoring: quotes of this many recent "
+                                       "days form the current period")
+    monitoring_max_quotes: int = Field(20_000, ge=100, le=10_000_000, description="monitoring: read at most "
+                                       "this many of the most recent quotes")
 
     @classmethod
     def settings_customise_sources(

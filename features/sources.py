@@ -38,6 +38,9 @@ class SourceSpec:
     provider_zh: str
     doc: str
     fields: tuple[FieldSpec, ...] = field(default_factory=tuple)
+    # How often the provider delivers a new as-of date: monitoring flags a feed whose latest as-of date is
+    # older than this (times a configured factor).
+    cadence_days: int = 365
 
     @property
     def field_names(self) -> list[str]:
@@ -98,6 +101,7 @@ SOURCES: dict[str, SourceSpec] = {
                 _flag("abnormal_operation", "on the abnormal-operation list (经营异常名录)"),
                 _count("admin_penalties_3y", "administrative penalties in the last 3 years", le=10_000),
             ),
+            cadence_days=30,
         ),
         SourceSpec(
             "tax", "tax_bureau", "税务局", "tax-credit rating and tax figures",
@@ -111,6 +115,7 @@ SOURCES: dict[str, SourceSpec] = {
                 _money("rd_super_deduction_cny", "R&D super-deduction claimed (研发费用加计扣除), latest year"),
                 _flag("tax_arrears", "has overdue tax (欠税)"),
             ),
+            cadence_days=365,
         ),
         SourceSpec(
             "per_mu", "economy_it_bureau", "经信局", "per-mu efficiency evaluation (亩均效益综合评价)",
@@ -127,6 +132,7 @@ SOURCES: dict[str, SourceSpec] = {
                           required=False),
                 _flag("above_scale", "above-designated-size industrial enterprise (规上企业)"),
             ),
+            cadence_days=365,
         ),
         SourceSpec(
             "tech", "science_tech_bureau", "科技局", "technology qualifications and IP",
@@ -144,6 +150,7 @@ SOURCES: dict[str, SourceSpec] = {
                 _count("tech_awards", "science and technology awards", le=10_000),
                 _money("equity_funding_cny", "equity funding raised in the last 3 years"),
             ),
+            cadence_days=365,
         ),
         SourceSpec(
             "social_security", "human_resources_bureau", "人社局", "social insurance",
@@ -154,6 +161,7 @@ SOURCES: dict[str, SourceSpec] = {
                 ),
                 _flag("wage_arrears", "wage arrears on record (欠薪)"),
             ),
+            cadence_days=31,
         ),
         SourceSpec(
             "electricity", "state_grid", "电力公司", "monthly electricity consumption",
@@ -161,6 +169,7 @@ SOURCES: dict[str, SourceSpec] = {
                 FieldSpec(f"kwh_m{m:02d}", "float", f"electricity used, month {m} back (kWh)", ge=0, le=1e11)
                 for m in range(1, ELECTRICITY_MONTHS + 1)
             ),
+            cadence_days=31,
         ),
         SourceSpec(
             "judicial", "courts", "法院", "court records",
@@ -169,6 +178,7 @@ SOURCES: dict[str, SourceSpec] = {
                 _count("enforcement_cases", "open enforcement cases (被执行案件)", le=100_000),
                 _count("litigation_count", "lawsuits as defendant, last 3 years", le=100_000),
             ),
+            cadence_days=7,
         ),
         SourceSpec(
             "two_healthy", "two_healthy_office", "两个健康办", "'two healthy' points (两个健康积分)",
@@ -181,6 +191,7 @@ SOURCES: dict[str, SourceSpec] = {
                 FieldSpec("grade", "enum", "official grade", choices=TWO_HEALTHY_GRADES),
                 _flag("whitelisted", "on the two-healthy whitelist (白名单)"),
             ),
+            cadence_days=365,
         ),
         SourceSpec(
             "locality", "chambers_schools_property", "商会/教育/不动产", "new-villager locality facts",
@@ -193,6 +204,7 @@ SOURCES: dict[str, SourceSpec] = {
                 FieldSpec("social_contribution_score", "float", "charity, employment and honours, 0-100",
                           ge=0, le=100),
             ),
+            cadence_days=365,
         ),
         SourceSpec(
             "financials", "filed_statements", "财务报表", "filed financial statements, latest year",
@@ -211,6 +223,7 @@ SOURCES: dict[str, SourceSpec] = {
                 _money("own_funds_cny", "own working capital (自有营运资金)", allow_negative=True),
                 _money("other_wc_sources_cny", "other working-capital sources"),
             ),
+            cadence_days=365,
         ),
         SourceSpec(
             "credit_bureau", "pboc_credit_reference", "人行征信", "bank-side credit report",
@@ -221,6 +234,7 @@ SOURCES: dict[str, SourceSpec] = {
                 _count("lending_banks", "number of lending banks", le=1000),
                 _money("guarantees_given_cny", "guarantees given to others"),
             ),
+            cadence_days=31,
         ),
         SourceSpec(
             "loan_outcomes", "bank_loan_book", "银行信贷台账", "loans and their 12-month outcomes (training)",
@@ -229,6 +243,7 @@ SOURCES: dict[str, SourceSpec] = {
                 _money("amount_cny", "loan amount"),
                 _flag("default_12m", "90+ days past due or written off within 12 months of as_of"),
             ),
+            cadence_days=365,
         ),
     )
 }

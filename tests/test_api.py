@@ -205,6 +205,9 @@ ROLE_MATRIX = {
     ("POST", "/v1/products/simulations"): RISK,
     ("GET", "/v1/products/simulations/{simulation_id}"): RISK,
     ("GET", "/v1/products/simulations/{simulation_id}/report"): RISK,
+    ("GET", "/v1/monitoring"): RISK,
+    ("GET", "/v1/monitoring/shadow"): RISK,
+    ("POST", "/v1/quotes/{quote_id}/overrides"): {Role.loan_officer},
 }
 BODIES = {
     "/v1/quotes": lambda svc: {"credit_code": svc.codes[0], "consent_ref": "AUTH-1"},
@@ -218,6 +221,8 @@ BODIES = {
     "/v1/products/versions/{version_id}/approve": lambda svc: {"reason": "role matrix"},
     "/v1/products/versions/{version_id}/reject": lambda svc: {"reason": "role matrix"},
     "/v1/products/simulations": lambda svc: {"version_id": _product_version(svc, "draft")},
+    "/v1/quotes/{quote_id}/overrides": lambda svc: {"product": "tax_credit", "amount_cny": 1_000_000.0,
+                                                    "reason": "role matrix"},
 }
 
 

@@ -62,33 +62,67 @@ def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFr
     return out.reset_index()
 
 
-def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
-    """Population stability index of `actual` against `expected`, bins at expected's quantiles."""
-    if len(expected) == 0 or len(actual) == 0:
-        return float("nan")
-    edges = np.unique(np.quantile(expected, np.linspace(0, 1, bins + 1)[1:-1]))
-    e = np.bincount(np.searchsorted(edges, expected, side="right"), minlength=len(edges) + 1) / len(expected)
-    a = np.bincount(np.searchsorted(edges, actual, side="right"), minlength=len(edges) + 1) / len(actual)
+def bin_edges(reference: np.ndarray, bins: int = 10) -> np.ndarray:
+    """Inner quantile edges of the reference's finite values (duplicates merged: a column with few distinct
+    values gets one bin per value). An infinite value (a ratio over a zero base) falls in the first or last
+    bin; NaN is missing."""
+    values = np.asarray(reference, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return np.zeros(0)
+    return np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]))
+
+
+def bin_shares(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Shares of `values` in the bins of `edges` (left-closed at each edge), then one last bin for missing."""
+    values = np.asarray(values, dtype=np.float64)
+    missing = np.isnan(values)
+    counts = np.bincount(np.searchsorted(edges, values[~missing], side="right"), minlength=len(edges) + 1)
+    return np.r_[counts, missing.sum()] / max(len(values), 1)
+
+
+def psi_shares(expected: np.ndarray, actual: np.ndarray) -> float:
+    """PSI = sum (a - e) ln(a / e) over bins, shares floored at EPS. A stored reference without a missing
+    bin (older model metadata) gets a zero one."""
+    e, a = np.asarray(expected, dtype=np.float64), np.asarray(actual, dtype=np.float64)
+    if len(e) == len(a) - 1:
+        e = np.r_[e, 0.0]
     e, a = np.maximum(e, EPS), np.maximum(a, EPS)
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
+    """Population stability index of `actual` against `expected`, bins at expected's quantiles; missing
+    values (NaN) form a bin of their own. The one PSI: training reports and live monitoring use it."""
+    if len(expected) == 0 or len(actual) == 0:
+        return float("nan")
+    edges = bin_edges(expected, bins)
+    return psi_shares(bin_shares(edges, expected), bin_shares(edges, actual))
+
+
 def score_reference(p: np.ndarray, bins: int = 10) -> dict[str, list[float]]:
     """Decile edges and shares of a reference PD sample, kept in the model metadata for later PSI."""
-    edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)[1:-1]))
-    shares = np.bincount(np.searchsorted(edges, p, side="right"), minlength=len(edges) + 1) / len(p)
-    return {"edges": edges.tolist(), "shares": shares.tolist()}
+    edges = bin_edges(p, bins)
+    return {"edges": edges.tolist(), "shares": bin_shares(edges, p)[:-1].tolist()}  # a PD is never missing
+
+
+def feature_reference(X: np.ndarray, names: tuple[str, ...] | list[str], bins: int = 10
+                      ) -> dict[str, dict[str, list[float]]]:
+    """Per model feature, decile edges and shares (the last one: missing) of the development sample, kept in
+    the model metadata so that live inputs can be compared with what the model was trained on."""
+    out = {}
+    for j, name in enumerate(names):
+        edges = bin_edges(X[:, j], bins)
+        out[name] = {"edges": edges.tolist(), "shares": bin_shares(edges, X[:, j]).tolist()}
+    return out
 
 
 def psi_against(reference: dict[str, list[float]], actual: np.ndarray) -> float:
-    """PSI of `actual` against a stored `score_reference`."""
+    """PSI of `actual` against a stored reference (`score_reference` or one of `feature_reference`)."""
     if len(actual) == 0:
         return float("nan")
-    edges = np.asarray(reference["edges"])
-    e = np.maximum(np.asarray(reference["shares"]), EPS)
-    a = np.bincount(np.searchsorted(edges, actual, side="right"), minlength=len(edges) + 1) / len(actual)
-    a = np.maximum(a, EPS)
-    return float(np.sum((a - e) * np.log(a / e)))
+    edges = np.asarray(reference["edges"], dtype=np.float64)
+    return psi_shares(np.asarray(reference["shares"]), bin_shares(edges, actual))
 
 
 def segment_metrics(segments: pd.DataFrame, y: np.ndarray, p: np.ndarray, min_rows: int = 30) -> pd.DataFrame:

@@ -204,6 +204,7 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
         "libraries": _libraries(family, selection),
         "metrics": {k: v for k, v in metrics.items() if k != "segments_oot"},
         "score_reference": m.score_reference(p[split.dev]),
+        "feature_reference": m.feature_reference(X[split.dev], spec.names),  # for live PSI (monitoring)
     }
     metrics = clean_json(metrics)
     metadata = clean_json(metadata)

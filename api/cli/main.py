@@ -296,6 +296,7 @@ def _mount_subcommands() -> None:
     """Sub-commands that live beside their parts of the service."""
     from api.cli import batch as cli_batch
     from api.cli import models as cli_models
+    from api.cli import monitor as cli_monitor
     from api.cli import products as cli_products
     from api.cli import whitelists as cli_whitelists
 
@@ -306,6 +307,8 @@ def _mount_subcommands() -> None:
     app.add_typer(cli_models.models_app, name="models")
     app.add_typer(cli_batch.batch_app, name="batch")
     app.add_typer(cli_whitelists.whitelists_app, name="whitelists")
+    app.command("monitor")(cli_monitor.monitor_command)
+    cli_models.models_app.command("compare")(cli_monitor.compare_command)
 
 
 _mount_subcommands()

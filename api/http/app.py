@@ -14,7 +14,7 @@ from api.http import errors, logs
 from api.http.lifecycle import Starter, Unavailable
 from api.http.limits import Limits, runtime_dir
 from api.http.middleware import LimitsAndMetrics
-from api.http.routers import audit, batch, catalogue, enterprises, health, quotes, whitelists
+from api.http.routers import audit, batch, catalogue, enterprises, health, monitoring, overrides, quotes, whitelists
 from api.http.routers import keys as key_routes
 from api.http.routers import products as product_versions  # before catalogue: /v1/products/versions vs /{code}
 from features.settings import get_settings
@@ -61,7 +61,7 @@ def create_app(database_url: str | None = None, models_dir: str | None = None) -
     app.add_middleware(LimitsAndMetrics)  # body limit (settings.max_body_bytes), rate limits, headers, deadline
 
     for router in (health.router, quotes.router, product_versions.router, catalogue.router, enterprises.router,
-                   audit.router, batch.router, whitelists.router):
+                   audit.router, batch.router, whitelists.router, monitoring.router, overrides.router):
         app.include_router(router)
     app.include_router(key_routes.router)  # key revocation (admins)
     app.mount("/docs/assets", StaticFiles(directory=SWAGGER_UI_DIR), name="docs-assets")

@@ -81,6 +81,7 @@ class Starter:
 
     def _attempt(self) -> bool:
         from api.database import migrate
+        from api.monitoring.shadow import ShadowScorer
         from api.precredit.jobs import JobRunner
         from api.quoting.service import QuotingService
 
@@ -90,7 +91,9 @@ class Starter:
                 migrate(self.engine.url.render_as_string(hide_password=False))
                 self._migrated = True
             if unavailable(state.quoting):
-                state.quoting = QuotingService(self.engine, self.models_dir)
+                quoting = QuotingService(self.engine, self.models_dir)
+                quoting.shadow = ShadowScorer(self.engine, self.models_dir)  # challengers score live quotes
+                state.quoting = quoting
                 logs.STORE.success()
                 logs.MODEL.success()
             if unavailable(state.batch_jobs):

@@ -11,7 +11,7 @@ import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -41,6 +41,12 @@ class QuoteOrder:
     principal: Principal
 
 
+class ShadowSink(Protocol):
+    """Takes issued quotes to score them with challenger models off the hot path (api.monitoring.shadow)."""
+
+    def offer(self, issued: Issued) -> None: ...
+
+
 @dataclass(frozen=True)
 class Issued:
     """A computed quote, serialised, ready to be stored and then sent."""
@@ -51,6 +57,7 @@ class Issued:
     order: QuoteOrder
     versions: Versions
     snapshot: dict[str, Any]
+    shadow: ShadowSink | None = None  # the service's challenger scorer, when it has one
 
 
 def issue(quoter: Quoter, order: QuoteOrder) -> Issued:
@@ -73,7 +80,8 @@ def issue(quoter: Quoter, order: QuoteOrder) -> Issued:
                   consent_ref=order.consent_ref, idempotency_key=order.idempotency_key,
                   request_json=order.request_json, snapshot_json=fast_json(snapshot).decode("utf-8"),
                   response_json=full_json.decode("utf-8"), response_sha256=hashlib.sha256(full_json).hexdigest())
-    return Issued(values, full, sent, order, versions, snapshot)
+    # the HTTP service sets `shadow` on its quoter (api.http.lifecycle); the CLI's quoter has none
+    return Issued(values, full, sent, order, versions, snapshot, getattr(quoter, "shadow", None))
 
 
 INSERT_QUOTE = quotes.insert()  # one statement object: compiled once, values bound per quote
@@ -92,6 +100,8 @@ def writes(issued: Issued) -> Callable[[sa.Connection], None]:
                       "consent_ref": values["consent_ref"], "products": issued.order.products,
                       "model_version": issued.versions.model_version,
                       "source_as_of": issued.snapshot["source_as_of"]})
+        if issued.shadow is not None:
+            issued.shadow.offer(issued)  # a queue put; scored and stored in the background
 
     return write
 

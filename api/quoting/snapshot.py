@@ -106,15 +106,27 @@ class RowEncoder:
 
 def features_from_json(credit_code: str, data: dict[str, Any]) -> pd.DataFrame:
     """The one-row features frame back from `RowEncoder.features`."""
+    return features_from_json_rows([credit_code], [data])
+
+
+def features_from_json_rows(credit_codes: list[str], rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """A features frame back from several `RowEncoder.features` (one per credit code): the one decoder, for a
+    replayed row and for a batch of stored quotes alike. A column missing from a row is missing there."""
+    index = pd.Index(list(credit_codes), name="credit_code")
+    kinds: dict[str, str] = {}
+    for data in rows:
+        for column, (kind, _) in data.items():
+            kinds.setdefault(column, kind)
     columns: dict[str, pd.Series] = {}
-    index = pd.Index([credit_code], name="credit_code")
-    for column, (kind, value) in data.items():
+    for column, kind in kinds.items():
+        values = [data[column][1] if column in data else None for data in rows]
         if kind == "b":
-            columns[column] = pd.Series([pd.NA if value is None else value], index=index, dtype="boolean")
+            columns[column] = pd.Series([pd.NA if v is None else v for v in values], index=index, dtype="boolean")
         elif kind == "f":
-            columns[column] = pd.Series([np.nan if value is None else float(value)], index=index, dtype="float64")
+            columns[column] = pd.Series([np.nan if v is None else float(v) for v in values], index=index,
+                                        dtype="float64")
         elif kind == "t":
-            columns[column] = pd.Series([pd.NaT if value is None else pd.Timestamp(value)], index=index)
+            columns[column] = pd.Series([pd.NaT if v is None else pd.Timestamp(v) for v in values], index=index)
         else:
-            columns[column] = pd.Series([value], index=index, dtype=object)
+            columns[column] = pd.Series(values, index=index, dtype=object)
     return pd.DataFrame(columns, index=index)

@@ -19,6 +19,7 @@ from api.http.errors import ProblemError
 from api.http.metrics import QUOTES
 from api.http.routers.health import WriteOutcomes
 from api.keys import Principal, Role
+from api.monitoring import overrides
 from api.quoting.diff import differences
 from api.quoting.issuing import Issued, QuoteOrder, UnknownEnterpriseError, issue, stored, writes
 from api.quoting.service import QuotingService
@@ -230,6 +231,8 @@ def get_quote(quote_id: str, request: Request,
     row = _load(request, quote_id, principal)
     if principal.role is Role.platform:
         content = fast_json(_service(request).platform_view(json.loads(row.response_json), row.as_of))
+    elif found := overrides.for_quote(request.app.state.engine, quote_id):  # officers' overrides, beside it
+        content = fast_json({**json.loads(row.response_json), "overrides": found})
     else:
         content = row.response_json.encode("utf-8")  # exactly the stored (and first sent) bytes
     return Response(content, media_type="application/json")

@@ -2,7 +2,7 @@
 the per-key quota.
 
 Revision ID: 0010_batch_limits
-Revises: 0007_product_versions
+Revises: 0008_shadow_overrides
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_batch_limits"
-down_revision = "0007_product_versions"
+down_revision = "0008_shadow_overrides"
 branch_labels = None
 depends_on = None
 
