@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) browser
 
-# Headless Chromium and a CJK font for the page test (tests/test_page.py), from Debian's packages; a no-op once
+# Headless Chromium and a CJK font for the console's browser test (tests/test_ui.py), from Debian's packages; a no-op once
 # installed. Without root or sudo it only says so: the page test then skips (and fails when CI=true).
 BROWSER_PACKAGES := chromium chromium-driver fonts-wqy-zenhei
 browser:

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
+import api.http.ui.sessions  # noqa: F401 - registers ui_sessions (the console's sign-in sessions)
 import api.tables  # noqa: F401 - registers keys, quotes, config blobs, batch jobs
 import features.store.audit  # noqa: F401 - registers audit_log, audit_head
 import training.registry_tables  # noqa: F401 - registers models, promotion requests, transitions
