@@ -40,7 +40,8 @@ COLLATERAL = {"any": None, "unsecured": {"unsecured"}, "guaranteed": {"unsecured
               "secured": {"unsecured", "guaranteed", "secured"}}  # what the firm offers -> products it opens
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
-_env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True, lstrip_blocks=True)
+_env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True,
+                          lstrip_blocks=True)
 
 
 class PageExit(Exception):
