@@ -39,7 +39,7 @@ demo: $(STAMP)
 	$(BIN)/indexloan ingest $(DEMO_DIR)
 	$(BIN)/indexloan store stats
 	$(BIN)/indexloan demo-setup
-	@echo "serving on http://127.0.0.1:8000 (loan officer page at /, API docs at /docs); Ctrl-C stops"
+	@echo "serving on http://127.0.0.1:8000 (console at /ui, API docs at /docs); Ctrl-C stops"
 	$(BIN)/indexloan serve --host 127.0.0.1 --port 8000
 
 lint: $(STAMP)

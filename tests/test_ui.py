@@ -3,6 +3,7 @@ TestClient checks of its sign-in cookie, CSRF refusals and redirects."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -53,9 +54,9 @@ class Live:
             return conn.execute(sa.select(sa.func.count()).select_from(quotes)).scalar_one()
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    directory = tmp_path_factory.mktemp("ui")
+@contextlib.contextmanager
+def console(directory: Path) -> Iterator[Live]:
+    """The service with a champion model, served on a loopback port; an eligible and an ineligible firm."""
     models_dir = directory / "models"
     with running_service("sqlite", directory, models_dir, prepare=champion_in(models_dir)) as service:
         url = service.engine.url.render_as_string(hide_password=False)
@@ -74,6 +75,12 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
                     break
             assert eligible and ineligible, "the test region lacks an eligible or an ineligible enterprise"
             yield Live(base_url, service, eligible, ineligible)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    with console(tmp_path_factory.mktemp("ui")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -271,7 +278,8 @@ def test_risk_staff_see_products_models_batch_runs_and_the_audit_chain(page: Pag
                           timeout=30).json()
     champion = next(m for m in models if m["stage"] == "champion")
     row = page.locator(f'#models tr[data-model="{champion["id"]}"]')
-    expect(row.locator('[data-field="stage"]')).to_have_text("champion")
+    expect(row.locator('[data-field="stage"]')).to_have_attribute("data-stage", "champion")
+    expect(row.locator('[data-field="stage"]')).to_have_text("冠军（在用）")
     expect(row).to_contain_text(f"{champion['oot_auc']:.3f}")
     report = page.request.get(live.base_url + row.locator("a.report").get_attribute("href"))
     assert report.status == 200 and "sandbox" in report.headers["content-security-policy"]

@@ -264,6 +264,7 @@ def _quote_context(request: Request, body: dict[str, Any], snapshot: dict[str, A
     definitions = request.app.state.quoting.definitions
     cards = [views.card(q, body, views.definition_of(definitions, q["product"], q.get("product_version")), lang, t)
              for q in body["quotes"]]
+    cards.sort(key=lambda c: (not c["best"], not c["eligible"]))  # what the firm can get first (stable otherwise)
     best = body.get("best_offer")
     versions = snapshot.get("versions", {})
     return {"body": body, "summary": views.summary_rows(body, lang), "cards": cards,
