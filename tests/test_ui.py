@@ -425,3 +425,48 @@ def test_language_switch_stays_inside_the_console(client: TestClient) -> None:
     response = client.get("/ui/lang/en", params={"next": "//evil.example/"}, follow_redirects=False)
     assert response.headers["location"] == "/ui" and "ilui_lang=en" in response.headers["set-cookie"]
     assert client.get("/ui/login").text.count('lang="en"') == 1
+
+
+def test_the_platform_sees_only_its_view_of_a_quote(page: Page, live: Live) -> None:
+    """The platform's pages hold what its API view holds: no points per dimension, no SHAP inputs."""
+    sign_in(page, live, Role.platform)
+    page.goto(f"{live.base_url}/ui")
+    page.fill("#credit-code", live.eligible_code)
+    page.click("#submit")
+    expect(page.locator("#message")).to_contain_text("平台角色须提供企业授权编号")  # as POST /v1/quotes
+    page.fill("#consent-ref", "AUTH-UI-1")
+    page.click("#submit")
+    expect(page.locator("#summary")).to_be_visible()
+    quote_id = page.locator("#quote-id").inner_text()
+    seen = requests.get(f"{live.base_url}/v1/quotes/{quote_id}", headers=live.service.headers(Role.platform),
+                        timeout=30).json()
+    assert all("dimensions" not in q and "risk_factors" not in q for q in seen["quotes"])
+    expect(page.locator(".card")).to_have_count(len(seen["quotes"]))
+    for q in seen["quotes"]:
+        limit = page.locator(f'.card[data-product="{q["product"]}"] [data-field="limit"]')
+        if q["eligible"] and "limit_cny" in q:
+            expect(limit).to_have_text(cny(q["limit_cny"], "zh"))
+        elif q["eligible"]:  # a product whose platform_fields leave the limit out: not on the page either
+            expect(limit).to_have_count(0)
+    expect(page.locator("svg.dims")).to_have_count(0)
+    expect(page.locator("svg.shap")).to_have_count(0)
+    expect(page.locator('[data-field="index"]')).to_have_count(
+        sum(1 for q in seen["quotes"] if q["eligible"] and "index" in q))
+
+
+def test_collateral_narrows_the_products_quoted(client: TestClient, live: Live) -> None:
+    csrf = _signed_in(client, live.key(Role.loan_officer))
+    response = client.post("/ui/quote", data={"csrf": csrf, "credit_code": live.eligible_code,
+                                              "collateral": "unsecured", "amount": "1,000,000"},
+                           follow_redirects=False)
+    assert response.status_code == 303, response.text
+    quote_id = response.headers["location"].rsplit("/", 1)[1]
+    stored = live.api_quote(quote_id)
+    definitions = {d.code: d for d in live.service.client.app.state.quoting.definitions}
+    assert {q["product"] for q in stored["quotes"]} == {c for c, d in definitions.items()
+                                                        if d.collateral == "unsecured"}
+    with live.service.engine.connect() as conn:
+        request = conn.execute(sa.select(quotes.c.request_json).where(quotes.c.quote_id == quote_id)).scalar_one()
+    assert '"requested_amount_cny":1000000.0' in request.replace(" ", "")
+    bad = client.post("/ui/quote", data={"csrf": csrf, "credit_code": live.eligible_code, "amount": "lots"})
+    assert bad.status_code == 422 and "申请金额须为大于 0" in bad.text
