@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import os
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from api.http.ui.sessions import ui_sessions
 from api.keys import Role, create_key, revoke_key
 from api.tables import quotes
 from tests.api_support import Service, running_service
-from tests.live_server import champion_in, serve
+from tests.live_server import champion_in, private_batch_dir, serve
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -58,7 +59,8 @@ class Live:
 def console(directory: Path) -> Iterator[Live]:
     """The service with a champion model, served on a loopback port; an eligible and an ineligible firm."""
     models_dir = directory / "models"
-    with running_service("sqlite", directory, models_dir, prepare=champion_in(models_dir)) as service:
+    with private_batch_dir(directory / "batch"), \
+            running_service("sqlite", directory, models_dir, prepare=champion_in(models_dir)) as service:
         url = service.engine.url.render_as_string(hide_password=False)
         with serve(create_app(database_url=url, models_dir=str(models_dir))) as base_url:
             headers = service.headers(Role.risk_analyst)  # the look-up's quotes are not the officer's
@@ -283,8 +285,25 @@ def test_risk_staff_see_products_models_batch_runs_and_the_audit_chain(page: Pag
     expect(row).to_contain_text(f"{champion['oot_auc']:.3f}")
     report = page.request.get(live.base_url + row.locator("a.report").get_attribute("href"))
     assert report.status == 200 and "sandbox" in report.headers["content-security-policy"]
+    started = requests.post(f"{live.base_url}/v1/batch/precredit", json={"format": "csv"}, timeout=30,
+                            headers=live.service.headers(Role.risk_analyst))
+    assert started.status_code == 202, started.text
+    job_id = started.json()["job_id"]
+    deadline = time.monotonic() + 180
+    while (job := requests.get(f"{live.base_url}/v1/batch/precredit/{job_id}", timeout=30,
+                               headers=live.service.headers(Role.risk_analyst)).json())["status"] != "succeeded":
+        assert job["status"] != "failed" and time.monotonic() < deadline, job
+        time.sleep(0.2)
     page.goto(f"{live.base_url}/ui/risk/batch")
     expect(page.locator("h1")).to_have_text("批量预授信")
+    row = page.locator(f'#jobs tr[data-job="{job_id}"]')
+    expect(row.locator('[data-field="status"]')).to_have_text("succeeded")
+    total = job["progress"]["partitions_total"]
+    expect(row.locator("progress")).to_have_attribute("value", str(job["progress"]["partitions_done"]))
+    expect(row).to_contain_text(f"{total}/{total}")
+    download = page.request.get(live.base_url + row.locator("a.download").get_attribute("href"))
+    assert download.status == 200 and download.headers["x-content-sha256"] == job["result_sha256"]
+    assert hashlib.sha256(download.body()).hexdigest() == job["result_sha256"]
     page.goto(f"{live.base_url}/ui/risk/audit")
     expect(page.locator("#audit-status")).to_contain_text("审计链完整")
 
@@ -470,3 +489,15 @@ def test_collateral_narrows_the_products_quoted(client: TestClient, live: Live) 
     assert '"requested_amount_cny":1000000.0' in request.replace(" ", "")
     bad = client.post("/ui/quote", data={"csrf": csrf, "credit_code": live.eligible_code, "amount": "lots"})
     assert bad.status_code == 422 and "申请金额须为大于 0" in bad.text
+
+
+def test_a_form_sent_twice_issues_one_quote(client: TestClient, live: Live) -> None:
+    csrf = _signed_in(client, live.key(Role.loan_officer))
+    form = {"csrf": csrf, "credit_code": live.eligible_code, "form_id": "f3a1c2d4-0000-4000-8000-000000000001"}
+    before = live.quote_count()
+    first = client.post("/ui/quote", data=form, follow_redirects=False)
+    again = client.post("/ui/quote", data=form, follow_redirects=False)
+    assert first.status_code == again.status_code == 303
+    assert first.headers["location"] == again.headers["location"] and live.quote_count() == before + 1
+    changed = client.post("/ui/quote", data={**form, "credit_code": live.ineligible_code}, follow_redirects=False)
+    assert changed.headers["location"] != first.headers["location"] and live.quote_count() == before + 2

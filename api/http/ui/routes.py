@@ -8,6 +8,7 @@ the one `GET /v1/quotes/{id}` answers with."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import secrets
 import uuid
@@ -192,6 +193,7 @@ def issue_quote(request: Request, csrf: Annotated[str, Form(max_length=128)] = "
                 form_id: Annotated[str, Form(max_length=64)] = "") -> Response:
     from api.http.routers.quotes import QuoteRequest, _issue, _lookup, _order
     from api.quoting.issuing import writes
+    from api.quoting.snapshot import canonical_json
 
     session = session_of(request, *QUOTE_ROLES)
     _check_csrf(request, session, csrf)
@@ -228,7 +230,9 @@ def issue_quote(request: Request, csrf: Annotated[str, Form(max_length=128)] = "
         key = {"credit_code": "bad_code", "requested_amount_cny": "bad_amount"}.get(field, "bad_request")
         return refuse(422, _form_error({"requested_amount_cny": "amount"}.get(field, field), key,
                                        str(first["msg"]).removeprefix("Value error, ")))
-    idempotency = f"ui-{form_id}" if form_id else None  # a form sent twice issues one quote
+    # A form sent twice issues one quote; the same form changed (the back button) is another request.
+    request_hash = hashlib.sha256(canonical_json(body.model_dump(mode="json")).encode("utf-8")).hexdigest()
+    idempotency = f"ui-{form_id}-{request_hash[:16]}" if form_id else None
     try:
         order = _order(body, session.principal, service, idempotency)
         previous = _lookup(service, session.principal, idempotency) if idempotency else None
