@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) browser
 
-# Headless Chromium and a CJK font for the page test (tests/test_page.py), from Debian's packages; a no-op once
+# Headless Chromium and a CJK font for the console's browser test (tests/test_ui.py), from Debian's packages; a no-op once
 # installed. Without root or sudo it only says so: the page test then skips (and fails when CI=true).
 BROWSER_PACKAGES := chromium chromium-driver fonts-wqy-zenhei
 browser:
@@ -39,7 +39,7 @@ demo: $(STAMP)
 	$(BIN)/indexloan ingest $(DEMO_DIR)
 	$(BIN)/indexloan store stats
 	$(BIN)/indexloan demo-setup
-	@echo "serving on http://127.0.0.1:8000 (loan officer page at /, API docs at /docs); Ctrl-C stops"
+	@echo "serving on http://127.0.0.1:8000 (console at /ui, API docs at /docs); Ctrl-C stops"
 	$(BIN)/indexloan serve --host 127.0.0.1 --port 8000
 
 lint: $(STAMP)

@@ -74,6 +74,8 @@ class Settings(BaseSettings):
                              "but its index is memory-mapped, so a store file made immutable or a filesystem "
                              "remounted read-only during a transaction kills the process (SIGBUS). Default: a "
                              "rollback journal (no memory-mapped I/O: such failures are errors, 503)")
+    ui_session_minutes: float = Field(480.0, gt=0, le=7 * 24 * 60, description="a console (/ui) sign-in lasts "
+                                      "this long (never longer than its API key)")
     runtime_dir: Path | None = Field(None, description="state the worker processes of one service share (rate "
                                      "limits, key revocations); default beside a SQLite store's file, else a "
                                      "folder named after the database in the system's temporary directory")

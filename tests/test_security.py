@@ -66,7 +66,7 @@ HEADERS = {"x-frame-options": "DENY", "x-content-type-options": "nosniff", "refe
 
 
 def test_security_headers_on_every_response(live: Live) -> None:
-    responses = [live.http.get(path) for path in ("/", "/docs", "/docs/assets/swagger-ui.css", "/static/app.js",
+    responses = [live.http.get(path) for path in ("/", "/docs", "/docs/assets/swagger-ui.css", "/ui/static/ui.js",
                                                  "/openapi.json", "/healthz", "/metrics", "/nope")]
     responses.append(live.http.get("/v1/products"))  # 401
     responses.append(live.http.get("/v1/products", headers=live.headers()))
@@ -101,7 +101,7 @@ def test_docs_page_renders_in_a_browser_under_the_csp(live: Live) -> None:
         pytest.skip(f"no Chromium at {chromium}: `make install` installs Debian's chromium")
     from playwright.sync_api import sync_playwright
 
-    from tests.test_page import LAUNCH_ARGS
+    from tests.test_ui import LAUNCH_ARGS
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium), args=LAUNCH_ARGS, headless=True)

@@ -17,6 +17,7 @@ from api.http.middleware import LimitsAndMetrics
 from api.http.routers import audit, batch, catalogue, enterprises, health, monitoring, overrides, quotes, whitelists
 from api.http.routers import keys as key_routes
 from api.http.routers import products as product_versions  # before catalogue: /v1/products/versions vs /{code}
+from api.http.ui import routes as ui
 from features.settings import get_settings
 from features.store.db import StoreUnavailableError, connect
 from products.catalogue import load_catalogue
@@ -71,8 +72,6 @@ def create_app(database_url: str | None = None, models_dir: str | None = None) -
     def docs() -> FileResponse:
         return FileResponse(STATIC_DIR / "docs.html")
 
-    @app.get("/", include_in_schema=False)
-    def index() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html")
+    ui.mount(app)  # the console (/ui; `/` redirects there)
 
     return app

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_shadow_overrides"
-down_revision = "0007_product_versions"  # the integrator chains it after 0007 (product versions)
+down_revision = "0007_product_versions"
 branch_labels = None
 depends_on = None
 

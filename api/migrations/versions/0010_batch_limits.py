@@ -2,7 +2,7 @@
 the per-key quota.
 
 Revision ID: 0010_batch_limits
-Revises: 0008_shadow_overrides
+Revises: 0009_ui_sessions
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_batch_limits"
-down_revision = "0008_shadow_overrides"
+down_revision = "0009_ui_sessions"
 branch_labels = None
 depends_on = None
 
