@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-import api.monitoring.tables  # noqa: F401 - registers shadow_scores, quote_overrides
 import api.http.ui.sessions  # noqa: F401 - registers ui_sessions (the console's sign-in sessions)
+import api.monitoring.tables  # noqa: F401 - registers shadow_scores, quote_overrides
 import api.tables  # noqa: F401 - registers keys, quotes, config blobs, batch jobs
 import api.workbench.tables  # noqa: F401 - registers product versions, simulation jobs
 import features.store.audit  # noqa: F401 - registers audit_log, audit_head
