@@ -409,14 +409,19 @@ class _Issues(list):
 
 
 def semantic_issues(d: ProductDefinition, known_reasons: set[str] = frozenset(), policy: Any = None,
-                    valid: set[str] | frozenset[str] | None = None) -> list[tuple[str, str]]:
+                    valid: set[str] | frozenset[str] | None = None, authoring: bool = True) -> list[tuple[str, str]]:
     """Every cross-field problem as (path in the file, message); empty when the definition is sound.
 
     `valid`: the top-level sections that passed the structural checks (None = all). Checks needing a
     section that did not are skipped, so one pass reports the semantic problems of every sound section
     next to the structural ones. `policy`: the bank's maxima (`products.policy.Policy`; default the
-    policy file of the settings)."""
-    if policy is None:
+    policy file of the settings). `authoring=False` (a stored definition rebuilt for replay): only the
+    rules the engine needs, not the authoring rules added since (policy maxima, reachable cells)."""
+    if not authoring:
+        from products.policy import PERMISSIVE
+
+        policy = PERMISSIVE
+    elif policy is None:
         from products.policy import default_policy
 
         policy = default_policy()
@@ -513,7 +518,7 @@ def semantic_issues(d: ProductDefinition, known_reasons: set[str] = frozenset(),
         _grading_issues(d, add, check_field, catalogue, grades, need("scale"))
         if need("segments") and d.grading.cutoffs_by_segment is not None:
             _segment_cutoff_issues(d, add, grades, seg_labels)
-        if need("dimensions", "segments", "gates"):
+        if authoring and need("dimensions", "segments", "gates"):
             for path, en, zh in unreachable_cells(d):
                 add(path, en, zh)
 
