@@ -32,7 +32,6 @@ Fraction = Annotated[float, _unit("fraction", ge=0.0, le=1.0)]
 Pct = Annotated[float, _unit("percent", ge=0.0, le=100.0)]
 PP = Annotated[float, _unit("percentage points", ge=-100.0, le=100.0)]
 Cny = Annotated[float, _unit("CNY", ge=0.0, le=1e13)]
-PositiveCny = Annotated[float, _unit("CNY", gt=0.0, le=1e13)]
 Weight = Annotated[float, _unit("points", gt=0.0, le=100_000.0)]
 IndexPoints = Annotated[float, _unit("points", ge=0.0, le=100_000.0)]
 Factor = Annotated[float, _unit("factor", gt=0.0, le=100.0)]
@@ -253,7 +252,7 @@ class PdLimitScaling(Strict):
 
 
 class LimitRule(Strict):
-    max_cny: PositiveCny
+    max_cny: Cny  # (an overlay, lending nothing itself, has 0; min_cny > max_cny is refused)
     cap_by_grade: dict[str, Cny] | None = None
     cap_by_segment: dict[str, Cny] | None = None
     bases: list[LimitBase] = []
