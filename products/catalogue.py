@@ -178,9 +178,12 @@ def _section_adapter(name: str) -> TypeAdapter[Any]:
     return TypeAdapter(annotation)  # the models forbid inf and NaN themselves
 
 
-def parse_definition(data: Any, file: str | Path = "<memory>", policy: Policy | None = None) -> ProductDefinition:
+def parse_definition(data: Any, file: str | Path = "<memory>", policy: Policy | None = None,
+                     stored: bool = False) -> ProductDefinition:
     """Validate a definition given as plain data (the parsed YAML), reporting every problem at once:
-    the structural errors of every section and the semantic ones of the sections that are sound."""
+    the structural errors of every section and the semantic ones of the sections that are sound.
+    `stored=True`: a definition kept for replay, checked without the authoring rules (policy maxima,
+    reachable cells) that may have tightened since it was quoted."""
     if not isinstance(data, dict):
         raise DefinitionError(file, [("", bilingual("a product file must be a mapping of keys to values",
                                                     "产品文件必须是“键: 值”的映射"))])
@@ -192,9 +195,10 @@ def parse_definition(data: Any, file: str | Path = "<memory>", policy: Policy | 
         partial = ProductDefinition.model_construct(**sections)
         # the checks skip broken sections; should one still reach into one, the structural issues stand
         with contextlib.suppress(AttributeError, TypeError, KeyError, ValueError):
-            issues += semantic_issues(partial, set(common_reasons()), policy, valid=set(sections))
+            issues += semantic_issues(partial, set(common_reasons()), policy, valid=set(sections),
+                                      authoring=not stored)
         raise DefinitionError(file, issues) from None
-    issues = semantic_issues(definition, set(common_reasons()), policy)
+    issues = semantic_issues(definition, set(common_reasons()), policy, authoring=not stored)
     if issues:
         raise DefinitionError(file, issues)
     return definition

@@ -52,6 +52,13 @@ class Policy(BaseModel):
         return self
 
 
+# The schema's own bounds as a policy: what a stored definition is checked against when it is rebuilt
+# for replay (it was within the bank's policy of its day; a stricter policy today must not break replay)
+PERMISSIVE = Policy(guarantee_fee_pct_max=100, subsidy_share_max=1, subsidy_points_max_pp=100, limit_cny_max=1e12,
+                    rate_pct_min=0, rate_pct_max=100, spread_pp_min=-100, spread_pp_max=100, coefficient_cap_max=100,
+                    max_pd_max=1, risk_compensation_share_max=1, service_days_max=366)
+
+
 class PolicyFileError(ValueError):
     """A policy or calendar file that cannot be used (the service refuses to start on it)."""
 

@@ -32,7 +32,6 @@ Fraction = Annotated[float, _unit("fraction", ge=0.0, le=1.0)]
 Pct = Annotated[float, _unit("percent", ge=0.0, le=100.0)]
 PP = Annotated[float, _unit("percentage points", ge=-100.0, le=100.0)]
 Cny = Annotated[float, _unit("CNY", ge=0.0, le=1e13)]
-PositiveCny = Annotated[float, _unit("CNY", gt=0.0, le=1e13)]
 Weight = Annotated[float, _unit("points", gt=0.0, le=100_000.0)]
 IndexPoints = Annotated[float, _unit("points", ge=0.0, le=100_000.0)]
 Factor = Annotated[float, _unit("factor", gt=0.0, le=100.0)]
@@ -253,7 +252,7 @@ class PdLimitScaling(Strict):
 
 
 class LimitRule(Strict):
-    max_cny: PositiveCny
+    max_cny: Cny  # (an overlay, lending nothing itself, has 0; min_cny > max_cny is refused)
     cap_by_grade: dict[str, Cny] | None = None
     cap_by_segment: dict[str, Cny] | None = None
     bases: list[LimitBase] = []
@@ -447,14 +446,19 @@ class _Issues(list):
 
 
 def semantic_issues(d: ProductDefinition, known_reasons: set[str] = frozenset(), policy: Any = None,
-                    valid: set[str] | frozenset[str] | None = None) -> list[tuple[str, str]]:
+                    valid: set[str] | frozenset[str] | None = None, authoring: bool = True) -> list[tuple[str, str]]:
     """Every cross-field problem as (path in the file, message); empty when the definition is sound.
 
     `valid`: the top-level sections that passed the structural checks (None = all). Checks needing a
     section that did not are skipped, so one pass reports the semantic problems of every sound section
     next to the structural ones. `policy`: the bank's maxima (`products.policy.Policy`; default the
-    policy file of the settings)."""
-    if policy is None:
+    policy file of the settings). `authoring=False` (a stored definition rebuilt for replay): only the
+    rules the engine needs, not the authoring rules added since (policy maxima, reachable cells)."""
+    if not authoring:
+        from products.policy import PERMISSIVE
+
+        policy = PERMISSIVE
+    elif policy is None:
         from products.policy import default_policy
 
         policy = default_policy()
@@ -551,7 +555,7 @@ def semantic_issues(d: ProductDefinition, known_reasons: set[str] = frozenset(),
         _grading_issues(d, add, check_field, catalogue, grades, need("scale"))
         if need("segments") and d.grading.cutoffs_by_segment is not None:
             _segment_cutoff_issues(d, add, grades, seg_labels)
-        if need("dimensions", "segments", "gates"):
+        if authoring and need("dimensions", "segments", "gates"):
             for path, en, zh in unreachable_cells(d):
                 add(path, en, zh)
 

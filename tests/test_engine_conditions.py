@@ -187,3 +187,36 @@ def test_the_worked_example_of_the_docs_validates_and_quotes():
     assert "瓯海" in lucheng["reasons"][0]["zh"]
     deadline = service_deadlines(definition.service, dt.date(2026, 2, 13), default_calendar())
     assert deadline["contact_by"] == "2026-02-24"  # Friday before the Spring Festival: 14th worked, 15-23 off
+
+
+def test_a_fee_with_conditions_is_charged_only_where_they_hold():
+    data = _data("tech_innovation")
+    data["guarantee"]["when"] = [{"field": "registry.size_class", "op": "in", "value": ["medium", "large"]},
+                                 {"field": "registry.district", "op": "ne", "value": "dongtou"}]
+    plan = compile_plan(parse_definition(data), RATES)
+    frame = _with_district(FRAME, "ouhai")
+    frame.loc[frame.index[::3], "registry.district"] = "dongtou"
+    r = evaluate(plan, frame)
+    size = frame["registry.size_class"].astype(object).to_numpy()
+    district = frame["registry.district"].astype(object).to_numpy()
+    charged = np.isin(size, ["medium", "large"]) & (district != "dongtou")
+    offered = r.eligible
+    assert (offered & charged).sum() > 3 and (offered & ~charged).sum() > 3
+    assert (r.fee_bp[offered & charged] == 48).all() and (r.fee_bp[offered & ~charged] == 0).all()
+    assert np.array_equal(r.all_in_bp[offered], (r.rate_bp + r.fee_bp - r.subsidy_bp)[offered])
+
+
+def test_every_option_respects_its_floor_and_the_subsidy_never_exceeds_the_rate():
+    frame = _with_district(FRAME, "ouhai")
+    for code, plan in PLANS.items():
+        r = evaluate(plan, frame)
+        offered = r.eligible
+        floors = [o.rate_floor if o.rate_floor is not None else plan.definition.rate.floor
+                  for o in plan.definition.collateral_choices()]
+        for k, floor in enumerate(floors):
+            lo, hi, rate, fee, sub, all_in = (r.option_terms[offered, k, c] for c in range(6))
+            assert (lo >= round(floor * 100)).all(), code
+            assert ((lo <= rate) & (rate <= hi)).all(), code
+            assert ((sub >= 0) & (sub <= rate)).all(), code
+            assert np.array_equal(all_in, rate + fee - sub), code
+            assert (r.option_terms[~offered, k, 2] == -1).all(), code

@@ -350,3 +350,19 @@ def test_an_old_single_subsidy_mapping_still_loads():
     data = _data("tech_innovation")
     data["subsidy"] = {"share_of_interest": 0.4, "note": {"zh": "贴息", "en": "subsidy"}}
     assert parse_definition(data).subsidy[0].share_of_interest == 0.4
+
+
+def test_a_stored_definition_of_an_older_rule_set_still_rebuilds_for_replay():
+    """The tax_credit of before per-stage grading (its startup/A cell unreachable) is refused for authoring
+    but rebuilt with stored=True, and quotes as it did."""
+    data = _data("tax_credit")
+    del data["grading"]["cutoffs_by_segment"]
+    data["rate"]["stage_tilt"] = "free"
+    data["rate"]["ceiling"] = 16.0  # above today's policy maximum of 15.4%
+    issues = dict(_issues(data))
+    assert "grading.grades[0].min_index" in issues and "policy" in issues["rate.ceiling"]
+    old = parse_definition(data, stored=True)
+    assert old.grading.cutoffs_by_segment is None
+    data["guarantee"]["fee_pct_by_grade"]["C"] = 250  # the schema's own bounds still hold
+    with pytest.raises(DefinitionError):
+        parse_definition(data, stored=True)
