@@ -287,7 +287,7 @@ class Quoter:
         with self.engine.connect() as conn:
             query = sa.select(config_blobs.c.sha256, config_blobs.c.body_json).where(config_blobs.c.sha256.in_(wanted))
             rows = {r.sha256: r.body_json for r in conn.execute(query)}
-        definitions = {code: parse_definition(json.loads(rows[info["sha256"]])) for code, info in
+        definitions = {code: parse_definition(json.loads(rows[info["sha256"]]), stored=True) for code, info in
                        described["products"].items()}
         rates = json.loads(rows[described["reference_rates"]["sha256"]])
         model = None

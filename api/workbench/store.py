@@ -179,7 +179,8 @@ class ProductVersions:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(config_blobs.c.sha256, config_blobs.c.body_json)
                                 .where(config_blobs.c.sha256.in_(list(set(digests))))).all()
-        return {r.sha256: parse_definition(json.loads(r.body_json), f"config blob {r.sha256[:12]}") for r in rows}
+        return {r.sha256: parse_definition(json.loads(r.body_json), f"config blob {r.sha256[:12]}", stored=True)
+                for r in rows}
 
     def published(self) -> tuple[int, list[ProductDefinition]]:
         """(epoch, every version quotes may use): the seeds, then the approved versions in approval order."""
