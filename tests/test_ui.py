@@ -501,3 +501,43 @@ def test_a_form_sent_twice_issues_one_quote(client: TestClient, live: Live) -> N
     assert first.headers["location"] == again.headers["location"] and live.quote_count() == before + 1
     changed = client.post("/ui/quote", data={**form, "credit_code": live.ineligible_code}, follow_redirects=False)
     assert changed.headers["location"] != first.headers["location"] and live.quote_count() == before + 2
+
+
+def test_errors_under_the_console_are_pages_in_the_readers_language(client: TestClient, live: Live) -> None:
+    _signed_in(client, live.key(Role.loan_officer))
+    missing = client.get("/ui/quotes/00000000-0000-4000-8000-000000000000")
+    assert missing.status_code == 404 and "未找到该报价" in missing.text and "sign-out" in missing.text
+    unknown = client.get("/ui/no-such-page")
+    assert unknown.status_code == 404 and unknown.headers["content-type"].startswith("text/html")
+    invalid = client.get("/ui/history", params={"code": "X" * 40})
+    assert invalid.status_code == 422 and "text/html" in invalid.headers["content-type"]
+    bad_date = client.get("/ui/history", params={"from": "2026-13-01"})
+    assert bad_date.status_code == 422 and "日期格式应为 YYYY-MM-DD" in bad_date.text
+    api = client.get("/v1/quotes/nope")  # the API keeps its problem documents
+    assert api.headers["content-type"].startswith("application/problem+json")
+
+
+def test_keyboard_only_on_a_tablet(browser: Browser, live: Live) -> None:
+    """Sign in and quote with the keyboard alone on a tablet-sized screen; every field has its label."""
+    context = browser.new_context(viewport={"width": 820, "height": 1180})
+    try:
+        page = context.new_page()
+        page.goto(f"{live.base_url}/ui/login")
+        labelled = "() => [...document.querySelectorAll('input:not([type=hidden]), select')]" \
+                   ".every(e => e.labels.length > 0)"
+        assert page.evaluate(labelled)
+        page.keyboard.type(live.key(Role.loan_officer))  # the key field has the focus
+        page.keyboard.press("Enter")
+        expect(page.locator("#credit-code")).to_be_focused()
+        assert page.evaluate(labelled)
+        page.keyboard.type(live.eligible_code)
+        page.keyboard.press("Tab")
+        expect(page.locator("#amount")).to_be_focused()
+        page.keyboard.type("1000000")
+        page.keyboard.press("Enter")
+        expect(page.locator("#summary")).to_be_visible()
+        boxes = [c.bounding_box() for c in page.locator(".card").all()]
+        assert len({round(b["x"]) for b in boxes}) == 1  # one column of cards
+        assert max(b["x"] + b["width"] for b in boxes) <= 820
+    finally:
+        context.close()

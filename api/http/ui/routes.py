@@ -27,7 +27,7 @@ from api.http.errors import ProblemError
 from api.http.ui import views
 from api.http.ui.i18n import LANG_COOKIE, LANGS, ROLE_NAMES, lang_of, pick, texts, when
 from api.http.ui.sessions import Session, SessionEnded, close_session, csrf_matches, find_session, open_session
-from api.keys import Principal, Role, lookup
+from api.keys import Role, lookup
 from api.tables import batch_jobs, quotes
 from features.settings import get_settings
 
@@ -191,7 +191,7 @@ def issue_quote(request: Request, csrf: Annotated[str, Form(max_length=128)] = "
                 collateral: Annotated[str, Form(max_length=16)] = "any",
                 consent_ref: Annotated[str, Form(max_length=128)] = "",
                 form_id: Annotated[str, Form(max_length=64)] = "") -> Response:
-    from api.http.routers.quotes import QuoteRequest, _issue, _lookup, _order
+    from api.http.routers.quotes import QuoteRequest, _answer, _issue, _lookup, _order
     from api.quoting.issuing import writes
     from api.quoting.snapshot import canonical_json
 
@@ -239,7 +239,17 @@ def issue_quote(request: Request, csrf: Annotated[str, Form(max_length=128)] = "
         if previous is not None:
             return RedirectResponse(f"/ui/quotes/{previous.quote_id}", status_code=303)
         issued = _issue(service, order)
-        service.writer.submit(writes(issued)).result()  # committed before it is shown
+        failure: BaseException | None = None
+        try:
+            service.writer.submit(writes(issued)).result()  # committed before it is shown
+        except Exception as error:  # noqa: BLE001 - judged by the API's own _answer below
+            failure = error
+        if isinstance(failure, sa.exc.IntegrityError) and idempotency:  # the same form, sent concurrently
+            previous = _lookup(service, session.principal, idempotency)
+            if previous is not None:
+                return RedirectResponse(f"/ui/quotes/{previous.quote_id}", status_code=303)
+        # the API's bookkeeping of a write (readiness, metrics); a store failure is its 503, nothing shown
+        _answer(service, issued, failure, request.app.state)
     except ProblemError as error:
         field = error.errors[0]["field"] if error.errors else "credit_code"
         key = {404: "unknown_firm", 503: "unavailable"}.get(error.status, "bad_request")
@@ -249,13 +259,15 @@ def issue_quote(request: Request, csrf: Annotated[str, Form(max_length=128)] = "
     return RedirectResponse(f"/ui/quotes/{issued.values['quote_id']}", status_code=303)
 
 
-def _stored(request: Request, principal: Principal, quote_id: str) -> tuple[sa.Row, dict[str, Any]]:
+def _stored(request: Request, session: Session, quote_id: str) -> tuple[sa.Row, dict[str, Any]]:
     """A stored quote and the role's view of its body (what GET /v1/quotes/{id} answers this role)."""
+    principal = session.principal
     with _engine(request).connect() as conn:
         row = conn.execute(sa.select(quotes).where(quotes.c.quote_id == quote_id[:36])).first()
     if row is None or (principal.role is Role.platform and row.api_key_id != principal.key_id):
         lang = _lang(request)
-        raise PageExit(render(request, "error.html", 404, None, heading=texts(lang)["not_found"], detail=quote_id))
+        raise PageExit(render(request, "error.html", 404, session, heading=texts(lang)["not_found"],
+                              detail=quote_id))
     body = json.loads(row.response_json)
     if principal.role is Role.platform:
         body = request.app.state.quoting.platform_view(body, row.as_of)
@@ -280,7 +292,7 @@ def _quote_context(request: Request, body: dict[str, Any], snapshot: dict[str, A
 @router.get("/quotes/{quote_id}")
 def quote_view(quote_id: str, request: Request, check: bool = False) -> HTMLResponse:
     session = session_of(request)
-    row, body = _stored(request, session.principal, quote_id)
+    row, body = _stored(request, session, quote_id)
     replay = _replay_check(request, session, quote_id) if check else None
     return render(request, "quote.html", 200, session, replay=replay,
                   **_quote_context(request, body, json.loads(row.snapshot_json)))
@@ -289,7 +301,7 @@ def quote_view(quote_id: str, request: Request, check: bool = False) -> HTMLResp
 @router.get("/quotes/{quote_id}/print")
 def quote_print(quote_id: str, request: Request) -> HTMLResponse:
     session = session_of(request)
-    row, body = _stored(request, session.principal, quote_id)
+    row, body = _stored(request, session, quote_id)
     return render(request, "print.html", 200, session, **_quote_context(request, body, json.loads(row.snapshot_json)))
 
 
@@ -404,8 +416,7 @@ def risk_model_report(model_id: str, request: Request) -> Response:
         return render(request, "error.html", 410, session, heading=texts(lang)["not_found"], detail=str(path.name))
     # The report is a generated file: served as a document of its own, scripts never run (sandbox).
     return FileResponse(path, media_type="text/html; charset=utf-8",
-                        headers={"Content-Security-Policy": "sandbox; default-src 'none'; img-src data:; "
-                                                            "style-src 'unsafe-inline'"})
+                        headers={"Content-Security-Policy": "sandbox"})
 
 
 @router.get("/risk/batch")
