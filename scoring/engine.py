@@ -264,9 +264,34 @@ def _one_reason_per_source(plan: Plan, cols: Columns, flags: np.ndarray) -> np.n
     n_req = len(plan.required_sources)
     if not sources:
         return flags
-    missing = np.column_stack([~cols.has[s] for s in sources])
-    if not missing.any():  # the usual single quote: every source there
+    missing = [~cols.has[s] for s in sources]
+    if not any(m.any() for m in missing):  # the usual single quote: every source there
         return flags
+    rows = flags.T.copy()  # one contiguous row per reason: the loop below works on whole reasons
+    needed = np.zeros((len(sources), cols.n), dtype=bool)
+    scored = np.zeros((len(sources), cols.n), dtype=bool)
+    fired = rows.any(axis=1)
+    for k, (causes, fields) in enumerate(_reason_causes(plan)):
+        if not causes or not fired[k]:
+            continue
+        unread = np.isnan(cols.values[fields[0]])  # caused by a missing source only where an input is missing
+        for f in fields[1:]:
+            unread = unread | np.isnan(cols.values[f])
+        caused = rows[k] & unread
+        target = needed if specs[k].kind == "decline" else scored
+        for c in causes:  # the first missing source of the reason's inputs names it
+            hit = caused & missing[c]
+            target[c] |= hit
+            rows[k] &= ~hit
+            caused &= ~hit
+    first = {sp.code: i for i, sp in reversed(list(enumerate(specs)))}
+    opt, note = first.get("SOURCE_NEEDED", 0), first["SOURCE_MISSING_SCORED"]
+    rows[:n_req] |= needed[:n_req]  # already set: the source is missing
+    rows[opt:opt + len(plan.optional_sources)] = needed[n_req:]
+    declined = np.vstack([rows[:n_req], needed[n_req:]])
+    rows[note:note + len(sources)] = scored & ~declined  # the decline already names the source
+    rows[first["GRADE_NOT_ELIGIBLE"]] &= ~declined.any(axis=0)
+    return np.ascontiguousarray(rows.T)
     needed = np.zeros((cols.n, len(sources)), dtype=bool)
     scored = np.zeros((cols.n, len(sources)), dtype=bool)
     flags = flags.copy()

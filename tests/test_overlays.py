@@ -69,6 +69,20 @@ def test_overlay_rules_out_of_policy_are_refused_with_their_path(change, path: s
     assert path in [where for where, _ in _issues(data)]
 
 
+def test_cli_validates_and_shows_the_example(tmp_path: Path) -> None:
+    valid = runner.invoke(cli, ["products", "validate", str(EXAMPLE)])
+    assert valid.exit_code == 0, valid.output
+    data = _example()
+    data["overlay"]["limit_uplift_by_grade"]["A"] = 1.6
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    refused = runner.invoke(cli, ["products", "validate", str(bad)])
+    assert refused.exit_code == 1 and "overlay.limit_uplift_by_grade.A" in refused.output
+    with settings_env(products_dir=str(_folder(tmp_path))):
+        shown = runner.invoke(cli, ["products", "show", "green_finance"])
+    assert shown.exit_code == 0 and "overlay on per_mu" in shown.output, shown.output
+
+
 def test_an_overlay_on_an_unknown_product_is_refused(tmp_path: Path) -> None:
     data = _example()
     data["overlay"]["base_products"] = ["per_mu", "no_such_product"]

@@ -105,6 +105,13 @@ def show(
     if d.segments:
         form = f"edges {d.segments.edges}" if d.segments.edges is not None else f"groups {d.segments.groups}"
         out.print(f"segments by {d.segments.field}: {form} -> {d.segments.labels}")
+    if d.overlay is not None:
+        ov = d.overlay
+        out.print(f"overlay on {', '.join(ov.base_products)}: limit x {ov.limit_uplift_by_grade} (max "
+                  f"{ov.max_limit_uplift:g}x), rate - {ov.rate_cut_bp_by_grade} bp (max {ov.max_rate_cut_bp} bp, "
+                  f"never under {ov.min_rate_pct:g}%)", highlight=False)
+        out.print(f"service: {d.service.promise.zh} / {d.service.promise.en}")
+        return
     lim = d.limit
     out.print(f"limit: max {lim.max_cny:,.0f} CNY; caps by grade {lim.cap_by_grade}; caps by segment "
               f"{lim.cap_by_segment}; bases {[f'{b.share:g} x {b.fields}' for b in lim.bases]}; "
