@@ -211,6 +211,39 @@ def test_a_scheduled_version_takes_effect_when_its_day_arrives(service: QuotingS
     assert _tech(body)["product_version"] == "2099.1" and _tech(body)["grade"] == "A"
 
 
+def test_the_next_day_is_built_ahead_of_midnight(service: QuotingService, monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.quoting import service as service_module
+
+    tomorrow = TODAY + dt.timedelta(days=1)
+    store = ProductVersions(service.engine)
+    store.approve(store.submit(store.draft(new_version(effective=tomorrow, lenient=True), "alice").id, "alice").id,
+                  "bob")
+    service.state(TODAY)
+    assert service.wait_for_rebuilds() and tomorrow not in service._states  # not yet: midnight is far
+    monkeypatch.setattr(service_module, "_seconds_to_midnight", lambda: 5.0)
+    service.state(TODAY)  # a request five seconds before midnight starts tomorrow's build in the background
+    assert service.wait_for_rebuilds()
+    ahead = service._states[tomorrow]
+    assert ahead.versions.plans["tech_innovation"].version == "2099.1"
+
+    def no_build(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the first quote of the day must not wait for a build")
+
+    monkeypatch.setattr(QuotingService, "_build", no_build)
+
+    class Tomorrow(dt.date):
+        @classmethod
+        def today(cls) -> dt.date:
+            return tomorrow
+
+    class Clock:
+        date = Tomorrow
+        timedelta = dt.timedelta
+
+    monkeypatch.setattr(versions_module, "dt", Clock)
+    assert service.state(tomorrow) is ahead or service.state(tomorrow).population is ahead.population
+
+
 # ------------------------------------------------------------------------------------- the HTTP API
 
 
