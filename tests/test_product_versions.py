@@ -169,8 +169,11 @@ def test_an_approved_version_reaches_a_running_quoter_and_earlier_quotes_replay(
     store = ProductVersions(service.engine)
     drafted = store.draft(new_version(lenient=True), "alice")  # the firm becomes grade A: a visible change
     store.approve(store.submit(drafted.id, "alice").id, "bob")
+    hot = service.state(TODAY).population.hot_blocks()
     service.state(TODAY)  # notices the epoch, rebuilds beside the served state
     assert service.wait_for_rebuilds()
+    rebuilt = service.state(TODAY).population
+    assert hot and rebuilt.hot_blocks() == hot  # computed before the swap: no quote waits for them
     after, new_snapshot, _ = service.quote(firm, TODAY, products, None)
     assert _tech(after)["product_version"] == "2099.1" and _tech(after)["grade"] == "A"
     assert new_snapshot["versions"]["products"]["tech_innovation"]["sha256"] == drafted.sha256

@@ -267,6 +267,9 @@ class Quoter:
         try:
             with self._build_lock:
                 state = self._build(as_of, mark)
+                previous = self._states.get(as_of)
+                if previous is not None:  # the blocks quotes were using, computed before the swap, not by a quote
+                    state.population.warm(previous.population.hot_blocks())
             if as_of in self._states:  # unless dropped from the cache meanwhile
                 self._put(as_of, state)
         except Exception:  # noqa: BLE001 - the previous state keeps serving; the next check tries again
