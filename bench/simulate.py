@@ -152,12 +152,14 @@ def main() -> None:
     ap.add_argument("--product", default="tech_innovation")
     ap.add_argument("--work", type=Path, default=None, help="working directory (default: a temporary one)")
     ap.add_argument("--skip-reload", action="store_true")
+    ap.add_argument("--skip-simulation", action="store_true")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-simulate-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"start: {load_avg()}")
-    bench_simulation(args, work)
-    print(f"after the simulation: {load_avg()}")
+    if not args.skip_simulation:
+        bench_simulation(args, work)
+        print(f"after the simulation: {load_avg()}")
     if not args.skip_reload:
         bench_reload(args, work)
     print(f"end: {load_avg()}")

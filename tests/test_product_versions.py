@@ -169,8 +169,11 @@ def test_an_approved_version_reaches_a_running_quoter_and_earlier_quotes_replay(
     store = ProductVersions(service.engine)
     drafted = store.draft(new_version(lenient=True), "alice")  # the firm becomes grade A: a visible change
     store.approve(store.submit(drafted.id, "alice").id, "bob")
+    hot = service.state(TODAY).population.hot_blocks()
     service.state(TODAY)  # notices the epoch, rebuilds beside the served state
     assert service.wait_for_rebuilds()
+    rebuilt = service.state(TODAY).population
+    assert hot and rebuilt.hot_blocks() == hot  # computed before the swap: no quote waits for them
     after, new_snapshot, _ = service.quote(firm, TODAY, products, None)
     assert _tech(after)["product_version"] == "2099.1" and _tech(after)["grade"] == "A"
     assert new_snapshot["versions"]["products"]["tech_innovation"]["sha256"] == drafted.sha256
@@ -209,6 +212,39 @@ def test_a_scheduled_version_takes_effect_when_its_day_arrives(service: QuotingS
     monkeypatch.setattr(versions_module, "dt", Clock)
     body = service.quote(firm, tomorrow, service.products_for(tomorrow, None), None)[0]
     assert _tech(body)["product_version"] == "2099.1" and _tech(body)["grade"] == "A"
+
+
+def test_the_next_day_is_built_ahead_of_midnight(service: QuotingService, monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.quoting import service as service_module
+
+    tomorrow = TODAY + dt.timedelta(days=1)
+    store = ProductVersions(service.engine)
+    store.approve(store.submit(store.draft(new_version(effective=tomorrow, lenient=True), "alice").id, "alice").id,
+                  "bob")
+    service.state(TODAY)
+    assert service.wait_for_rebuilds() and tomorrow not in service._states  # not yet: midnight is far
+    monkeypatch.setattr(service_module, "_seconds_to_midnight", lambda: 5.0)
+    service.state(TODAY)  # a request five seconds before midnight starts tomorrow's build in the background
+    assert service.wait_for_rebuilds()
+    ahead = service._states[tomorrow]
+    assert ahead.versions.plans["tech_innovation"].version == "2099.1"
+
+    def no_build(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the first quote of the day must not wait for a build")
+
+    monkeypatch.setattr(QuotingService, "_build", no_build)
+
+    class Tomorrow(dt.date):
+        @classmethod
+        def today(cls) -> dt.date:
+            return tomorrow
+
+    class Clock:
+        date = Tomorrow
+        timedelta = dt.timedelta
+
+    monkeypatch.setattr(versions_module, "dt", Clock)
+    assert service.state(tomorrow) is ahead or service.state(tomorrow).population is ahead.population
 
 
 # ------------------------------------------------------------------------------------- the HTTP API

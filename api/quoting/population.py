@@ -93,6 +93,17 @@ class Population:
                 self._blocks.popitem(last=False)
         return computed, i
 
+    def hot_blocks(self) -> list[int]:
+        """The blocks computed so far, least recently used first."""
+        with self._lock:
+            return list(self._blocks)
+
+    def warm(self, blocks: list[int]) -> None:
+        """Compute these blocks now (a rebuilt state, before it is swapped in: no quote pays for them)."""
+        for b in blocks:
+            if b * BLOCK < len(self.frame):
+                self.block(b * BLOCK)
+
     def risk(self, block: Scored, i: int, top_k: int = RISK_FACTORS) -> dict[str, Any] | None:
         model = self.versions.model
         if model is None or block.X is None:

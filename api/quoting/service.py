@@ -91,10 +91,16 @@ class DateState:
     definitions: tuple[ProductDefinition, ...]  # every version known when built (those in force: `versions`)
 
 
+def _seconds_to_midnight() -> float:
+    now = dt.datetime.now()
+    return (dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time()) - now).total_seconds()
+
+
 class Quoter:
     """Quotes from the store for any as-of date (today by default), through one path."""
 
     STALE_CHECK_SECONDS = 1.0
+    PREWARM_SECONDS = 600.0  # in a day's last ten minutes, the next day's state is built ahead (`prewarm`)
 
     def __init__(self, engine: sa.Engine, models_dir: str | None = None, model: ModelChoice = CHAMPION,
                  definitions: list[ProductDefinition] | None = None) -> None:
@@ -162,10 +168,11 @@ class Quoter:
 
     # ------------------------------------------------------------------ states per date
 
-    def _build(self, as_of: dt.date, mark: tuple[int, str | None, int]) -> DateState:
+    def _build(self, as_of: dt.date, mark: tuple[int, str | None, int], ahead: bool = False) -> DateState:
         definitions = self._catalogue(mark[2])[1]
         population = population_features(as_of, self.engine)
-        versions = versions_for(as_of, population, self.model(), definitions=definitions)
+        versions = versions_for(as_of, population, self.model(), definitions=definitions,
+                                today=as_of if ahead else None)
         self.on_new_versions(versions)
         return DateState(versions, Population(population[[c for c in versions.columns if c in population.columns]
                                                           + [c for c in population.columns if c.endswith(".as_of")]],
@@ -214,11 +221,35 @@ class Quoter:
                 self._put(as_of, state)
             return state
 
+    def prewarm(self, as_of: dt.date) -> bool:
+        """Build a date's state ahead, in the background (tomorrow's, before midnight): the first quotes of
+        the day, and the versions that take effect that day, then wait for nothing. False when it is built
+        or being built already. A batch ingested after it is picked up by the usual freshness check."""
+        with self._lock:
+            if as_of in self._states or as_of in self._rebuilding:
+                return False
+            self._rebuilding.add(as_of)
+        threading.Thread(target=self._build_ahead, args=(as_of,), name=f"quote-state-{as_of}", daemon=True).start()
+        return True
+
+    def _build_ahead(self, as_of: dt.date) -> None:
+        try:
+            with self._build_lock:
+                if as_of not in self._states:
+                    self._put(as_of, self._build(as_of, self._mark(), ahead=True))
+        except Exception:  # noqa: BLE001 - the date is then built on its first use, as without prewarming
+            log.exception("building the quoting state of %s ahead failed", as_of)
+        finally:
+            self._rebuilding.discard(as_of)
+
     def _check(self, as_of: dt.date, state: DateState) -> None:
         """Is the state still what the store and registry hold? If not, rebuild it in the background."""
         if not self._check_lock.acquire(blocking=False):
             return  # another request is checking; this one serves what there is
         try:
+            today = dt.date.today()
+            if as_of == today and _seconds_to_midnight() <= self.PREWARM_SECONDS:
+                self.prewarm(today + dt.timedelta(days=1))
             current = self._states.get(as_of, state)
             if time.monotonic() - current.checked_at <= self.STALE_CHECK_SECONDS:
                 return
@@ -236,6 +267,9 @@ class Quoter:
         try:
             with self._build_lock:
                 state = self._build(as_of, mark)
+                previous = self._states.get(as_of)
+                if previous is not None:  # the blocks quotes were using, computed before the swap, not by a quote
+                    state.population.warm(previous.population.hot_blocks())
             if as_of in self._states:  # unless dropped from the cache meanwhile
                 self._put(as_of, state)
         except Exception:  # noqa: BLE001 - the previous state keeps serving; the next check tries again

@@ -170,11 +170,12 @@ def rates_in_force(definitions: Mapping[str, ProductDefinition], as_of: dt.date)
 
 
 def in_force(as_of: dt.date, products: Sequence[str] | None = None,
-             definitions: Sequence[ProductDefinition] | None = None
+             definitions: Sequence[ProductDefinition] | None = None, today: dt.date | None = None
              ) -> tuple[dict[str, ProductDefinition], dict[str, float]]:
     """The definitions (narrowed to `products`) and reference rates in force on `as_of`: the checks every
-    request goes through (a future date, an unknown product, one not yet in effect, a date without rates)."""
-    check_as_of(as_of)
+    request goes through (a future date, an unknown product, one not yet in effect, a date without rates).
+    `today`: only to build tomorrow's state ahead of midnight (`Quoter.prewarm`); requests never pass it."""
+    check_as_of(as_of, today)
     every = list(definitions) if definitions is not None else list(load_catalogue().values())
     chosen = select_products(every, as_of, products)
     return chosen, rates_in_force(chosen, as_of)
@@ -198,8 +199,8 @@ def side_by_side(before: Versions, after: Versions, code: str) -> Versions:
 
 def versions_for(as_of: dt.date, population: pd.DataFrame | None, model: RiskModel | None,
                  products: Sequence[str] | None = None,
-                 definitions: Sequence[ProductDefinition] | None = None) -> Versions:
+                 definitions: Sequence[ProductDefinition] | None = None, today: dt.date | None = None) -> Versions:
     """The versions in force on `as_of` for `products` (default all in force), cut-offs calibrated on
     `population` (that date's enterprises). `definitions`: every known version (default the catalogue)."""
-    chosen, rates = in_force(as_of, products, definitions)
+    chosen, rates = in_force(as_of, products, definitions, today)
     return build_versions(chosen, rates, model, population, as_of)

@@ -301,12 +301,17 @@ class ProductVersions:
                                            "(提交人不能审批自己提交的版本)")
         self._not_backdated(record, today or dt.date.today())
         reason = (reason or "").strip() or None
-        with self.engine.begin() as conn:
-            number = self.epoch(conn) + 1  # unique: two concurrent approvals cannot both take it
-            self._step(conn, record, "submitted", status="approved", decided_by=by, decided_at=_now(),
-                       decision_reason=reason, approval_no=number)
-            audit.append(conn, by, "product.approve", f"product_version:{record.id}",
-                         self._detail(record, approval_no=number, submitted_by=record.submitted_by, reason=reason))
+        try:
+            with self.engine.begin() as conn:
+                number = self.epoch(conn) + 1  # unique: two concurrent approvals cannot both take it
+                self._step(conn, record, "submitted", status="approved", decided_by=by, decided_at=_now(),
+                           decision_reason=reason, approval_no=number)
+                audit.append(conn, by, "product.approve", f"product_version:{record.id}",
+                             self._detail(record, approval_no=number, submitted_by=record.submitted_by,
+                                          reason=reason))
+        except sa.exc.IntegrityError:
+            raise ProductVersionError(409, "another version was approved at the same moment; approve again; "
+                                           "请重新审批") from None
         return self.get(record.id)
 
     def reject(self, version_id: int, by: str, reason: str) -> VersionRecord:
