@@ -531,11 +531,12 @@ class JobRunner(JobStore):
     def _spawn(self) -> subprocess.Popen:
         settings = get_settings()
         root = str(Path(__file__).resolve().parents[2])  # this checkout first, whatever the working directory
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])]),
+               # the URL (and any password in it) by the environment: a command line is visible to every user
+               "INDEXLOAN_DATABASE_URL": self.engine.url.render_as_string(hide_password=False)}
         command = [sys.executable, "-m", "api.cli.main", "batch", "worker",
-                   "--database-url", self.engine.url.render_as_string(hide_password=False),
-                   "--batch-dir", str(self.batch_dir.resolve()), "--exit-when-idle",
-                   str(settings.batch_worker_idle_seconds), "--until-stdin-closes"]
+                   "--batch-dir", str(self.batch_dir.resolve()),
+                   "--exit-when-idle", str(settings.batch_worker_idle_seconds), "--until-stdin-closes"]
         if self.models_dir:
             command += ["--models-dir", self.models_dir]
         log.info("starting a batch worker process")
