@@ -42,6 +42,7 @@ from api.precredit.run import BatchInputError, Progress, RunOptions, RunResult, 
 from api.tables import batch_jobs
 from features.settings import get_settings
 from features.store import audit
+from features.store.db import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_SECONDS = 0.5
@@ -249,7 +250,11 @@ class Worker:
         try:
             while not self.stopping.is_set():
                 self._reap()
-                job_id = self.claim() if len(self._running) < settings.batch_max_running else None
+                try:
+                    job_id = self.claim() if len(self._running) < settings.batch_max_running else None
+                except (sa.exc.SQLAlchemyError, StoreUnavailableError) as error:  # store down: look again later
+                    self._outage(error)
+                    job_id = None
                 if job_id is not None:
                     self._start(job_id)
                     continue  # perhaps another slot is free
@@ -266,6 +271,14 @@ class Worker:
 
     def stop(self) -> None:
         self.stopping.set()
+
+    _last_outage_log = 0.0
+
+    def _outage(self, error: BaseException) -> None:
+        """At most one line a minute while the store cannot be reached."""
+        if time.monotonic() - self._last_outage_log >= 60:
+            self._last_outage_log = time.monotonic()
+            log.warning("batch worker %s: the store is unavailable (%s); retrying", self.name, type(error).__name__)
 
     def _start(self, job_id: str) -> None:
         running = _Running(job_id, threading.Thread(target=self._run, args=(job_id,), name=f"batch-{job_id[:8]}",
@@ -521,11 +534,12 @@ class JobRunner(JobStore):
     def _spawn(self) -> subprocess.Popen:
         settings = get_settings()
         root = str(Path(__file__).resolve().parents[2])  # this checkout first, whatever the working directory
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])]),
+               # the URL (and any password in it) by the environment: a command line is visible to every user
+               "INDEXLOAN_DATABASE_URL": self.engine.url.render_as_string(hide_password=False)}
         command = [sys.executable, "-m", "api.cli.main", "batch", "worker",
-                   "--database-url", self.engine.url.render_as_string(hide_password=False),
-                   "--batch-dir", str(self.batch_dir.resolve()), "--exit-when-idle",
-                   str(settings.batch_worker_idle_seconds), "--until-stdin-closes"]
+                   "--batch-dir", str(self.batch_dir.resolve()),
+                   "--exit-when-idle", str(settings.batch_worker_idle_seconds), "--until-stdin-closes"]
         if self.models_dir:
             command += ["--models-dir", self.models_dir]
         log.info("starting a batch worker process")
