@@ -20,7 +20,7 @@ from api.quoting.service import ModelChoice, Quoter
 from api.quoting.snapshot import features_from_json
 from api.tables import quotes
 from tests.api_support import Service, running_service
-from tests.monitoring_support import quick_model
+from tests.monitoring_support import monitoring_report, quick_model
 from training.registry import Registry
 
 QUOTED = 60
@@ -121,7 +121,7 @@ def test_comparison_report_cli_and_endpoint(svc: Service, issued: list[dict], mo
                                        "--database-url", url])
     assert printed.exit_code == 0, printed.output
     assert json.loads(printed.stdout) == json.loads(json.dumps(result))
-    report = svc.client.get("/v1/monitoring", headers=svc.headers(Role.risk_analyst)).json()
+    report = monitoring_report(svc).json()
     assert report["shadow"]["models"][0]["quotes"] == len(issued)
 
 
