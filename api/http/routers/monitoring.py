@@ -72,15 +72,31 @@ def monitoring(request: Request,
     return report
 
 
-@router.get("/shadow", summary="Challenger models in shadow against the champion, over recent quotes")
+DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+
+
+def _day(text: str | None, field: str) -> dt.date | None:
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise _field_error(field, f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+@router.get("/shadow", summary="Challenger models in shadow against the champion, over recent quotes",
+            responses={422: {"description": "an invalid date"}})
 def shadow_comparison(request: Request,
-                      since: Annotated[dt.date | None, Query(description="first day (default: the recent window)")]
+                      since: Annotated[str | None, Query(pattern=DATE_PATTERN,
+                                                         description="first day, YYYY-MM-DD (default: the recent "
+                                                                     "window, settings.monitoring_quote_days)")]
                       = None,
-                      until: Annotated[dt.date | None, Query(description="last day (default today)")] = None,
+                      until: Annotated[str | None, Query(pattern=DATE_PATTERN,
+                                                         description="last day, YYYY-MM-DD (default today)")] = None,
                       principal: Principal = Depends(RiskTeam)) -> dict[str, Any]:
     window = parse_spec("quotes", "since")
-    since, until = since or window.since, until or window.until
-    assert since is not None and until is not None
-    if since > until:
-        raise _field_error("since", f"since {since} is after until {until}")
-    return shadow.compare(request.app.state.engine, since, until, _thresholds())
+    first, last = _day(since, "since") or window.since, _day(until, "until") or window.until
+    assert first is not None and last is not None
+    if first > last:
+        raise _field_error("since", f"since {first} is after until {last}")
+    return shadow.compare(request.app.state.engine, first, last, _thresholds())
