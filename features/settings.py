@@ -118,6 +118,8 @@ class Settings(BaseSettings):
                                                     "api/monitoring/thresholds.yaml")
     monitoring_quote_days: int = Field(30, ge=1, le=3650, description="monitoring: quotes of this many recent "
                                        "days form the current period")
+    monitoring_report_seconds: float = Field(300.0, ge=0, le=86_400, description="GET /v1/monitoring: a "
+                                             "report is recomputed in the background once older than this")
     monitoring_max_quotes: int = Field(20_000, ge=100, le=10_000_000, description="monitoring: read at most "
                                        "this many of the most recent quotes")
 

@@ -28,3 +28,18 @@ def quick_model(engine: sa.Engine, directory: Path, seed: int, stage: str) -> st
         registry.request_promotion(record.id, "champion", "test-analyst", "test champion")
         registry.approve(record.id, "test-approver", "second person")
     return record.id
+
+
+def monitoring_report(svc, params: dict | None = None, role=None):  # noqa: ANN001, ANN201
+    """GET /v1/monitoring until the background computation has finished (202 meanwhile): the response."""
+    import time
+
+    from api.keys import Role
+
+    deadline = time.monotonic() + 300
+    while True:
+        response = svc.client.get("/v1/monitoring", params=params or {}, headers=svc.headers(role or Role.risk_analyst))
+        if response.status_code != 202:
+            return response
+        assert time.monotonic() < deadline, "the monitoring report took too long"
+        time.sleep(0.2)

@@ -19,7 +19,8 @@ from api.quoting.service import ModelChoice, Quoter
 from features.store.tables import source_table
 from tests.api_support import Service, running_service
 from tests.conftest import settings_env
-from tests.monitoring_support import quick_model
+from tests.live_server import private_batch_dir
+from tests.monitoring_support import monitoring_report, quick_model
 from training import metrics
 
 DEMO_DATE = "2025-12-31"  # the demo region's latest as-of date
@@ -72,8 +73,8 @@ def _hand_psi(reference: np.ndarray, current: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory: pytest.TempPathFactory):
     directory = tmp_path_factory.mktemp("monitoring")
-    with running_service("sqlite", directory, prepare=lambda engine: quick_model(engine, directory, 5, "champion")
-                         ) as service:
+    with private_batch_dir(directory / "batch"), running_service(
+            "sqlite", directory, prepare=lambda engine: quick_model(engine, directory, 5, "champion")) as service:
         yield service
 
 
@@ -202,17 +203,53 @@ def test_monitor_command_writes_the_report_and_refuses_bad_options(svc: Service,
 
 
 def test_monitoring_endpoint_and_gauges(svc: Service, quoted: list[dict]) -> None:
-    response = svc.client.get("/v1/monitoring", params={"reference": DEMO_DATE},
-                              headers=svc.headers(Role.risk_analyst))
+    first = svc.client.get("/v1/monitoring", params={"reference": DEMO_DATE}, headers=svc.headers(Role.risk_analyst))
+    assert first.status_code == 202 and first.headers["Retry-After"]  # computed in the background
+    response = monitoring_report(svc, {"reference": DEMO_DATE})
     assert response.status_code == 200, response.text
     report = response.json()
     assert report["reference"]["kind"] == "period" and report["current"]["kind"] == "quotes"
-    bad = svc.client.get("/v1/monitoring", params={"reference": "2020-01-01", "current": DEMO_DATE},
-                         headers=svc.headers(Role.risk_analyst))
+    assert report["current"]["rows"] == len(quoted)
+    again = svc.client.get("/v1/monitoring", params={"reference": DEMO_DATE}, headers=svc.headers(Role.risk_analyst))
+    assert again.status_code == 200 and again.json()["computed_at"] == report["computed_at"]  # the cached one
+    bad = monitoring_report(svc, {"reference": "2020-01-01", "current": DEMO_DATE})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "reference"
+    future = svc.client.get("/v1/monitoring", params={"current": "2999-01-01"}, headers=svc.headers(Role.admin))
+    assert future.status_code == 422 and future.json()["errors"][0]["field"] == "current"  # at once
     assert svc.client.get("/v1/monitoring", headers=svc.headers(Role.loan_officer)).status_code == 403
     metrics_text = svc.client.get("/metrics").text
     tax = next(f for f in report["feeds"]["sources"] if f["source"] == "tax")
     assert f'indexloan_feed_coverage_ratio{{source="tax"}} {tax["coverage"]}' in metrics_text
     pd_row = next(r for r in report["psi"] if r["kind"] == "pd")
     assert f'indexloan_monitoring_psi{{kind="pd",name="pd"}} {pd_row["psi"]}' in metrics_text
+
+
+def test_a_batch_run_is_a_sample_with_the_populations_figures(svc: Service, tmp_path: Path) -> None:
+    """A pre-credit run as of the demo date against the population on that date, read by monitoring:
+    the same enterprises through the same path, so every index and the PD are perfectly stable."""
+    import time
+
+    started = svc.client.post("/v1/batch/precredit", json={"format": "parquet", "partitions": 2, "as_of": DEMO_DATE},
+                              headers=svc.headers(Role.risk_analyst))
+    assert started.status_code == 202, started.text
+    job_id = started.json()["job_id"]
+    deadline = time.monotonic() + 180
+    while (job := svc.client.get(f"/v1/batch/precredit/{job_id}", headers=svc.headers(Role.risk_analyst)).json()
+           )["status"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert job["status"] == "succeeded", job
+    response = monitoring_report(svc, {"reference": DEMO_DATE, "current": f"job:{job_id}"})
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["current"]["kind"] == "run" and report["current"]["rows"] == len(svc.codes)
+    checked = [r for r in report["psi"] if r["kind"] in ("index", "pd")]
+    assert len(checked) == 6 and all(r["psi"] == 0.0 for r in checked), checked
+    assert all(r["psi"] is None for r in report["psi"] if r["kind"] == "feature")  # a run has no model inputs
+    unknown = monitoring_report(svc, {"current": "job:" + "0" * 36})
+    assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "current"
+    not_a_run = tmp_path / "other.csv"
+    not_a_run.write_text("a,b\n1,2\n", encoding="utf-8")
+    url = svc.engine.url.render_as_string(hide_password=False)
+    result = CliRunner().invoke(cli, ["monitor", "--current", str(not_a_run), "--database-url", url])
+    assert result.exit_code == 2 and "--current" in result.output, result.output

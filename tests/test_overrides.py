@@ -15,6 +15,7 @@ from api.tables import quotes
 from features.store.audit import audit_log
 from products.catalogue import load_catalogue
 from tests.api_support import Service, running_service
+from tests.monitoring_support import monitoring_report
 
 
 @pytest.fixture(scope="module")
@@ -118,5 +119,5 @@ def test_override_rates_per_officer_and_product_are_monitored(svc: Service) -> N
     alerts = rates(svc.engine, today, today, strict)["alerts"]
     assert any(a["subject"] == "officer:test-loan_officer:per_mu" and a["figures"]["share"] == row["share"]
                for a in alerts)
-    report = svc.client.get("/v1/monitoring", headers=svc.headers(Role.risk_approver)).json()
+    report = monitoring_report(svc, role=Role.risk_approver).json()
     assert row in report["overrides"]["rows"]

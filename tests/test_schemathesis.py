@@ -54,6 +54,17 @@ BUSINESS_RULES = {
     ("GET", "/v1/whitelists/products/{product}/changes"): WHITELIST_CURSOR,
     ("POST", "/v1/whitelists"): {("products", "not in this run")},
     ("POST", "/v1/whitelists/{whitelist_id}/reject"): {("reason", "a reason is required")},
+    # monitoring samples: a pattern cannot tell a real or past date, a date with products in force, a known job
+    ("GET", "/v1/monitoring"): {(f, text) for f in ("reference", "current") for text in (
+        "is not a date", "is in the future", "no product definition is in force", "the first date is after",
+        "is unknown or has not succeeded", "can only be the reference")},
+    ("GET", "/v1/monitoring/shadow"): {("since", "is not a date"), ("until", "is not a date"),
+                                       ("since", "is after until")},
+    # overrides: the mandatory reason and the product's policy bounds
+    ("POST", "/v1/quotes/{quote_id}/overrides"): {("reason", "a reason is required"), ("reason", "the reason"),
+                                                  ("product", "the quote has no product"),
+                                                  ("amount_cny", "is outside"), ("rate", "is outside"),
+                                                  ("amount_cny", "an override changes")},
 }
 
 

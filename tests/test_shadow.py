@@ -20,7 +20,7 @@ from api.quoting.service import ModelChoice, Quoter
 from api.quoting.snapshot import features_from_json
 from api.tables import quotes
 from tests.api_support import Service, running_service
-from tests.monitoring_support import quick_model
+from tests.monitoring_support import monitoring_report, quick_model
 from training.registry import Registry
 
 QUOTED = 60
@@ -121,8 +121,36 @@ def test_comparison_report_cli_and_endpoint(svc: Service, issued: list[dict], mo
                                        "--database-url", url])
     assert printed.exit_code == 0, printed.output
     assert json.loads(printed.stdout) == json.loads(json.dumps(result))
-    report = svc.client.get("/v1/monitoring", headers=svc.headers(Role.risk_analyst)).json()
+    report = monitoring_report(svc).json()
     assert report["shadow"]["models"][0]["quotes"] == len(issued)
+
+
+def test_a_quote_scored_from_its_snapshot_gets_the_same_rows_as_from_its_population_block(
+        svc: Service, models: dict[str, str]) -> None:
+    """A quote whose date's population was rebuilt meanwhile is scored from its snapshot: the same figures."""
+    from dataclasses import replace
+
+    from api.keys import Principal
+    from api.quoting.issuing import QuoteOrder, issue
+
+    service = svc.client.app.state.quoting
+    today = dt.date.today()
+    principal = Principal(1, "test", Role.loan_officer)
+    orders = [QuoteOrder(code, today, service.products_for(today, None), None, None, "{}", None, principal)
+              for code in svc.codes[3:400:41]]
+    group = [issue(service, order) for order in orders]
+    assert all(i.population is not None for i in group)
+    challenger = Registry(svc.engine).load(models["challenger"])
+    scorer = service.shadow
+    scorer._blocks.clear()
+    from_blocks = scorer.rows_for(group, [challenger])
+    assert scorer._blocks  # scored as population blocks
+    blocks = dict(scorer._blocks)
+    from_snapshots = scorer.rows_for([replace(i, population=None) for i in group], [challenger])
+    assert dict(scorer._blocks) == blocks  # no block needed
+    assert len(from_blocks) == len(group)
+    strip = [{k: v for k, v in r.items() if k != "created_at"} for r in from_blocks]
+    assert strip == [{k: v for k, v in r.items() if k != "created_at"} for r in from_snapshots]
 
 
 def test_without_a_challenger_nothing_is_scored(svc: Service, issued: list[dict], models: dict[str, str],

@@ -20,7 +20,8 @@ def _open(database_url: str | None):  # type: ignore[no-untyped-def]  # -> sa.En
 
     return migrate(database_url)  # StoreUnavailableError: one line on stderr (clear_errors)
 
-SPEC_HELP = "champion (its development sample), YYYY-MM-DD (the store's population then), quotes or quotes:FROM:TO"
+SPEC_HELP = ("champion (its development sample), YYYY-MM-DD (the store's population then), quotes or "
+             "quotes:FROM:TO, a pre-credit run's output file (.parquet, .csv) or job:<batch job id>")
 
 
 def monitor_command(

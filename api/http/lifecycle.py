@@ -92,7 +92,7 @@ class Starter:
                 self._migrated = True
             if unavailable(state.quoting):
                 quoting = QuotingService(self.engine, self.models_dir)
-                quoting.shadow = ShadowScorer(self.engine, self.models_dir)  # challengers score live quotes
+                quoting.shadow = ShadowScorer(quoting, self.models_dir)  # challengers score live quotes
                 state.quoting = quoting
                 logs.STORE.success()
                 logs.MODEL.success()

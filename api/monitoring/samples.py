@@ -7,7 +7,9 @@ A sample is one of
 - a date `YYYY-MM-DD`: the store's whole population as of that date, scored through the quote's one path
   (`api.quoting.population.score_rows` under `Quoter.state`);
 - `quotes` or `quotes:FROM:TO`: the quotes issued on those days (default: the last
-  `settings.monitoring_quote_days`), their stored indices and PDs and the model inputs of their snapshots.
+  `settings.monitoring_quote_days`), their stored indices and PDs and the model inputs of their snapshots;
+- a pre-credit batch run: its output file (`*.parquet`, `*.csv`; CLI) or `job:<job id>` (a finished API batch
+  job): every row's product indices and PD (a run file holds no model inputs).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +27,7 @@ from api.quoting.population import score_rows
 from api.quoting.service import Quoter
 from api.quoting.snapshot import features_from_json_rows
 from api.quoting.versions import VersionsError
-from api.tables import quotes
+from api.tables import batch_jobs, quotes
 from features.settings import get_settings
 from training.serving import RiskModel
 
@@ -56,12 +59,16 @@ class SampleSpec:
     as_of: dt.date | None = None
     since: dt.date | None = None
     until: dt.date | None = None
+    path: Path | None = None  # a batch run's output file
+    job_id: str | None = None  # or the API batch job that wrote it
 
     def describe(self) -> str:
         if self.kind == "period":
             return f"population as of {self.as_of}"
         if self.kind == "quotes":
             return f"quotes issued {self.since} to {self.until}"
+        if self.kind == "run":
+            return f"batch run {self.job_id or self.path}"
         return "the champion's development sample"
 
 
@@ -78,6 +85,10 @@ def parse_spec(text: str, where: str, today: dt.date | None = None) -> SampleSpe
     today = today or dt.date.today()
     if text == "champion":
         return SampleSpec("champion")
+    if text.startswith("job:"):
+        return SampleSpec("run", job_id=text[4:])
+    if text.endswith((".parquet", ".csv")):
+        return SampleSpec("run", path=Path(text))
     if text == "quotes" or text.startswith("quotes:"):
         parts = text.split(":")[1:]
         if parts and len(parts) != 2:
@@ -152,6 +163,41 @@ def quotes_sample(engine: sa.Engine, model: RiskModel | None, since: dt.date, un
                   pd_values if np.isfinite(pd_values).any() else None, features)
 
 
+def run_sample(engine: sa.Engine, spec: SampleSpec, where: str) -> Sample:
+    """Product indices and PDs of a pre-credit run's output (`<product>.index`, `pd` columns)."""
+    import pandas as pd
+
+    path = spec.path
+    if spec.job_id is not None:
+        with engine.connect() as conn:
+            job = conn.execute(sa.select(batch_jobs.c.status, batch_jobs.c.result_path)
+                               .where(batch_jobs.c.job_id == spec.job_id)).first()
+        if job is None or job.status != "succeeded" or not job.result_path:
+            raise SampleError(where, f"batch job {spec.job_id} is unknown or has not succeeded")
+        path = Path(job.result_path)
+    assert path is not None
+    def wanted(column: str) -> bool:  # only the indices and the PD (a whole region's run is wide)
+        return column == "pd" or column.endswith(".index")
+
+    try:
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            frame = pd.read_parquet(path, columns=[c for c in pq.read_schema(path).names if wanted(c)])
+        else:
+            frame = pd.read_csv(path, usecols=wanted)
+    except (OSError, ValueError) as error:
+        raise SampleError(where, f"cannot read the batch run {path}: {error}") from None
+    indices = {c[:-6]: frame[c].to_numpy(dtype=np.float64) for c in frame.columns if c.endswith(".index")}
+    if not indices:
+        raise SampleError(where, f"{path} is not a pre-credit run's output (no <product>.index column)")
+    pd_values = frame["pd"].to_numpy(dtype=np.float64) if "pd" in frame.columns else None
+    if pd_values is not None and not np.isfinite(pd_values).any():
+        pd_values = None
+    return Sample(f"batch run {spec.job_id or path.name} ({len(frame)} rows)", "run", len(frame), indices,
+                  pd_values)
+
+
 def build_sample(spec: SampleSpec, quoter: Quoter, where: str) -> Sample:
     if spec.kind == "champion":
         return champion_sample(quoter.model())
@@ -161,6 +207,8 @@ def build_sample(spec: SampleSpec, quoter: Quoter, where: str) -> Sample:
             return period_sample(quoter, spec.as_of)
         except VersionsError as error:  # no product or rate in force then: the option is at fault
             raise SampleError(where, error.message) from None
+    if spec.kind == "run":
+        return run_sample(quoter.engine, spec, where)
     assert spec.since is not None and spec.until is not None
     return quotes_sample(quoter.engine, quoter.model(), spec.since, spec.until)
 

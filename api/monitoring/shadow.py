@@ -2,11 +2,17 @@
 without changing the quote; its PD and the decisions it would give are stored keyed by quote id.
 
 Off the hot path: the writer's transaction only queues the issued quote (`offer`, a queue put). A background
-thread per process takes the queued quotes in groups, rebuilds their input rows from the snapshots (the replay
-decoder) and scores each group in one vectorised call through the quote's one path (`score_rows` with the
-challenger as the model), then stores the group in one transaction. A quote whose transaction failed may leave
-a shadow row behind; reports join on `quotes`, so it is never counted. A process that stops drops what it has
-not scored yet (shadow figures are a sample for the promotion decision, never part of a quote)."""
+thread per process takes the queued quotes in groups and scores them through the quote's one path
+(`score_rows` with the challenger as the model), vectorised like the champion: a quote taken from the date's
+population is an array take from a block of `BLOCK` rows scored once with the challenger (kept, least recently
+used dropped; `Issued.population`); a quote whose population was being replaced as it was issued is scored
+from its snapshot (the replay decoder), its group in one call. The scored rows ride in the next quote's
+transaction (`drain`, called by `api.quoting.issuing.writes` in the writer's group: no commit of their own);
+when no quote comes within
+`IDLE_SECONDS`, they go through the service's group writer on their own, never waited for. A quote whose
+transaction failed may leave a shadow row behind; reports join on `quotes`, so it is never counted. Rows in a
+failed transaction, or not yet scored when a process stops, are lost: shadow figures are a sample for the
+promotion decision, never part of a quote."""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import logging
 import queue
 import threading
 import time
+from collections import OrderedDict, deque
 from dataclasses import replace
 from typing import Any
 
@@ -25,7 +32,8 @@ import sqlalchemy as sa
 
 from api.monitoring.config import Thresholds
 from api.monitoring.tables import shadow_scores
-from api.quoting.population import score_rows
+from api.quoting.population import BLOCK, Population, Scored, score_rows
+from api.quoting.service import QuotingService
 from api.quoting.snapshot import features_from_json_rows
 from api.tables import quotes
 from training import metrics
@@ -35,7 +43,11 @@ from training.serving import ModelCache, RiskModel
 log = logging.getLogger(__name__)
 
 MAX_GROUP = 256
+GATHER_SECONDS = 0.05  # after a first quote, wait this long for others to share its transaction
+MAX_BLOCKS = 16  # challenger-scored population blocks kept per process
 REFRESH_SECONDS = 5.0  # how often the challenger list is re-read from the registry
+IDLE_SECONDS = 0.5  # scored rows wait this long for a quote's transaction to carry them
+RECENT = 65_536  # quote ids remembered against double offers (a writer group retried quote by quote)
 
 
 def _rate_bp(rate: float | None) -> int:
@@ -45,14 +57,20 @@ def _rate_bp(rate: float | None) -> int:
 class ShadowScorer:
     """Scores queued issued quotes with every challenger model, in a background thread."""
 
-    def __init__(self, engine: sa.Engine, models_dir: str | None = None) -> None:
-        self.engine = engine
-        self._cache = ModelCache(Registry(engine, models_dir), ttl_seconds=0.0)
+    def __init__(self, service: QuotingService, models_dir: str | None = None) -> None:
+        self.service = service
+        self.engine = service.engine
+        self._cache = ModelCache(Registry(self.engine, models_dir), ttl_seconds=0.0)
+        self._blocks: OrderedDict[tuple[str, int, int], tuple[Population, Scored]] = OrderedDict()
+        self._recent: deque[str] = deque(maxlen=RECENT)
+        self._recent_set: set[str] = set()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        self._pending = 0
+        self._pending = 0  # offered, not yet handed to the writer
         self._pending_lock = threading.Lock()
+        self._writing: set[Any] = set()  # futures of shadow rows handed to the writer
+        self._ready: list[dict[str, Any]] = []  # scored rows waiting for a transaction
         self._challengers: tuple[float, list[str]] = (-float("inf"), [])
 
     # ------------------------------------------------------------------ producer side (the quote path)
@@ -71,7 +89,7 @@ class ShadowScorer:
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every queued quote is scored and stored (tests, benchmarks, orderly shutdown)."""
         deadline = time.monotonic() + timeout
-        while self._pending:
+        while self._pending or self._writing or self._ready:
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.01)
@@ -95,13 +113,19 @@ class ShadowScorer:
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=IDLE_SECONDS)
+            except queue.Empty:  # no quote came to carry the scored rows: a transaction of their own
+                self._write_ready()
+                continue
             if first is None:
+                self._write_ready()
                 return
             group = [first]
+            deadline = time.monotonic() + GATHER_SECONDS
             while len(group) < MAX_GROUP:
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
                 except queue.Empty:
                     break
                 if item is None:
@@ -117,16 +141,34 @@ class ShadowScorer:
                     self._pending -= len(group)
 
     def score(self, group: list[Any]) -> int:
-        """Score a group of issued quotes with every challenger and store the rows; returns rows stored."""
+        """Score a group of issued quotes with every challenger and keep the rows to store; how many."""
         models = self.challengers()
+        group = [i for i in group if i.values["quote_id"] not in self._recent_set]
         if not models or not group:
             return 0
-        by_versions: dict[int, list[Any]] = {}
+        rows = self.rows_for(group, models)
         for issued in group:
-            by_versions.setdefault(id(issued.versions), []).append(issued)
-        rows = []
+            self._remember(issued.values["quote_id"])
+        if rows:
+            self._store(rows)
+        return len(rows)
+
+    def rows_for(self, group: list[Any], models: list[RiskModel]) -> list[dict[str, Any]]:
+        """The shadow rows of issued quotes under the given challengers (no storing)."""
         now = dt.datetime.now(dt.UTC)
-        for items in by_versions.values():
+        rows = []
+        from_snapshots: dict[int, list[Any]] = {}
+        for issued in group:
+            population = issued.population  # None: rebuilt meanwhile, or not taken from a served population
+            position = None if population is None else population.positions.get(issued.values["credit_code"])
+            if position is None:
+                from_snapshots.setdefault(id(issued.versions), []).append(issued)
+                continue
+            b, k = divmod(position, BLOCK)
+            for model in models:
+                if model.model_version != issued.versions.model_version:
+                    rows.append(self._row(issued, model, self._block(population, model, b), k, now))
+        for items in from_snapshots.values():
             versions = items[0].versions
             frame = features_from_json_rows([i.values["credit_code"] for i in items],
                                             [i.snapshot["features"] for i in items])
@@ -134,11 +176,27 @@ class ShadowScorer:
                 if model.model_version == versions.model_version:
                     continue  # a challenger just promoted: it is the champion of these quotes
                 scored = score_rows(replace(versions, model=model), frame, contributions=False)
-                for k, issued in enumerate(items):
-                    rows.append(self._row(issued, model, scored, k, now))
-        if rows:
-            self._store(rows)
-        return len(rows)
+                rows.extend(self._row(issued, model, scored, k, now) for k, issued in enumerate(items))
+        return rows
+
+    def _block(self, population: Population, model: RiskModel, b: int) -> Scored:
+        key = (model.model_version, id(population), b)
+        found = self._blocks.get(key)
+        if found is not None and found[0] is population:
+            self._blocks.move_to_end(key)
+            return found[1]
+        frame = population.frame.iloc[b * BLOCK:(b + 1) * BLOCK]
+        scored = score_rows(replace(population.versions, model=model), frame, contributions=False)
+        self._blocks[key] = (population, scored)
+        while len(self._blocks) > MAX_BLOCKS:
+            self._blocks.popitem(last=False)
+        return scored
+
+    def _remember(self, quote_id: str) -> None:
+        if len(self._recent) == self._recent.maxlen:
+            self._recent_set.discard(self._recent[0])
+        self._recent.append(quote_id)
+        self._recent_set.add(quote_id)
 
     @staticmethod
     def _row(issued: Any, model: RiskModel, scored: Any, k: int, now: dt.datetime) -> dict[str, Any]:
@@ -157,16 +215,41 @@ class ShadowScorer:
                 "created_at": now}
 
     def _store(self, rows: list[dict[str, Any]]) -> None:
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(shadow_scores.insert(), rows)
-        except sa.exc.IntegrityError:  # a quote offered twice (its writer group was retried): one at a time
-            for row in rows:
-                try:
-                    with self.engine.begin() as conn:
-                        conn.execute(shadow_scores.insert(), [row])
-                except sa.exc.IntegrityError:
-                    continue
+        """Keep the rows for the next quote's transaction to carry (`drain`)."""
+        with self._pending_lock:
+            self._ready.extend(rows)
+
+    def _take(self) -> list[dict[str, Any]]:
+        with self._pending_lock:
+            rows, self._ready = self._ready, []
+        return rows
+
+    def drain(self, conn: sa.Connection) -> None:
+        """Insert the rows scored so far inside the caller's transaction (a quote's, in the writer's group):
+        shadow rows pay no commit of their own. Lost if that transaction fails (a sample, not a record)."""
+        rows = self._take()
+        if rows:
+            conn.execute(shadow_scores.insert(), rows)
+
+    def _write_ready(self) -> None:
+        """Rows no quote has carried within IDLE_SECONDS: through the group writer, not waited for."""
+        rows = self._take()
+        if not rows:
+            return
+
+        def write(conn: sa.Connection) -> None:
+            conn.execute(shadow_scores.insert(), rows)
+
+        future = self.service.writer.submit(write)
+        with self._pending_lock:
+            self._writing.add(future)
+        future.add_done_callback(self._written)
+
+    def _written(self, future: Any) -> None:
+        if future.exception() is not None:
+            log.warning("storing shadow scores failed: %s", future.exception())
+        with self._pending_lock:
+            self._writing.discard(future)
 
 
 # ---------------------------------------------------------------------------------------------------- report

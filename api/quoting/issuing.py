@@ -46,6 +46,8 @@ class ShadowSink(Protocol):
 
     def offer(self, issued: Issued) -> None: ...
 
+    def drain(self, conn: sa.Connection) -> None: ...
+
 
 @dataclass(frozen=True)
 class Issued:
@@ -58,6 +60,7 @@ class Issued:
     versions: Versions
     snapshot: dict[str, Any]
     shadow: ShadowSink | None = None  # the service's challenger scorer, when it has one
+    population: Any = None  # with a shadow: the Population the quote was taken from (its rows, for the scorer)
 
 
 def issue(quoter: Quoter, order: QuoteOrder) -> Issued:
@@ -81,7 +84,12 @@ def issue(quoter: Quoter, order: QuoteOrder) -> Issued:
                   request_json=order.request_json, snapshot_json=fast_json(snapshot).decode("utf-8"),
                   response_json=full_json.decode("utf-8"), response_sha256=hashlib.sha256(full_json).hexdigest())
     # the HTTP service sets `shadow` on its quoter (api.http.lifecycle); the CLI's quoter has none
-    return Issued(values, full, sent, order, versions, snapshot, getattr(quoter, "shadow", None))
+    shadow = getattr(quoter, "shadow", None)
+    population = None
+    if shadow is not None:
+        state = quoter.state(order.as_of)  # in memory: the quote has just used it
+        population = state.population if state.versions is versions else None
+    return Issued(values, full, sent, order, versions, snapshot, shadow, population)
 
 
 INSERT_QUOTE = quotes.insert()  # one statement object: compiled once, values bound per quote
@@ -101,7 +109,8 @@ def writes(issued: Issued) -> Callable[[sa.Connection], None]:
                       "model_version": issued.versions.model_version,
                       "source_as_of": issued.snapshot["source_as_of"]})
         if issued.shadow is not None:
-            issued.shadow.offer(issued)  # a queue put; scored and stored in the background
+            issued.shadow.offer(issued)  # a queue put; scored in the background
+            issued.shadow.drain(conn)  # challenger rows scored earlier ride in this transaction
 
     return write
 
