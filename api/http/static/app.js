@@ -80,6 +80,7 @@ function nextGradeLines(q) {
   if (!next) return [];
   if (!next.reachable) return [t("unreachable")];
   const lines = (next.changes || []).map((c) => {
+    if (c.text && c.text[lang]) return `→ ${next.grade}: ${c.text[lang]}`; // worded by the server's visibility rule
     const from = missing(c.from) ? "—" : c.from;
     return `→ ${next.grade}: ${pick(c.name) || c.indicator} ${from} → ${c.to}${c.unit ? ` ${UNITS[lang][c.unit] || c.unit}` : ""} (+${c.points_gain})`;
   });
