@@ -7,6 +7,7 @@ indicators declare every input they read, and inherit the strictest visibility o
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import re
 import time
@@ -25,6 +26,8 @@ from features.sources import GOVERNMENT_SOURCES, SOURCES, VISIBILITIES
 from features.synthetic import generate_region, write_region
 from products.fields import DERIVED_INPUTS, DERIVED_VISIBILITY, field_visibility
 from products.visibility import Audience, shows
+from scoring.risk_texts import NO, YES
+from scoring.texts import Label
 from tests.api_support import Service, running_service
 from tests.conftest import settings_env
 
@@ -69,6 +72,11 @@ def number_forms(x: float) -> set[str]:
     return {f for f in forms if _significant(f) >= SIGNIFICANT and f not in ("-0", "0")}
 
 
+def word_forms(value: Label) -> set[str]:
+    """A short value (a grade, a class, yes/no) as a risk-factor text prints it: too short to look for alone."""
+    return {f"为{value.zh}，", f"of {value.en} raises", f"of {value.en} lowers"}
+
+
 def _pattern(forms: set[str]) -> re.Pattern[str] | None:
     if not forms:
         return None
@@ -85,12 +93,16 @@ class Scanner:
         for field, items in values.items():
             forms: set[str] = set()
             for v in items:
-                if isinstance(v, bool) or v is None or (isinstance(v, float) and math.isnan(v)):
+                if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
                     continue
-                if isinstance(v, int | float | np.integer | np.floating):
+                if isinstance(v, bool | np.bool_):
+                    forms |= word_forms(YES if v else NO)
+                elif isinstance(v, int | float | np.integer | np.floating):
                     forms |= number_forms(float(v))
-                elif isinstance(v, str | dt.date) and len(str(v)) >= 6:  # names, dates: not grades or codes
-                    forms.add(str(v) if not isinstance(v, dt.date) else v.isoformat())
+                elif isinstance(v, dt.date):
+                    forms.add(v.isoformat())
+                elif isinstance(v, str):  # names and dates as they are; grades and codes as a sentence prints them
+                    forms |= {v} if len(v) >= 6 else word_forms(Label(v, v))
             pattern = _pattern(forms)
             if pattern is not None:
                 self.patterns.append((field, pattern))
@@ -109,6 +121,9 @@ def test_number_forms_cover_the_usual_prints() -> None:
     scanner = Scanner({"tax.taxable_sales_cny_y0": [1245175.4321]})
     assert scanner.leaks('"of 1,245,175 raises"') and scanner.leaks("124.52万元") and scanner.leaks("[1245175.4321]")
     assert not scanner.leaks("11245175") and not scanner.leaks("1,245,1750")
+    grades = Scanner({"tax.tax_credit_grade": ["A"], "tech.high_tech_enterprise": [True]})
+    assert grades.leaks("「纳税信用等级」为A，降低违约概率") and grades.leaks('"High-tech enterprise" of yes lowers')
+    assert not grades.leaks("评级A不在准入范围") and not grades.leaks("Grade A is not eligible")
 
 
 # ------------------------------------------------------------------ the demo region, as every role reads it
@@ -123,13 +138,29 @@ def svc(tmp_path_factory: pytest.TempPathFactory):
         yield service
 
 
-def _demo_firms(svc: Service) -> list[str]:
-    """Firms with tax data and filed statements (the raw values at stake), and a few without."""
-    frame = svc.client.app.state.quoting.state(dt.date.today()).population.frame
+def _shows_a_value_the_platform_may_not(quote_body: dict) -> bool:
+    """Whether the bank's risk-factor texts of a quote print a value of a field the platform may not read:
+    firms the platform's view must be seen to filter."""
+    return any(f["value"] is not None and not shows(Audience.platform, f["feature"])
+               for q in quote_body["quotes"] for f in q["risk_factors"])
+
+
+@pytest.fixture(scope="module")
+def demo_firms(svc: Service) -> list[str]:
+    """Firms with tax data and filed statements (the raw values at stake), two of them with risk factors that
+    print a visible value, and two without tax data."""
+    service = svc.client.app.state.quoting
+    today = dt.date.today()
+    population = service.state(today).population
+    frame = population.frame
     rich = frame.index[frame["has_tax"].astype(bool) & frame["has_financials"].astype(bool)]
     poor = frame.index[~frame["has_tax"].astype(bool)]
     rng = np.random.default_rng(7)
-    return sorted([*rng.choice(list(rich), FIRMS - 2, replace=False), *rng.choice(list(poor), 2, replace=False)])
+    products = service.products_for(today, None)
+    order = list(rng.permutation(list(rich)))
+    printing = [c for c in order if _shows_a_value_the_platform_may_not(population.body(c, products, None))][:2]
+    others = [c for c in order if c not in printing][:FIRMS - 4]
+    return sorted([*printing, *others, *rng.choice(list(poor), 2, replace=False)])
 
 
 def _raw_values(svc: Service, codes: list[str]) -> dict[str, list[object]]:
@@ -175,10 +206,11 @@ def _batch(svc: Service) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def responses(svc: Service) -> dict[Role, list[tuple[str, str]]]:
-    """(what, body) of every response each role received: quotes, stored quotes, replays, profiles, products,
-    the batch job and its file, whitelists with their rows, files and changes."""
-    codes = _demo_firms(svc)
+def responses(svc: Service, demo_firms: list[str]) -> dict[Role, list[tuple[str, str]]]:
+    """(what, body) of every response each role received: quotes, stored quotes, replays, profiles, probes,
+    models, the audit check, products, the batch job and its file, whitelists with their rows, files and
+    changes, the page (every GET of the role matrix of tests/test_api.py)."""
+    codes = demo_firms
     job_id, whitelist_id = _batch(svc)
     out: dict[Role, list[tuple[str, str]]] = {role: [] for role in Role}
     for role in Role:
@@ -196,6 +228,12 @@ def responses(svc: Service) -> dict[Role, list[tuple[str, str]]]:
                                  _get(svc, role, f"/v1/quotes/{quote_id}/replay", against=against)))
             if role is Role.loan_officer:
                 seen.append((f"profile {code}", _get(svc, role, f"/v1/enterprises/{code}/profile")))
+        for probe in ("/healthz", "/readyz", "/metrics"):
+            seen.append((probe, _get(svc, role, probe)))
+        if role in RISK:
+            seen.append(("models", _get(svc, role, "/v1/models")))
+        if role in (Role.risk_approver, Role.admin):
+            seen.append(("audit", _get(svc, role, "/v1/audit/verify")))
         seen.append(("products", _get(svc, role, "/v1/products")))
         seen.append(("product tax_credit", _get(svc, role, "/v1/products/tax_credit")))
         if role in RISK:
@@ -215,8 +253,8 @@ def responses(svc: Service) -> dict[Role, list[tuple[str, str]]]:
 
 
 @pytest.fixture(scope="module")
-def raw(svc: Service) -> dict[str, list[object]]:
-    return _raw_values(svc, _demo_firms(svc))
+def raw(svc: Service, demo_firms: list[str]) -> dict[str, list[object]]:
+    return _raw_values(svc, demo_firms)
 
 
 def _scan(scanner: Scanner, bodies: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
@@ -249,13 +287,18 @@ def test_the_scanned_responses_are_the_ones_that_matter(responses, raw) -> None:
     assert Scanner(visible).leaks(officer)  # visible values are shown (so the scanner does find values)
     assert "RISK_FACTOR_WITHHELD_" in officer and '"withheld":true' in officer.replace(" ", "")
     assert "_WITHHELD" in officer and "可用不可见" in officer
+    # the officer's risk-factor texts print visible values the platform may not read: its view must drop them
+    texts = [f[lang] for what, body in responses[Role.loan_officer] if what.startswith("POST quote")
+             for q in json.loads(body)["quotes"] for f in q["risk_factors"] for lang in ("zh", "en")]
+    not_for_platform = {f: v for f, v in raw.items() if not shows(Audience.platform, f)}
+    assert Scanner(not_for_platform).leaks("\n".join(texts))
     kinds = {what.split(" ")[0] for what, _ in responses[Role.risk_analyst]}
     assert {"POST", "GET", "replay", "batch", "whitelist", "whitelists"} <= kinds
     assert any("risk_factor_1_zh" in body for what, body in responses[Role.risk_analyst] if what == "batch file")
 
 
-def test_profile_names_the_withheld_fields(svc: Service) -> None:
-    code = _demo_firms(svc)[0]
+def test_profile_names_the_withheld_fields(svc: Service, demo_firms: list[str]) -> None:
+    code = demo_firms[0]
     profile = svc.client.get(f"/v1/enterprises/{code}/profile", headers=svc.headers(Role.loan_officer)).json()
     tax = profile["sources"]["tax"]
     assert "taxable_sales_cny_y0" in tax["withheld"] and "taxable_sales_cny_y0" not in tax["fields"]
