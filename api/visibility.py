@@ -128,13 +128,21 @@ def platform_view(narrowing: Mapping[str, tuple[str, ...] | list[str] | None], b
     `platform_fields` (`narrowing`: product code -> its platform_fields, None = the whole whitelist);
     risk factors as texts worded without any value."""
     quotes = []
+    rendered: dict[str, list[dict[str, Any]]] = {}  # the firm's factors are the same in every product's quote
+
+    def risk_reasons(factors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        key = repr([(f["feature"], f.get("value"), f["contribution"], f.get("withheld")) for f in factors])
+        if key not in rendered:
+            rendered[key] = _texts([risk_factor(f, Audience.platform) for f in factors])
+        return rendered[key]
+
     for quote in body["quotes"]:
         narrowed = narrowing.get(quote["product"])
         allowed = [f for f in PLATFORM_FIELDS if narrowed is None or f in narrowed or f in ALWAYS_FOR_PLATFORM]
         view = {k: quote[k] for k in allowed if k in quote}
         view["reasons"] = _texts(quote.get("reasons", []))
         if "risk_reasons" in allowed:
-            view["risk_reasons"] = _texts([risk_factor(f, Audience.platform) for f in quote.get("risk_factors", [])])
+            view["risk_reasons"] = risk_reasons(quote.get("risk_factors", []))
         quotes.append(view)
     best = body.get("best_offer")
     if best is not None:

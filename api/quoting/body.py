@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from api.quoting.versions import Versions
-from api.visibility import PLATFORM_FIELDS, platform_view, quote_view
+from api.visibility import PLATFORM_FIELDS, platform_view, quote_view, risk_factor
+from products.visibility import Audience
 from scoring import ProductResult, quote_dict
 
 RISK_FACTORS = 5  # SHAP risk factors shown per quote
@@ -32,11 +33,11 @@ def quote_body(versions: Versions, results: Mapping[str, ProductResult], i: int,
                products: list[str], requested_amount: float | None) -> dict[str, Any]:
     """The quote body for row `i` of engine results (and its risk assessment), products in the given order."""
     quotes = []
+    factors = [risk_factor(f, Audience.bank) for f in risk["risk_factors"]] if risk else []  # once per firm
     for code in products:
-        quote = quote_dict(results[code], i)
+        quote = quote_view(quote_dict(results[code], i))  # what is stored: the bank's view (usable, not visible)
         quote["model_version"] = versions.model_version
-        quote["risk_factors"] = risk["risk_factors"] if risk else []
-        quote = quote_view(quote)  # what is stored: the bank's view ("usable but not visible")
+        quote["risk_factors"] = factors
         if requested_amount is not None and quote["eligible"]:
             quote["requested_within_limit"] = requested_amount <= quote["limit_cny"]
         quotes.append(quote)
