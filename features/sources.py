@@ -17,6 +17,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 FieldKind = Literal["str", "int", "float", "bool", "date", "enum"]
+# Who may see a field's value ("usable but not visible", SPEC 5; the rule per audience is in
+# `products.visibility`): `result` - an evaluation's published outcome (the "two healthy" points and grade,
+# the official per-mu class): like the product's own score, every reader may see it, the platform too;
+# `visible` - the bank's staff (loan officers, the risk team) may read it, the platform never;
+# `score_only` - the engine and the model use it, its value is never shown to anyone (the tax bureau's raw
+# items: only the score result leaves the bureau, seed S004 L706-708).
+Visibility = Literal["result", "visible", "score_only"]
+VISIBILITIES: tuple[Visibility, ...] = ("result", "visible", "score_only")  # least strict first
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,7 @@ class FieldSpec:
     choices: tuple[str, ...] = ()
     pattern: str | None = None
     required: bool = True  # a required field may not be empty in a row
+    visibility: Visibility = "visible"
 
 
 @dataclass(frozen=True)
@@ -47,9 +56,10 @@ class SourceSpec:
         return [f.name for f in self.fields]
 
 
-def _money(name: str, doc: str, required: bool = True, allow_negative: bool = False) -> FieldSpec:
+def _money(name: str, doc: str, required: bool = True, allow_negative: bool = False,
+           visibility: Visibility = "visible") -> FieldSpec:
     return FieldSpec(name, "float", f"{doc} (CNY)", ge=None if allow_negative else 0.0, le=1e13,
-                     required=required)
+                     required=required, visibility=visibility)
 
 
 def _count(name: str, doc: str, le: float = 1e7, required: bool = True) -> FieldSpec:
@@ -60,9 +70,10 @@ def _flag(name: str, doc: str) -> FieldSpec:
     return FieldSpec(name, "bool", doc)
 
 
-def _years(prefix: str, doc: str, allow_negative: bool = False) -> tuple[FieldSpec, ...]:
+def _years(prefix: str, doc: str, allow_negative: bool = False,
+           visibility: Visibility = "visible") -> tuple[FieldSpec, ...]:
     return tuple(
-        _money(f"{prefix}_y{i}", f"{doc}, {label}", allow_negative=allow_negative)
+        _money(f"{prefix}_y{i}", f"{doc}, {label}", allow_negative=allow_negative, visibility=visibility)
         for i, label in enumerate(("latest year", "one year earlier", "two years earlier"))
     )
 
@@ -83,6 +94,9 @@ KEY_FIELDS = (
 # Optional in any file: the enterprise's consent / data-use authorisation reference (授权编号).
 CONSENT_FIELD = FieldSpec("consent_ref", "str", "consent or authorisation reference", required=False)
 
+
+SCORE_ONLY: Visibility = "score_only"
+RESULT: Visibility = "result"
 
 SOURCES: dict[str, SourceSpec] = {
     s.name: s
@@ -108,11 +122,13 @@ SOURCES: dict[str, SourceSpec] = {
             (
                 FieldSpec("tax_credit_grade", "enum", "national tax-credit grade (纳税信用等级)",
                           choices=TAX_CREDIT_GRADES),
-                FieldSpec("tax_credit_score", "float", "tax-credit score, 0-100", ge=0, le=100),
-                *_years("taxable_sales_cny", "taxable sales (应税销售收入)"),
-                *_years("vat_paid_cny", "VAT paid"),
-                _money("corporate_income_tax_cny", "corporate income tax paid, latest year"),
-                _money("rd_super_deduction_cny", "R&D super-deduction claimed (研发费用加计扣除), latest year"),
+                FieldSpec("tax_credit_score", "float", "tax-credit score, 0-100", ge=0, le=100,
+                          visibility=SCORE_ONLY),
+                *_years("taxable_sales_cny", "taxable sales (应税销售收入)", visibility=SCORE_ONLY),
+                *_years("vat_paid_cny", "VAT paid", visibility=SCORE_ONLY),
+                _money("corporate_income_tax_cny", "corporate income tax paid, latest year", visibility=SCORE_ONLY),
+                _money("rd_super_deduction_cny", "R&D super-deduction claimed (研发费用加计扣除), latest year",
+                       visibility=SCORE_ONLY),
                 _flag("tax_arrears", "has overdue tax (欠税)"),
             ),
             cadence_days=365,
@@ -121,15 +137,16 @@ SOURCES: dict[str, SourceSpec] = {
             "per_mu", "economy_it_bureau", "经信局", "per-mu efficiency evaluation (亩均效益综合评价)",
             (
                 FieldSpec("land_area_mu", "float", "land used (mu)", ge=0.01, le=1e6),
-                _money("tax_paid_cny", "total tax paid, latest year"),
-                _money("value_added_cny", "industrial value added, latest year"),
-                FieldSpec("energy_use_tce", "float", "energy use (tce)", ge=0, le=1e8),
-                FieldSpec("emissions_t", "float", "major pollutant emissions (tonnes equivalent)", ge=0, le=1e8),
+                _money("tax_paid_cny", "total tax paid, latest year", visibility=SCORE_ONLY),
+                _money("value_added_cny", "industrial value added, latest year", visibility=SCORE_ONLY),
+                FieldSpec("energy_use_tce", "float", "energy use (tce)", ge=0, le=1e8, visibility=SCORE_ONLY),
+                FieldSpec("emissions_t", "float", "major pollutant emissions (tonnes equivalent)", ge=0, le=1e8,
+                          visibility=SCORE_ONLY),
                 _count("employees", "average employees"),
-                _money("rd_expense_cny", "R&D expense, latest year"),
-                _money("revenue_cny", "main business revenue, latest year"),
+                _money("rd_expense_cny", "R&D expense, latest year", visibility=SCORE_ONLY),
+                _money("revenue_cny", "main business revenue, latest year", visibility=SCORE_ONLY),
                 FieldSpec("per_mu_class", "enum", "official per-mu class", choices=PER_MU_CLASSES,
-                          required=False),
+                          required=False, visibility=RESULT),
                 _flag("above_scale", "above-designated-size industrial enterprise (规上企业)"),
             ),
             cadence_days=365,
@@ -166,7 +183,8 @@ SOURCES: dict[str, SourceSpec] = {
         SourceSpec(
             "electricity", "state_grid", "电力公司", "monthly electricity consumption",
             tuple(
-                FieldSpec(f"kwh_m{m:02d}", "float", f"electricity used, month {m} back (kWh)", ge=0, le=1e11)
+                FieldSpec(f"kwh_m{m:02d}", "float", f"electricity used, month {m} back (kWh)", ge=0, le=1e11,
+                          visibility=SCORE_ONLY)
                 for m in range(1, ELECTRICITY_MONTHS + 1)
             ),
             cadence_days=31,
@@ -184,12 +202,12 @@ SOURCES: dict[str, SourceSpec] = {
             "two_healthy", "two_healthy_office", "两个健康办", "'two healthy' points (两个健康积分)",
             (
                 FieldSpec("enterprise_points", "float", "points for healthy development of the enterprise, 0-600",
-                          ge=0, le=600),
+                          ge=0, le=600, visibility=RESULT),
                 FieldSpec("entrepreneur_points", "float", "points for healthy growth of the entrepreneur, 0-400",
-                          ge=0, le=400),
-                FieldSpec("total_points", "float", "total points, 0-1000", ge=0, le=1000),
-                FieldSpec("grade", "enum", "official grade", choices=TWO_HEALTHY_GRADES),
-                _flag("whitelisted", "on the two-healthy whitelist (白名单)"),
+                          ge=0, le=400, visibility=RESULT),
+                FieldSpec("total_points", "float", "total points, 0-1000", ge=0, le=1000, visibility=RESULT),
+                FieldSpec("grade", "enum", "official grade", choices=TWO_HEALTHY_GRADES, visibility=RESULT),
+                FieldSpec("whitelisted", "bool", "on the two-healthy whitelist (白名单)", visibility=RESULT),
             ),
             cadence_days=365,
         ),
@@ -209,19 +227,20 @@ SOURCES: dict[str, SourceSpec] = {
         SourceSpec(
             "financials", "filed_statements", "财务报表", "filed financial statements, latest year",
             (
-                _money("total_assets_cny", "total assets"),
-                _money("total_liabilities_cny", "total liabilities"),
-                _money("current_assets_cny", "current assets"),
-                _money("current_liabilities_cny", "current liabilities"),
-                _money("revenue_cny", "operating revenue"),
-                _money("cost_of_sales_cny", "cost of sales"),
-                _money("net_profit_cny", "net profit", allow_negative=True),
-                _money("receivables_cny", "accounts receivable"),
-                _money("inventory_cny", "inventory"),
-                _money("payables_cny", "accounts payable"),
-                _money("interest_expense_cny", "interest expense"),
-                _money("own_funds_cny", "own working capital (自有营运资金)", allow_negative=True),
-                _money("other_wc_sources_cny", "other working-capital sources"),
+                _money("total_assets_cny", "total assets", visibility=SCORE_ONLY),
+                _money("total_liabilities_cny", "total liabilities", visibility=SCORE_ONLY),
+                _money("current_assets_cny", "current assets", visibility=SCORE_ONLY),
+                _money("current_liabilities_cny", "current liabilities", visibility=SCORE_ONLY),
+                _money("revenue_cny", "operating revenue", visibility=SCORE_ONLY),
+                _money("cost_of_sales_cny", "cost of sales", visibility=SCORE_ONLY),
+                _money("net_profit_cny", "net profit", allow_negative=True, visibility=SCORE_ONLY),
+                _money("receivables_cny", "accounts receivable", visibility=SCORE_ONLY),
+                _money("inventory_cny", "inventory", visibility=SCORE_ONLY),
+                _money("payables_cny", "accounts payable", visibility=SCORE_ONLY),
+                _money("interest_expense_cny", "interest expense", visibility=SCORE_ONLY),
+                _money("own_funds_cny", "own working capital (自有营运资金)", allow_negative=True,
+                       visibility=SCORE_ONLY),
+                _money("other_wc_sources_cny", "other working-capital sources", visibility=SCORE_ONLY),
             ),
             cadence_days=365,
         ),

@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from products.visibility import Audience
 from scoring.engine import ProductResult
 from scoring.ranking import top_k_positive
 from scoring.risk_texts import display_value, model_value, reason_for
@@ -190,9 +191,11 @@ def _around(template: str, values: pa.Array) -> pa.Array:
                                        pa.array([after] * n, pa.string()), "")
 
 
-def risk_factor_columns(spec: FeatureSchema, X: np.ndarray, contrib: np.ndarray, k: int) -> dict[str, Any]:
+def risk_factor_columns(spec: FeatureSchema, X: np.ndarray, contrib: np.ndarray, k: int,
+                        audience: Audience = Audience.bank) -> dict[str, Any]:
     """Top-`k` SHAP risk factors per row: feature, contribution, code and zh/en text in the quote's wording
-    (`scoring.risk_texts.reason_for`). `spec` describes the model's inputs, `X` is its encoded matrix."""
+    (`scoring.risk_texts.reason_for`) for the file's readers, `audience` (values they may not see are never
+    printed). `spec` describes the model's inputs, `X` is its encoded matrix."""
     names = list(spec.names)
     cat_labels = {names.index(c): v for c, v in spec.categories.items()}
     top = top_contributions(contrib, k)
@@ -220,9 +223,9 @@ def risk_factor_columns(spec: FeatureSchema, X: np.ndarray, contrib: np.ndarray,
                 en_parts.append(pa.nulls(len(part), pa.string()))
                 continue
             f, raises, miss = key // 4, bool(key & 2), bool(key & 1)
-            t = reason_for(names[f], None if miss else PROBE, 1.0 if raises else -1.0)
+            t = reason_for(names[f], None if miss else PROBE, 1.0 if raises else -1.0, audience)
             codes.append(t["code"])
-            if miss:
+            if miss or PROBE not in t["en"]:  # no value printed: missing, or one nobody may see
                 zh_parts.append(pa.array([t["zh"]] * len(part), pa.string()))
                 en_parts.append(pa.array([t["en"]] * len(part), pa.string()))
                 continue

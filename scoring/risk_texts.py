@@ -20,6 +20,7 @@ import yaml
 from features.derive import LEVEL_RANK, PER_MU_CLASS_RANK, PRODUCTION_STATE_RANK, TAX_GRADE_RANK
 from features.sources import SOURCES
 from products.catalogue import common_reasons, default_catalogue
+from products.visibility import Audience, shows
 from scoring.texts import MISSING, Label, number_text, render
 
 CATALOGUE_FILE = "risk_reasons.yaml"
@@ -113,11 +114,19 @@ def display_value(name: str, value: Any) -> Label:
     return Label(str(value), str(value))
 
 
-def reason_for(name: str, value: Any, contribution: float) -> dict[str, str]:
-    """Code and zh/en text of one risk factor (direction from the sign of its SHAP contribution)."""
-    missing = value is None or (isinstance(value, float) and math.isnan(value))
+def factor_code(name: str, missing: bool, contribution: float, audience: Audience = Audience.bank) -> str:
+    """The risk-factor code: missing data, a value `audience` may not read (worded without it), or a value."""
     direction = "RAISES" if contribution > 0 else "LOWERS"
-    code = f"RISK_FACTOR_MISSING_{direction}" if missing else f"RISK_FACTOR_{direction}"
+    if missing:
+        return f"RISK_FACTOR_MISSING_{direction}"
+    return f"RISK_FACTOR_{direction}" if shows(audience, name) else f"RISK_FACTOR_WITHHELD_{direction}"
+
+
+def reason_for(name: str, value: Any, contribution: float, audience: Audience = Audience.bank) -> dict[str, str]:
+    """Code and zh/en text of one risk factor (direction from the sign of its SHAP contribution), worded
+    without the value when `audience` may not read it (`products.visibility`)."""
+    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    code = factor_code(name, missing, contribution, audience)
     label = feature_label(name)
     shown = display_value(name, value)
     template = reason_templates()[code]

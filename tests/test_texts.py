@@ -15,6 +15,7 @@ import pytest
 from features.assemble import point_in_time
 from features.synthetic import generate_region
 from products.catalogue import load_catalogue, reference_rates
+from products.visibility import Audience, shows
 from scoring import compile_all, evaluate_all, quote_dict
 from scoring.columnar import decline_columns, risk_factor_columns, top_points_lost
 from scoring.ranking import top_k_positive, top_k_stable
@@ -172,11 +173,13 @@ def test_risk_factor_texts_of_a_quote_equal_the_columnar_view(model: RiskModel) 
     features = point_in_time(generate_region(300, 99), AS_OF)
     X = model.encode(features)
     contrib = model.contributions(X)
-    # the most frequent first factor among plain numbers: give it large, tiny, negative and infinite values
+    # the most frequent first factor among plain numbers the bank may read: give it large, tiny, negative and
+    # infinite values (a score_only one is worded without its value: checked below)
     first = np.abs(contrib[:, :-1]).argmax(axis=1)
     names = model.spec.names
     plain = [j for j in np.bincount(first, minlength=X.shape[1]).argsort()[::-1]
-             if names[j] not in model.spec.categories and names[j] not in RANK_LABELS and names[j] not in BOOL_FEATURES]
+             if names[j] not in model.spec.categories and names[j] not in RANK_LABELS and names[j] not in BOOL_FEATURES
+             and shows(Audience.bank, names[j])]
     j = int(plain[0])
     for offset, value in enumerate((217400.5, 1e-7, -3.25e6, math.inf, -math.inf, 1e12 + 0.5)):
         X[offset * 5:(offset + 1) * 5, j] = value
@@ -197,3 +200,5 @@ def test_risk_factor_texts_of_a_quote_equal_the_columnar_view(model: RiskModel) 
                 texts += [f["zh"], f["en"]]
     assert texts and not any(EXPONENT.search(t) for t in texts)
     assert any(INFINITY in t for t in texts) and any("217,400.5" in t for t in texts)
+    withheld = [t for t in texts if "usable but not visible" in t or "可用不可见" in t]
+    assert withheld and not any(re.search(r"\d{3}", t) for t in withheld)  # score_only inputs: no value

@@ -155,7 +155,7 @@ def _table(credit_code: str, quotes: list[dict[str, Any]]) -> Table:
         ng = q["next_grade"]
         if ng and ng["changes"]:
             c = ng["changes"][0]
-            why += f" | → {ng['grade']}: {c['name']['zh']} {c['from']} → {c['to']}"
+            why += f" | → {ng['grade']}: {c['text']['zh']}"  # worded by api.visibility (no withheld value)
         band = q["rate_band"]
         t.add_row(
             f"{q['product_name']['zh']}\n{q['product']}", "yes" if q["eligible"] else "no",

@@ -1,8 +1,10 @@
 """The service's logs: redacted, and a dependency outage logged once, not once per request.
 
-- `redact` masks what must never reach a log: API keys and bearer tokens, and full unified social
-  credit codes (the first 8 characters, the region, are kept). `RedactingFilter` applies it to every
-  record of the handlers it is installed on (the service's own and uvicorn's), traceback text included.
+- `redact` masks what must never reach a log: API keys and bearer tokens, full unified social
+  credit codes (the first 8 characters, the region, are kept) and any number written beside the name of a
+  government data field (`api.visibility.redact_values`: the log audience reads no raw value).
+  `RedactingFilter` applies it to every record of the handlers it is installed on (the service's own
+  and uvicorn's), traceback text included.
   Statement parameters (credit codes, government figures) are already kept out of database errors by
   the engines (`hide_parameters`, features/store/db.py).
 - `OutageLog`: the first failure of a dependency (the store, the risk model) is logged with its cause;
@@ -18,6 +20,8 @@ import sys
 import threading
 import time
 
+from api.visibility import redact_values
+
 log = logging.getLogger("indexloan")
 
 _USCC = re.compile(r"(?<![0-9A-Z])([0-9A-HJ-NP-RTUWXY]{2}[0-9]{6})[0-9A-HJ-NP-RTUWXY]{8}([0-9A-HJ-NP-RTUWXY]{2})"
@@ -27,6 +31,7 @@ _BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',;]+")
 
 
 def redact(text: str) -> str:
+    text = redact_values(text)  # the one output filter: no raw government value in a log line
     text = _KEY.sub("ilk_[redacted]", text)
     text = _BEARER.sub(r"\1[redacted]", text)
     return _USCC.sub(lambda m: f"{m.group(1)}********{m.group(2)}", text)

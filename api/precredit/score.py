@@ -16,6 +16,7 @@ import pandas as pd
 
 from api.quoting.population import score_rows
 from api.quoting.versions import Versions
+from api.visibility import BATCH_AUDIENCE
 from scoring import Plan
 from scoring.columnar import decline_columns, risk_factor_columns, top_points_lost
 from training.serving import RiskModel
@@ -94,5 +95,5 @@ def score_partition(ctx: BatchContext, features: pd.DataFrame) -> pd.DataFrame:
                              f"{o.code}.rate_cut_bp": o.rate_cut_bp})
         out.update({f"{code}.{k}": v for k, v in cols.items()})
     if contrib is not None:
-        out.update(risk_factor_columns(ctx.model.spec, X, contrib, ctx.reasons))
+        out.update(risk_factor_columns(ctx.model.spec, X, contrib, ctx.reasons, BATCH_AUDIENCE))
     return pd.DataFrame(out, index=pd.RangeIndex(n))

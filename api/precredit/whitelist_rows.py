@@ -1,6 +1,6 @@
 """A whitelist's rows: read from a pre-credit run's output in batches, stored, served page by page and as files.
 
-What the platform may see of a row (SPEC 5, "usable but not visible"; `api.quoting.body.PLATFORM_FIELDS`)
+What the platform may see of a row (SPEC 5, "usable but not visible"; `api.visibility.PLATFORM_FIELDS`)
 is the quote's whitelist applied to the batch columns, narrowed by the product's own `platform_fields`:
 
     credit_code, product, product_version                      always
@@ -40,8 +40,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from api.quoting.body import ALWAYS_FOR_PLATFORM, PLATFORM_FIELDS
 from api.tables import whitelist_files, whitelist_rows
+from api.visibility import ALWAYS_FOR_PLATFORM, PLATFORM_FIELDS
 from products.schema import ProductDefinition
 
 BATCH_ROWS = 65_536

@@ -1,4 +1,6 @@
-"""An enterprise's data summary with provenance (loan officers only: raw government data)."""
+"""An enterprise's data summary with provenance (loan officers only): the latest record of each source,
+its fields as far as the reader may see them ("usable but not visible": `api.visibility`), the others named
+under `withheld`."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from api.http.deps import CREDIT_CODE_SCHEMA, require
 from api.http.errors import ProblemError
 from api.keys import Principal, Role
+from api.visibility import audience_for, profile_fields
 from features import uscc
 from features.sources import GOVERNMENT_SOURCES, SOURCES
 from features.store import audit
@@ -35,6 +38,7 @@ def profile(credit_code: Annotated[str, Path(description="unified social credit 
         raise ProblemError(422, f"invalid unified social credit code: {reason}",
                            errors=[{"field": "credit_code", "message": reason}])
     engine: sa.Engine = request.app.state.engine
+    audience = audience_for(principal.role)
     sources: dict[str, Any] = {}
     with engine.connect() as conn:
         for name in GOVERNMENT_SOURCES:
@@ -50,6 +54,8 @@ def profile(credit_code: Annotated[str, Path(description="unified social credit 
                 sources[name] = {"present": False}
                 continue
             data = row._mapping
+            fields, withheld = profile_fields(name, {f: _plain(data[f]) for f in SOURCES[name].field_names},
+                                              SOURCES[name].field_names, audience)
             sources[name] = {
                 "present": True,
                 "as_of": _plain(data["as_of"]),
@@ -57,7 +63,8 @@ def profile(credit_code: Annotated[str, Path(description="unified social credit 
                                "file": data["file_name"], "file_sha256": data["file_sha256"],
                                "ingested_at": _plain(data["ingested_at"]), "batch_id": data["batch_id"],
                                "consent_ref": data["consent_ref"]},
-                "fields": {f: _plain(data[f]) for f in SOURCES[name].field_names},
+                "fields": fields,
+                "withheld": withheld,  # used by the scores, never shown (their values stay at the provider)
             }
         if not any(s["present"] for s in sources.values()):
             raise ProblemError(404, f"enterprise {credit_code} is not in the store",
