@@ -33,6 +33,7 @@ from tests.api_support import Service, running_service
 from tests.conftest import settings_env
 
 TODAY = dt.date.today()
+SEED = load_catalogue(DEFINITIONS_DIR)["tech_innovation"].version  # the shipped version the store's supersede
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -77,22 +78,22 @@ def test_lifecycle_draft_submit_approve_is_audited_with_each_person(versions: Pr
         ("alice", "product.draft", subject), ("alice", "product.submit", subject), ("bob", "product.approve", subject)]
 
     history = {(e["origin"], e["version"]): e["status"] for e in versions.history("tech_innovation")}
-    assert history == {("seed", "2025.1"): "superseded", ("store", "2099.1"): "active"}
+    assert history == {("seed", SEED): "superseded", ("store", "2099.1"): "active"}
     # the definitions quotes use: the seeds, then the approved version, which is in force from today
     published = versions.published()[1]
     in_force = versions_module.definitions_in_force(published, TODAY)
     assert in_force["tech_innovation"].version == "2099.1"
     assert versions_module.definitions_in_force(published, TODAY - dt.timedelta(days=1))[
-        "tech_innovation"].version == "2025.1"
+        "tech_innovation"].version == SEED
 
 
 def test_a_version_dated_later_is_scheduled_and_nothing_applies_retroactively(versions: ProductVersions) -> None:
     later = versions.draft(new_version(version="2099.2", effective=TODAY + dt.timedelta(days=30)), "alice")
     versions.approve(versions.submit(later.id, "alice").id, "bob")
     statuses = {e["version"]: e["status"] for e in versions.history("tech_innovation")}
-    assert statuses == {"2025.1": "active", "2099.2": "scheduled"}
+    assert statuses == {SEED: "active", "2099.2": "scheduled"}
     assert {e["version"]: e["status"] for e in versions.history("tech_innovation", today=later.effective_date)} == {
-        "2025.1": "superseded", "2099.2": "active"}
+        SEED: "superseded", "2099.2": "active"}
 
     backdated = versions.draft(new_version(version="2099.3", effective=TODAY - dt.timedelta(days=1)), "alice")
     with pytest.raises(ProductVersionError) as refused:
@@ -125,19 +126,25 @@ def test_refusals_change_nothing(versions: ProductVersions) -> None:
 def test_diff_names_the_changed_paths(versions: ProductVersions) -> None:
     drafted = versions.draft(new_version(a_cut=88), "alice")
     changes = {c["path"]: (c["before"], c["after"]) for c in versions.diff(drafted.id)["changes"]}
-    assert changes == {"version": ("2025.1", "2099.1"), "effective_date": ("2025-01-01", TODAY.isoformat()),
+    assert changes == {"version": (SEED, "2099.1"), "effective_date": ("2025-01-01", TODAY.isoformat()),
                        "grading.grades[0].min_index": (80.0, 88.0)}
 
 
 def test_seed_versions_come_from_the_configured_folder(tmp_path: Path, store: sa.Engine) -> None:
+    # INDEXLOAN_PRODUCTS_DIR adds to the packaged definitions; a code it defines replaces the packaged one
     folder = tmp_path / "definitions"
     folder.mkdir()
-    for code in ("per_mu", "tax_credit"):
-        (folder / f"{code}.yaml").write_text((DEFINITIONS_DIR / f"{code}.yaml").read_text(encoding="utf-8"),
-                                             encoding="utf-8")
+    text = (DEFINITIONS_DIR / "per_mu.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    data["version"] = "2026.9"
+    (folder / "per_mu.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    packaged = list(load_catalogue(DEFINITIONS_DIR))
     with settings_env(products_dir=str(folder)):
-        assert [d.code for d in ProductVersions(store).seeds] == ["per_mu", "tax_credit"]
-        assert [e["code"] for e in ProductVersions(store).history()] == ["per_mu", "tax_credit"]
+        seeds = ProductVersions(store).seeds
+        assert [d.code for d in seeds] == packaged
+        assert {d.code: d.version for d in seeds}["per_mu"] == "2026.9"
+        history = ProductVersions(store).history("per_mu")
+        assert [(e["origin"], e["version"]) for e in history] == [("seed", "2026.9")]
 
 
 # ------------------------------------------------------------------------------------- the quoting service
@@ -164,7 +171,7 @@ def test_an_approved_version_reaches_a_running_quoter_and_earlier_quotes_replay(
     codes = list(service.state(TODAY).population.frame.index)
     firm = next(c for c in codes if _tech(service.quote(c, TODAY, products, None)[0])["grade"] in ("B", "C"))
     body, snapshot, _ = service.quote(firm, TODAY, products, None)
-    assert _tech(body)["product_version"] == "2025.1"
+    assert _tech(body)["product_version"] == SEED
 
     store = ProductVersions(service.engine)
     drafted = store.draft(new_version(lenient=True), "alice")  # the firm becomes grade A: a visible change
@@ -198,7 +205,7 @@ def test_a_scheduled_version_takes_effect_when_its_day_arrives(service: QuotingS
     firm = next(c for c in service.state(TODAY).population.frame.index
                 if _tech(service.quote(c, TODAY, products, None)[0])["grade"] in ("B", "C"))
     assert service.wait_for_rebuilds()
-    assert _tech(service.quote(firm, TODAY, products, None)[0])["product_version"] == "2025.1"
+    assert _tech(service.quote(firm, TODAY, products, None)[0])["product_version"] == SEED
 
     class Tomorrow(dt.date):
         @classmethod
@@ -346,7 +353,7 @@ def test_every_worker_of_a_running_service_picks_up_an_approved_version(tmp_path
                 return response.json()
 
             first = [quote() for _ in range(10)]
-            assert {_tech(q)["product_version"] for q in first} == {"2025.1"}
+            assert {_tech(q)["product_version"] for q in first} == {SEED}
             store = ProductVersions(engine)
             drafted = store.draft(new_version(lenient=True), "alice")
             store.approve(store.submit(drafted.id, "alice").id, "bob")
