@@ -60,6 +60,11 @@ BUSINESS_RULES = {
         "is unknown or has not succeeded", "can only be the reference")},
     ("GET", "/v1/monitoring/shadow"): {("since", "is not a date"), ("until", "is not a date"),
                                        ("since", "is after until")},
+    # product versions and simulations: a definition is checked by the product schema (every rule, located by its
+    # path inside `definition`), which OpenAPI cannot express; a simulated version must exist
+    ("POST", "/v1/products/versions"): {("definition", "")},
+    ("POST", "/v1/products/simulations"): {("definition", ""), ("version_id", "no product version"),
+                                           ("as_of", ""), ("body", "give exactly one of version_id or definition")},
     # overrides: the mandatory reason and the product's policy bounds
     ("POST", "/v1/quotes/{quote_id}/overrides"): {("reason", "a reason is required"), ("reason", "the reason"),
                                                   ("product", "the quote has no product"),

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from api.http import logs
 from features.settings import get_settings
@@ -147,6 +148,16 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "__none__"})
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     original_openapi = app.openapi
 
@@ -174,7 +185,10 @@ def install(app: FastAPI) -> None:
         if error.status_code == 400 and error.detail == _FASTAPI_BODY_ERROR:
             message = "the request body could not be read: send JSON encoded as UTF-8"
             return problem_response(request, 400, message, errors=[{"field": "body", "message": message}])
-        return problem_response(request, error.status_code, str(error.detail), headers=error.headers)
+        headers = error.headers
+        if error.status_code == 405:  # a path served by several routes (GET and POST): list every method
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+        return problem_response(request, error.status_code, str(error.detail), headers=headers)
 
     async def _store(request: Request, error: Exception) -> JSONResponse:
         problem = store_unavailable(error)
