@@ -722,6 +722,10 @@ def test_the_monitoring_page_shows_the_apis_alerts(client: TestClient, live: Liv
             assert f'data-name="{row["name"]}"' in page.text
         counts = {"zh": f"{report['alert_count']} 条警报", "en": f"{report['alert_count']} alerts"}[lang]
         assert counts in page.text
+        models = report["shadow"]["models"]  # the challenger comparison: each model's row, or "none" when none
+        assert ('id="no-challenger"' in page.text) == (not models)
+        for model in models:
+            assert f'<tr data-model="{model["model_id"]}">' in page.text
     client.get("/ui/lang/zh")
     bad = client.get("/ui/risk/monitoring", params={"current": "yesterday"})
     assert bad.status_code == 422 and "text/html" in bad.headers["content-type"]
