@@ -28,6 +28,7 @@ from api.keys import Role, create_key, revoke_key
 from api.monitoring.tables import quote_overrides
 from api.tables import quotes
 from api.workbench.store import ProductVersions
+from api.workbench.tables import simulation_jobs
 from tests.api_support import Service, running_service
 from tests.live_server import champion_in, private_batch_dir, serve
 
@@ -634,6 +635,7 @@ def test_maker_checker_through_the_console(client: TestClient, live: Live) -> No
     assert state_of(client.get(f"/ui/risk/products/{version_id}").text) == "draft"
     submitted = client.post(f"/ui/risk/products/{version_id}/submit", data={"csrf": analyst})
     assert submitted.status_code == 200 and state_of(submitted.text) == "submitted"  # after the redirect
+    assert 'id="approve-version"' not in submitted.text and 'id="submit-version"' not in submitted.text
     refused = client.post(f"/ui/risk/products/{version_id}/approve", data={"csrf": analyst})
     assert refused.status_code == 403 and "无权访问" in refused.text  # approving is the approver's role
 
@@ -705,6 +707,17 @@ def test_a_simulation_started_from_the_console(client: TestClient, live: Live) -
     listing = client.get("/ui/risk/simulations").text
     assert f'data-job="{job_id}"' in listing
     assert client.get("/ui/risk/simulations/no-such-job").status_code == 404
+
+    running = "00000000-0000-4000-8000-0000000000aa"  # a job another worker process is running, half done
+    with live.service.engine.begin() as conn:
+        conn.execute(simulation_jobs.insert().values(
+            job_id=running, status="running", requested_by="test-risk_analyst", created_at=dt.datetime.now(dt.UTC),
+            started_at=dt.datetime.now(dt.UTC), request_json=json.dumps({"as_of": "2026-01-05", "version_id": 1}),
+            rows_done=600, rows_total=1200))
+    progress = client.get(f"/ui/risk/simulations/{running}").text
+    assert 'http-equiv="refresh"' in progress and 'id="report-link"' not in progress
+    assert re.search(r'<progress id="simulation-progress" max="1200" value="600">', progress)
+    assert client.get(f"/ui/risk/simulations/{running}/report").status_code == 409
 
 
 def test_the_monitoring_page_shows_the_apis_alerts(client: TestClient, live: Live) -> None:

@@ -279,7 +279,8 @@ def simulation_report(request: Request, job_id: str) -> Response:
         report = products_api.simulation_report(request, job_id[:64], session.principal)
     except ProblemError as error:
         t = texts(_lang(request))
-        return render(request, "error.html", error.status, session, heading=t["not_found"], detail=error.detail)
+        heading = t["not_found"] if error.status in (404, 410) else t["error"]  # 409: not finished yet
+        return render(request, "error.html", error.status, session, heading=heading, detail=error.detail)
     report.headers["Content-Security-Policy"] = "sandbox"  # a generated document: its scripts never run
     return report
 
