@@ -605,6 +605,8 @@ def test_the_products_page_lists_every_version_in_the_stores_state(client: TestC
         e["version"] for e in api_versions(live) if e["origin"] == "seed" and e["code"] == "tax_credit"))
     assert seed.status_code == 200 and state_of(seed.text) == "active" and 'id="diff-none"' in seed.text
     assert client.get("/ui/risk/products/999999").status_code == 404
+    huge = client.get(f"/ui/risk/products/{2**70}")  # past any id the store can hold: refused, never a 500
+    assert huge.status_code == 422 and huge.headers["content-type"].startswith("text/html")
 
 
 def test_a_bad_definition_is_refused_with_its_field_errors(client: TestClient, live: Live) -> None:

@@ -135,7 +135,7 @@ def _version_page(request: Request, session: Session, version_id: int, status: i
 
 
 @router.get("/products/{version_id}")
-def version_page(request: Request, version_id: int) -> HTMLResponse:
+def version_page(request: Request, version_id: int = products_api.VersionId) -> HTMLResponse:
     session = session_of(request, *RISK_ROLES)
     return _version_page(request, session, version_id)
 
@@ -187,18 +187,21 @@ def _decide(request: Request, version_id: int, action: str, csrf: str, reason: s
 
 
 @router.post("/products/{version_id}/submit")
-def submit_version(request: Request, version_id: int, csrf: Annotated[str, Form(max_length=128)] = "") -> Response:
+def submit_version(request: Request, version_id: int = products_api.VersionId,
+                   csrf: Annotated[str, Form(max_length=128)] = "") -> Response:
     return _decide(request, version_id, "submit", csrf, "")
 
 
 @router.post("/products/{version_id}/approve")
-def approve_version(request: Request, version_id: int, csrf: Annotated[str, Form(max_length=128)] = "",
+def approve_version(request: Request, version_id: int = products_api.VersionId,
+                    csrf: Annotated[str, Form(max_length=128)] = "",
                     reason: Annotated[str, Form(max_length=2000)] = "") -> Response:
     return _decide(request, version_id, "approve", csrf, reason)
 
 
 @router.post("/products/{version_id}/reject")
-def reject_version(request: Request, version_id: int, csrf: Annotated[str, Form(max_length=128)] = "",
+def reject_version(request: Request, version_id: int = products_api.VersionId,
+                   csrf: Annotated[str, Form(max_length=128)] = "",
                    reason: Annotated[str, Form(max_length=2000)] = "") -> Response:
     return _decide(request, version_id, "reject", csrf, reason)
 
