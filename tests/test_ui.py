@@ -25,7 +25,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from api.http.app import create_app
 from api.http.ui.sessions import ui_sessions
 from api.keys import Role, create_key, revoke_key
-from api.monitoring.tables import quote_overrides
+from api.monitoring.tables import quote_overrides, shadow_scores
 from api.tables import quotes
 from api.workbench.store import ProductVersions
 from api.workbench.tables import simulation_jobs
@@ -744,6 +744,35 @@ def test_the_monitoring_page_shows_the_apis_alerts(client: TestClient, live: Liv
     client.get("/ui/lang/zh")
     bad = client.get("/ui/risk/monitoring", params={"current": "yesterday"})
     assert bad.status_code == 422 and "text/html" in bad.headers["content-type"]
+
+
+def test_the_monitoring_page_shows_the_challenger_comparison(client: TestClient, live: Live) -> None:
+    """A challenger's shadow rows beside recent quotes (as the shadow scorer stores them): the page shows the
+    comparison `GET /v1/monitoring/shadow` computes, and its decision-change warnings."""
+    with live.service.engine.begin() as conn:
+        recent = conn.execute(sa.select(quotes.c.quote_id).order_by(quotes.c.created_at.desc()).limit(6)
+                              ).scalars().all()
+        assert len(recent) >= 4
+        for i, quote_id in enumerate(recent):
+            flipped = i % 2 == 0  # half the decisions would change
+            decisions = {"tax_credit": {"champion": [True, 1_000_000.0, 3.5],
+                                        "challenger": [not flipped, 1_000_000.0 if not flipped else 0.0, 3.5]}}
+            conn.execute(shadow_scores.insert().values(
+                quote_id=quote_id, model_id="ui-challenger", champion_model="champion", champion_pd=0.01 * (i + 1),
+                pd=0.012 * (i + 1) + (0.02 if i == 1 else 0.0), decisions_json=json.dumps(decisions),
+                created_at=dt.datetime.now(dt.UTC)))
+    _signed_in(client, live.key(Role.risk_analyst))
+    shadow = client.get("/v1/monitoring/shadow", headers=live.service.headers(Role.risk_analyst)).json()
+    model = next(m for m in shadow["models"] if m["model_id"] == "ui-challenger")
+    page = client.get("/ui/risk/monitoring").text
+    row = re.search(r'<tr data-model="ui-challenger">.*?</tr>', page, re.S)
+    assert row, page[-2000:]
+    assert f'data-field="rank_correlation">{model["rank_correlation"]:.3f}<' in row.group(0)
+    assert f'<td class="num">{model["quotes"]}</td>' in row.group(0)
+    share = model["products"]["tax_credit"]["share_changed"]
+    assert f"<code>tax_credit</code> {100 * share:.1f}%" in row.group(0)
+    warning = next(a for a in shadow["alerts"] if a["subject"] == "challenger:ui-challenger:tax_credit")
+    assert warning["zh"] in page and 'data-subject="challenger:ui-challenger:tax_credit"' in page
 
 
 def test_an_officer_overrides_a_quote_with_a_reason(client: TestClient, live: Live) -> None:
