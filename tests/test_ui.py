@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import itertools
+import json
 import os
 import re
 import time
@@ -23,7 +25,10 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from api.http.app import create_app
 from api.http.ui.sessions import ui_sessions
 from api.keys import Role, create_key, revoke_key
+from api.monitoring.tables import quote_overrides, shadow_scores
 from api.tables import quotes
+from api.workbench.store import ProductVersions
+from api.workbench.tables import simulation_jobs
 from tests.api_support import Service, running_service
 from tests.live_server import champion_in, private_batch_dir, serve
 
@@ -31,7 +36,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PRODUCTS = {"tech_innovation", "tax_credit", "per_mu", "two_healthy", "new_villager"}
-RISK_PAGES = ("/ui/risk/", "/ui/risk/products", "/ui/risk/models", "/ui/risk/batch", "/ui/risk/audit")
+RISK_PAGES = ("/ui/risk/", "/ui/risk/products", "/ui/risk/models", "/ui/risk/batch", "/ui/risk/audit",
+              "/ui/risk/simulations", "/ui/risk/monitoring")
 
 
 @dataclass
@@ -541,3 +547,308 @@ def test_keyboard_only_on_a_tablet(browser: Browser, live: Live) -> None:
         assert max(b["x"] + b["width"] for b in boxes) <= 820
     finally:
         context.close()
+
+
+# ------------------------------------------------------------------ the risk workbench
+
+_drafts = itertools.count(1)
+
+
+def draft_text(live: Live, code: str = "tax_credit") -> tuple[str, dict[str, Any]]:
+    """A new version of a seed product as JSON (what an analyst pastes): effective tomorrow, one term changed."""
+    seed = next(s for s in ProductVersions(live.service.engine).seeds if s.code == code)
+    data = seed.model_dump(mode="json")
+    data["version"] = f"{seed.version}-ui{next(_drafts)}-{os.getpid()}"
+    data["effective_date"] = (dt.date.today() + dt.timedelta(days=1)).isoformat()
+    data["quote_valid_days"] = seed.quote_valid_days + 1
+    return json.dumps(data, ensure_ascii=False), data
+
+
+def api_versions(live: Live) -> list[dict[str, Any]]:
+    response = requests.get(f"{live.base_url}/v1/products/versions", headers=live.service.headers(Role.risk_analyst),
+                            timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def ui_draft(client: TestClient, live: Live, csrf: str) -> int:
+    text, _ = draft_text(live)
+    response = client.post("/ui/risk/products", data={"csrf": csrf, "definition": text, "note": "longer validity"},
+                           follow_redirects=False)
+    assert response.status_code == 303, response.text
+    return int(response.headers["location"].rsplit("/", 1)[1])
+
+
+def state_of(html: str) -> str:
+    found = re.search(r'id="version-state" data-state="([a-z]+)"', html)
+    assert found, html[:800]
+    return found.group(1)
+
+
+def test_the_products_page_lists_every_version_in_the_stores_state(client: TestClient, live: Live) -> None:
+    csrf = _signed_in(client, live.key(Role.risk_analyst))
+    version_id = ui_draft(client, live, csrf)
+    page = client.get("/ui/risk/products").text
+    for entry in api_versions(live):  # seeds and the store's, each in the state the API gives it
+        key = f'data-id="{entry["id"]}"' if entry["id"] else f'data-version="{entry["version"]}"'
+        row = re.search(rf'<tr data-product="{entry["code"]}"[^>]*{re.escape(key)}.*?</tr>', page, re.S)
+        assert row, entry
+        assert f'data-state="{entry["status"]}"' in row.group(0)
+    version = client.get(f"/ui/risk/products/{version_id}")
+    assert version.status_code == 200 and state_of(version.text) == "draft" and "草稿" in version.text
+    diff = requests.get(f"{live.base_url}/v1/products/versions/{version_id}/diff", timeout=30,
+                        headers=live.service.headers(Role.risk_analyst)).json()
+    shown = re.findall(r'<tr data-path="([^"]+)"', version.text)
+    assert shown == [c["path"] for c in diff["changes"]] and "quote_valid_days" in shown
+    assert 'id="submit-version"' in version.text and 'id="approve-version"' not in version.text
+    seed = client.get("/ui/risk/products/seed/tax_credit/" + next(
+        e["version"] for e in api_versions(live) if e["origin"] == "seed" and e["code"] == "tax_credit"))
+    assert seed.status_code == 200 and state_of(seed.text) == "active" and 'id="diff-none"' in seed.text
+    assert client.get("/ui/risk/products/999999").status_code == 404
+    huge = client.get(f"/ui/risk/products/{2**70}")  # past any id the store can hold: refused, never a 500
+    assert huge.status_code == 422 and huge.headers["content-type"].startswith("text/html")
+
+
+def test_a_bad_definition_is_refused_with_its_field_errors(client: TestClient, live: Live) -> None:
+    csrf = _signed_in(client, live.key(Role.risk_analyst))
+    before = len(api_versions(live))
+    not_yaml = client.post("/ui/risk/products", data={"csrf": csrf, "definition": "code: [unclosed"})
+    assert not_yaml.status_code == 422 and "不是有效的 YAML/JSON" in not_yaml.text
+    text, data = draft_text(live)
+    data["rate"]["floor"] = "low"
+    invalid = client.post("/ui/risk/products", data={"csrf": csrf, "definition": json.dumps(data)})
+    assert invalid.status_code == 422 and "产品配置有误" in invalid.text
+    assert re.search(r'<li data-field="definition\.rate\.floor">', invalid.text)
+    assert json.dumps(data)[:40] in invalid.text.replace("&#34;", '"')  # kept for correcting
+    seed_version = json.loads(text) | {"version": next(s.version for s in ProductVersions(live.service.engine).seeds
+                                                       if s.code == "tax_credit")}
+    clash = client.post("/ui/risk/products", data={"csrf": csrf, "definition": json.dumps(seed_version)})
+    assert clash.status_code == 409 and "版本号已被使用" in clash.text
+    forged = client.post("/ui/risk/products", data={"csrf": "0" * 64, "definition": text})
+    assert forged.status_code == 403 and "安全校验未通过" in forged.text
+    assert len(api_versions(live)) == before
+
+
+def test_maker_checker_through_the_console(client: TestClient, live: Live) -> None:
+    engine = live.service.engine
+    analyst = _signed_in(client, live.key(Role.risk_analyst))
+    version_id = ui_draft(client, live, analyst)
+    assert client.post(f"/ui/risk/products/{version_id}/submit", data={"csrf": "x"}).status_code == 403
+    assert state_of(client.get(f"/ui/risk/products/{version_id}").text) == "draft"
+    submitted = client.post(f"/ui/risk/products/{version_id}/submit", data={"csrf": analyst})
+    assert submitted.status_code == 200 and state_of(submitted.text) == "submitted"  # after the redirect
+    assert 'id="approve-version"' not in submitted.text and 'id="submit-version"' not in submitted.text
+    refused = client.post(f"/ui/risk/products/{version_id}/approve", data={"csrf": analyst})
+    assert refused.status_code == 403 and "无权访问" in refused.text  # approving is the approver's role
+
+    # the submitter holding an approver's key too: the store's maker-checker refusal, in both languages
+    same_person = TestClient(live.service.client.app, base_url="https://testserver")
+    own = _signed_in(same_person, create_key(engine, Role.risk_approver, "test-risk_analyst"))
+    mine = same_person.post(f"/ui/risk/products/{version_id}/approve", data={"csrf": own})
+    assert mine.status_code == 403 and "提交人不能审批自己提交的版本" in mine.text and "maker-checker" in mine.text
+    assert "Traceback" not in mine.text and state_of(mine.text) == "submitted"
+
+    approver = TestClient(live.service.client.app, base_url="https://testserver")
+    checker = _signed_in(approver, live.key(Role.risk_approver))
+    page = approver.get(f"/ui/risk/products/{version_id}").text
+    assert 'id="approve-version"' in page and 'id="submit-version"' not in page
+    assert approver.post(f"/ui/risk/products/{version_id}/approve", data={"csrf": analyst}).status_code == 403
+    no_reason = approver.post(f"/ui/risk/products/{version_id}/reject", data={"csrf": checker, "reason": " "})
+    assert no_reason.status_code == 422 and "驳回必须说明理由" in no_reason.text
+    approved = approver.post(f"/ui/risk/products/{version_id}/approve", data={"csrf": checker, "reason": "ok"})
+    assert approved.status_code == 200 and state_of(approved.text) == "scheduled"  # effective tomorrow
+    assert next(e for e in api_versions(live) if e["id"] == version_id)["status"] == "scheduled"
+    again = approver.post(f"/ui/risk/products/{version_id}/approve", data={"csrf": checker})
+    assert again.status_code == 409 and "只有已提交的版本可以审批" in again.text
+
+    other = ui_draft(client, live, analyst)
+    rejected = approver.post(f"/ui/risk/products/{other}/reject", data={"csrf": checker, "reason": "too generous"})
+    assert rejected.status_code == 200 and state_of(rejected.text) == "rejected" and "too generous" in rejected.text
+
+
+@pytest.mark.parametrize("role", [Role.loan_officer, Role.platform])
+def test_officers_and_the_platform_are_refused_the_workbench(client: TestClient, live: Live, role: Role) -> None:
+    csrf = _signed_in(client, live.key(role))
+    before = len(api_versions(live))
+    for path in (*RISK_PAGES, "/ui/risk/products/1", "/ui/risk/simulations/x"):
+        page = client.get(path, follow_redirects=False)
+        assert page.status_code == 403 and "无权访问" in page.text, path
+    text, _ = draft_text(live)
+    for path, data in (("/ui/risk/products", {"definition": text}), ("/ui/risk/products/1/submit", {}),
+                       ("/ui/risk/products/1/approve", {}), ("/ui/risk/simulations", {"version_id": "1"})):
+        assert client.post(path, data={"csrf": csrf, **data}).status_code == 403, path
+    assert len(api_versions(live)) == before
+
+
+def test_a_simulation_started_from_the_console(client: TestClient, live: Live) -> None:
+    csrf = _signed_in(client, live.key(Role.risk_analyst))
+    version_id = ui_draft(client, live, csrf)
+    form = client.get(f"/ui/risk/simulations?version={version_id}").text
+    assert f'<option value="{version_id}" selected>' in form
+    bad = client.post("/ui/risk/simulations", data={"csrf": csrf, "version_id": str(version_id), "as_of": "2026-02-30"})
+    assert bad.status_code == 422 and "日期格式应为 YYYY-MM-DD" in bad.text
+    missing = client.post("/ui/risk/simulations", data={"csrf": csrf, "version_id": "999999"})
+    assert missing.status_code == 422 and "无此产品版本" in missing.text
+    started = client.post("/ui/risk/simulations", data={"csrf": csrf, "version_id": str(version_id)},
+                          follow_redirects=False)
+    assert started.status_code == 303, started.text
+    job_id = started.headers["location"].rsplit("/", 1)[1]
+    job = live.service.client.app.state.simulations.wait(job_id)
+    assert job.status == "succeeded", job.error
+    page = client.get(f"/ui/risk/simulations/{job_id}").text
+    assert 'data-status="succeeded"' in page and 'http-equiv="refresh"' not in page
+    summary = client.get(f"/v1/products/simulations/{job_id}", headers=live.service.headers(Role.risk_analyst)
+                         ).json()["summary"]
+    changed = summary["products"]["tax_credit"]["changed"]
+    assert f'data-field="changed">{changed:,}<' in page
+    report = client.get(f"/ui/risk/simulations/{job_id}/report")
+    api_report = client.get(f"/v1/products/simulations/{job_id}/report",
+                            headers=live.service.headers(Role.risk_analyst))
+    assert report.status_code == 200 and report.text == api_report.text
+    assert "sandbox" in report.headers["content-security-policy"]
+    listing = client.get("/ui/risk/simulations").text
+    assert f'data-job="{job_id}"' in listing
+    assert client.get("/ui/risk/simulations/no-such-job").status_code == 404
+
+    running = "00000000-0000-4000-8000-0000000000aa"  # a job another worker process is running, half done
+    with live.service.engine.begin() as conn:
+        conn.execute(simulation_jobs.insert().values(
+            job_id=running, status="running", requested_by="test-risk_analyst", created_at=dt.datetime.now(dt.UTC),
+            started_at=dt.datetime.now(dt.UTC), request_json=json.dumps({"as_of": "2026-01-05", "version_id": 1}),
+            rows_done=600, rows_total=1200))
+    progress = client.get(f"/ui/risk/simulations/{running}").text
+    assert 'http-equiv="refresh"' in progress and 'id="report-link"' not in progress
+    assert re.search(r'<progress id="simulation-progress" max="1200" value="600">', progress)
+    assert client.get(f"/ui/risk/simulations/{running}/report").status_code == 409
+
+
+def test_the_monitoring_page_shows_the_apis_alerts(client: TestClient, live: Live) -> None:
+    _signed_in(client, live.key(Role.risk_approver))
+    report = client.get("/v1/monitoring", headers=live.service.headers(Role.risk_approver)).json()
+    for lang in ("zh", "en"):
+        client.get(f"/ui/lang/{lang}")
+        page = client.get("/ui/risk/monitoring")
+        assert page.status_code == 200
+        text = page.text.replace("&#39;", "'").replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
+        assert len(re.findall(r'<tr class="(?:alert|warning)" data-kind=', page.text)) == len(report["alerts"])
+        for alert in report["alerts"]:
+            assert alert[lang] in text, alert
+        for row in report["psi"]:
+            assert f'data-name="{row["name"]}"' in page.text
+        counts = {"zh": f"{report['alert_count']} 条警报", "en": f"{report['alert_count']} alerts"}[lang]
+        assert counts in page.text
+        models = report["shadow"]["models"]  # the challenger comparison: each model's row, or "none" when none
+        assert ('id="no-challenger"' in page.text) == (not models)
+        for model in models:
+            assert f'<tr data-model="{model["model_id"]}">' in page.text
+    client.get("/ui/lang/zh")
+    bad = client.get("/ui/risk/monitoring", params={"current": "yesterday"})
+    assert bad.status_code == 422 and "text/html" in bad.headers["content-type"]
+
+
+def test_the_monitoring_page_shows_the_challenger_comparison(client: TestClient, live: Live) -> None:
+    """A challenger's shadow rows beside recent quotes (as the shadow scorer stores them): the page shows the
+    comparison `GET /v1/monitoring/shadow` computes, and its decision-change warnings."""
+    with live.service.engine.begin() as conn:
+        recent = conn.execute(sa.select(quotes.c.quote_id).order_by(quotes.c.created_at.desc()).limit(6)
+                              ).scalars().all()
+        assert len(recent) >= 4
+        for i, quote_id in enumerate(recent):
+            flipped = i % 2 == 0  # half the decisions would change
+            decisions = {"tax_credit": {"champion": [True, 1_000_000.0, 3.5],
+                                        "challenger": [not flipped, 1_000_000.0 if not flipped else 0.0, 3.5]}}
+            conn.execute(shadow_scores.insert().values(
+                quote_id=quote_id, model_id="ui-challenger", champion_model="champion", champion_pd=0.01 * (i + 1),
+                pd=0.012 * (i + 1) + (0.02 if i == 1 else 0.0), decisions_json=json.dumps(decisions),
+                created_at=dt.datetime.now(dt.UTC)))
+    _signed_in(client, live.key(Role.risk_analyst))
+    shadow = client.get("/v1/monitoring/shadow", headers=live.service.headers(Role.risk_analyst)).json()
+    model = next(m for m in shadow["models"] if m["model_id"] == "ui-challenger")
+    page = client.get("/ui/risk/monitoring").text
+    row = re.search(r'<tr data-model="ui-challenger">.*?</tr>', page, re.S)
+    assert row, page[-2000:]
+    assert f'data-field="rank_correlation">{model["rank_correlation"]:.3f}<' in row.group(0)
+    assert f'<td class="num">{model["quotes"]}</td>' in row.group(0)
+    share = model["products"]["tax_credit"]["share_changed"]
+    assert f"<code>tax_credit</code> {100 * share:.1f}%" in row.group(0)
+    warning = next(a for a in shadow["alerts"] if a["subject"] == "challenger:ui-challenger:tax_credit")
+    assert warning["zh"] in page and 'data-subject="challenger:ui-challenger:tax_credit"' in page
+
+
+def test_an_officer_overrides_a_quote_with_a_reason(client: TestClient, live: Live) -> None:
+    csrf = _signed_in(client, live.key(Role.loan_officer))
+    issued = client.post("/ui/quote", data={"csrf": csrf, "credit_code": live.eligible_code}, follow_redirects=False)
+    quote_id = issued.headers["location"].rsplit("/", 1)[1]
+    stored = live.api_quote(quote_id)
+    product = next(q for q in stored["quotes"] if q["eligible"])
+    definition = next(d for d in live.service.client.app.state.quoting.definitions
+                      if d.code == product["product"] and d.version == product.get("product_version", d.version))
+    page = client.get(f"/ui/quotes/{quote_id}").text
+    assert 'id="override-form"' in page and 'id="no-overrides"' in page
+
+    def count() -> int:
+        with live.service.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(quote_overrides)
+                                .where(quote_overrides.c.quote_id == quote_id)).scalar_one()
+
+    url = f"/ui/quotes/{quote_id}/overrides"
+    base = {"csrf": csrf, "product": product["product"], "rate": f"{definition.rate.floor:.2f}"}
+    no_reason = client.post(url, data={**base, "reason": "  "})
+    assert no_reason.status_code == 422 and "人工调整必须填写原因" in no_reason.text
+    outside = client.post(url, data={**base, "amount_cny": f"{definition.limit.max_cny * 2:.0f}", "reason": "x"})
+    assert outside.status_code == 422 and "超出" in outside.text and 'aria-invalid="true"' in outside.text
+    not_number = client.post(url, data={**base, "rate": "cheap", "reason": "x"})
+    assert not_number.status_code == 422 and "须为数字" in not_number.text
+    assert client.post(url, data={**base, "csrf": "0" * 64, "reason": "x"}).status_code == 403
+    assert count() == 0
+    saved = client.post(url, data={**base, "reason": "pledge offered by the owner"})
+    assert saved.status_code == 200 and count() == 1
+    assert re.search(r'data-field="reason">pledge offered by the owner<', saved.text)
+    assert live.api_quote(quote_id)["overrides"][0]["reason"] == "pledge offered by the owner"
+
+    risk = TestClient(live.service.client.app, base_url="https://testserver")
+    risk_csrf = _signed_in(risk, live.key(Role.risk_analyst))
+    seen = risk.get(f"/ui/quotes/{quote_id}").text
+    assert "pledge offered by the owner" in seen and 'id="override-form"' not in seen
+    assert risk.post(url, data={**base, "csrf": risk_csrf, "reason": "x"}).status_code == 403 and count() == 1
+
+
+def test_draft_submit_approve_in_a_browser(browser: Browser, live: Live) -> None:
+    """An analyst drafts and submits a version; an approver approves it; the list shows it scheduled."""
+    text, data = draft_text(live, "per_mu")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        sign_in(page, live, Role.risk_analyst)
+        expect(page).to_have_url(re.compile(r"/ui/risk/products$"))
+        page.fill("#definition", text)
+        page.fill("#note", "one more day of validity")
+        page.click("#save-draft")
+        expect(page).to_have_url(re.compile(r"/ui/risk/products/\d+$"))
+        expect(page.locator("#version-state")).to_have_attribute("data-state", "draft")
+        expect(page.locator('#diff tr[data-path="quote_valid_days"]')).to_be_visible()
+        version_id = page.url.rsplit("/", 1)[1]
+        page.click("#submit-version")
+        expect(page.locator("#version-state")).to_have_attribute("data-state", "submitted")
+        page.click("#sign-out")
+
+        sign_in(page, live, Role.risk_approver)
+        row = page.locator(f'#products tr[data-id="{version_id}"]')
+        expect(row.locator('[data-field="state"]')).to_have_text("已提交待审批")
+        row.locator("a.open-version").click()
+        page.fill("#approve-reason", "checked against the policy")
+        page.locator("#approve-reason").press("Enter")  # keyboard: the form submits
+        expect(page.locator("#version-state")).to_have_attribute("data-state", "scheduled")
+        expect(page.locator("#version-state")).to_contain_text("已批准待生效")
+        expect(page.locator('#decisions [data-field="decided_by"]')).to_contain_text("test-risk_approver")
+        page.click("#lang-switch")
+        expect(page.locator("#version-state")).to_contain_text("Approved, scheduled")
+        page.goto(f"{live.base_url}/ui/risk/products")
+        expect(page.locator(f'#products tr[data-id="{version_id}"] [data-field="state"]')).to_have_text(
+            "Approved, scheduled")
+        labelled = "() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]" \
+                   ".every(e => e.labels.length > 0)"
+        assert page.evaluate(labelled)
+    finally:
+        context.close()
+    assert next(e for e in api_versions(live) if str(e["id"]) == version_id)["version"] == data["version"]

@@ -37,6 +37,7 @@ LOGIN_COOKIE = "ilui_login"  # the sign-in form's CSRF token (double submit), be
 HISTORY_ROWS = 50
 AUDIT_ROLES = (Role.risk_approver, Role.admin)  # as GET /v1/audit/verify
 QUOTE_ROLES = (Role.loan_officer, Role.platform, *RISK_ROLES)  # as POST /v1/quotes
+OVERRIDE_ROLES = (Role.loan_officer,)  # as POST /v1/quotes/{id}/overrides
 COLLATERAL = {"any": None, "unsecured": {"unsecured"}, "guaranteed": {"unsecured", "guaranteed"},
               "secured": {"unsecured", "guaranteed", "secured"}}  # what the firm offers -> products it opens
 
@@ -104,7 +105,7 @@ def session_of(request: Request, *roles: Role) -> Session:
     return session
 
 
-def _check_csrf(request: Request, session: Session, given: str) -> None:
+def check_csrf(request: Request, session: Session, given: str) -> None:
     if not csrf_matches(session.csrf, given):
         raise PageExit(render(request, "error.html", 403, session, heading=texts(_lang(request))["csrf"], detail=""))
 
@@ -152,7 +153,7 @@ def sign_in(request: Request, api_key: Annotated[str, Form(max_length=256)] = ""
 @router.post("/logout")
 def sign_out(request: Request, csrf: Annotated[str, Form(max_length=128)] = "") -> Response:
     session = session_of(request)
-    _check_csrf(request, session, csrf)
+    check_csrf(request, session, csrf)
     close_session(_engine(request), request.cookies[SESSION_COOKIE])
     return _to_sign_in(request, "bye")
 
@@ -196,7 +197,7 @@ def issue_quote(request: Request, csrf: Annotated[str, Form(max_length=128)] = "
     from api.quoting.snapshot import canonical_json
 
     session = session_of(request, *QUOTE_ROLES)
-    _check_csrf(request, session, csrf)
+    check_csrf(request, session, csrf)
     values = {"credit_code": credit_code, "amount": amount, "collateral": collateral, "consent_ref": consent_ref}
 
     def refuse(status: int, error: dict[str, Any]) -> HTMLResponse:
@@ -294,8 +295,59 @@ def quote_view(quote_id: str, request: Request, check: bool = False) -> HTMLResp
     session = session_of(request)
     row, body = _stored(request, session, quote_id)
     replay = _replay_check(request, session, quote_id) if check else None
-    return render(request, "quote.html", 200, session, replay=replay,
+    return _quote_view(request, session, row, body, 200, replay=replay)
+
+
+def _quote_view(request: Request, session: Session, row: sa.Row, body: dict[str, Any], status: int,
+                **context: Any) -> HTMLResponse:
+    from api.monitoring import overrides
+
+    role = session.principal.role
+    recorded = overrides.for_quote(_engine(request), row.quote_id) if role is not Role.platform else []
+    return render(request, "quote.html", status, session, overrides=recorded,
+                  may_override=role in OVERRIDE_ROLES, **context,
                   **_quote_context(request, body, json.loads(row.snapshot_json)))
+
+
+def _number(text: str) -> float | None:
+    text = text.replace(",", "").strip()
+    return float(text) if text else None
+
+
+@router.post("/quotes/{quote_id}/overrides")
+async def record_override(quote_id: str, request: Request, csrf: Annotated[str, Form(max_length=128)] = "",
+                          product: Annotated[str, Form(max_length=64)] = "",
+                          amount_cny: Annotated[str, Form(max_length=32)] = "",
+                          rate: Annotated[str, Form(max_length=16)] = "",
+                          reason: Annotated[str, Form(max_length=2000)] = "") -> Response:
+    """An officer's override, through POST /v1/quotes/{id}/overrides' own code (checks, bounds, audit)."""
+    from api.http.routers.overrides import OverrideBody, create_override
+
+    session = session_of(request, *OVERRIDE_ROLES)
+    check_csrf(request, session, csrf)
+    row, body = _stored(request, session, quote_id)
+    values = {"product": product, "amount_cny": amount_cny, "rate": rate, "reason": reason}
+    lang = _lang(request)
+
+    def refuse(status: int, field: str, message: str) -> HTMLResponse:
+        return _quote_view(request, session, row, body, status, override_error={"field": field, "message": message},
+                           override_values=values)
+
+    parsed: dict[str, float | None] = {}
+    for field in ("amount_cny", "rate"):
+        try:
+            parsed[field] = _number(values[field])
+        except ValueError:
+            return refuse(422, field, texts(lang)["bad_number"])
+    wanted = OverrideBody(product=product or None, amount_cny=parsed["amount_cny"], rate=parsed["rate"],
+                          reason=reason)
+    try:
+        await create_override(row.quote_id, wanted, request, session.principal)
+    except ProblemError as error:
+        first = (error.errors or [{}])[0]
+        message = first.get("message_zh") if lang == "zh" and first.get("message_zh") else first.get("message")
+        return refuse(error.status, first.get("field", "reason"), message or error.detail)
+    return RedirectResponse(f"/ui/quotes/{row.quote_id}#overrides", status_code=303)
 
 
 @router.get("/quotes/{quote_id}/print")
@@ -366,26 +418,6 @@ def history(request: Request, code: Annotated[str, Query(max_length=18)] = "",
 def risk_home(request: Request) -> Response:
     session_of(request, *RISK_ROLES)
     return RedirectResponse("/ui/risk/products", status_code=303)
-
-
-@router.get("/risk/products")
-def risk_products(request: Request) -> HTMLResponse:
-    from api.quoting.versions import definition_sha, definitions_in_force
-
-    session = session_of(request, *RISK_ROLES)
-    lang = _lang(request)
-    definitions = request.app.state.quoting.definitions
-    today = dt.date.today()
-    in_force = {d.code: d for d in definitions_in_force(definitions, today).values()}
-    products: dict[str, list[dict[str, Any]]] = {}
-    for d in sorted(definitions, key=lambda d: (d.code, d.effective_date)):
-        current = in_force.get(d.code)
-        state = ("in_force" if current is d else "scheduled" if d.effective_date > today else "superseded")
-        products.setdefault(d.code, []).append(
-            {"name": pick(d.name.model_dump(), lang), "version": d.version,
-             "effective_date": d.effective_date.isoformat(), "state": state, "collateral": d.collateral,
-             "sha256": definition_sha(d)[:12], "valid_days": d.quote_valid_days})
-    return render(request, "risk_products.html", 200, session, products=products, section="products")
 
 
 @router.get("/risk/models")
@@ -480,7 +512,10 @@ def _html_errors(app: FastAPI) -> None:
 
 def mount(app: FastAPI) -> None:
     """Add the console to the app: its pages, its static files, HTML error pages under /ui, `/` -> `/ui`."""
+    from api.http.ui import risk  # its pages use this module's helpers
+
     app.include_router(router)
+    app.include_router(risk.router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")
     _html_errors(app)
 
