@@ -181,7 +181,8 @@ def _run_local(ctx: BatchContext, features: pd.DataFrame, bounds: list[tuple[int
 
 
 class InputsChangedError(BatchInputError):
-    """A Dask worker read other rows than the driver fingerprinted (the snapshot was replaced mid-run)."""
+    """A Dask worker read other rows than the driver fingerprinted (the snapshot was replaced mid-run, or
+    is stale because it could not be written): the rest of the run reads the driver's rows instead."""
 
     exit_code = 1
 
@@ -218,8 +219,7 @@ def read_partition(task: PartitionTask, columns: Columns) -> pd.DataFrame:
     frame = table.slice(task.skip, task.rows).to_pandas(ignore_metadata=True).set_index(columns.index)
     frame = frame.astype(columns.dtypes)
     if _rows_digest(row_hashes(frame)) != task.digest:
-        raise InputsChangedError(f"the features in {task.source} changed during the run (a new snapshot?): run "
-                                 "it again")
+        raise InputsChangedError(f"the features in {task.source} changed during the run")
     return frame
 
 
@@ -326,6 +326,36 @@ def _run_dask(ctx: BatchContext, columns: Columns, tasks: list[PartitionTask], s
             cluster.close()
 
 
+def _run_dask_fetching(ctx: BatchContext, features: pd.DataFrame, bounds: list[tuple[int, int]], todo: list[int],
+                       work: Path, fp: str, hashes: np.ndarray, source: Path | None, options: RunOptions,
+                       sent: dict[str, Any]) -> Iterator[int]:
+    """Dask workers read their rows from `source` (the snapshot) when it holds the run's rows, else from the
+    features written once to the work directory. A snapshot replaced mid-run (a worker's digest differs) is
+    dropped for the rest of the run: the driver's frame, the one fingerprinted, is what gets scored."""
+    columns = Columns(str(features.index.name or "credit_code"), features.dtypes.to_dict())
+    sent.update({"context_bytes": payload_bytes(ctx), "columns_bytes": payload_bytes(columns)})
+    if not todo:
+        return
+    from_snapshot = source is not None and _source_rows(source, features)
+    sent["rows_from"] = "snapshot" if from_snapshot else "work_dir"
+    rows_file = source if from_snapshot and source is not None else _inputs_file(features, bounds, work, fp,
+                                                                                 columns.index)
+    done: set[int] = set()
+    try:
+        for i in _run_dask(ctx, columns, partition_tasks(rows_file, bounds, todo, work, hashes),
+                           options.scheduler, options.workers, sent):
+            done.add(i)
+            yield i
+    except InputsChangedError:
+        if not from_snapshot:
+            raise  # the work directory's own file changed under the run: nothing to fall back to
+        sent["rows_from"] = "snapshot, then work_dir (the snapshot changed during the run)"
+        rest = [i for i in todo if i not in done]
+        rows_file = _inputs_file(features, bounds, work, fp, columns.index)
+        yield from _run_dask(ctx, columns, partition_tasks(rows_file, bounds, rest, work, hashes),
+                             options.scheduler, options.workers, sent)
+
+
 def _uniform(table: pa.Table, schema: pa.Schema | None) -> tuple[pa.Table, pa.Schema]:
     """Dictionary columns with one index type (partitions differ in how many categories they hold)."""
     fields = []
@@ -418,16 +448,7 @@ def run_precredit(ctx: BatchContext, features: pd.DataFrame, describe: dict[str,
         progress(len(done), len(bounds))
     sent: dict[str, Any] = {}
     if options.engine == "dask":
-        columns = Columns(str(features.index.name or "credit_code"), features.dtypes.to_dict())
-        from_snapshot = bool(todo) and _source_rows(source, features)
-        tasks = []
-        if todo:
-            rows_file = source if from_snapshot and source is not None else _inputs_file(
-                features, bounds, work, fp, columns.index)
-            tasks = partition_tasks(rows_file, bounds, todo, work, hashes)
-        sent.update({"rows_from": "snapshot" if from_snapshot else "work_dir", "context_bytes": payload_bytes(ctx),
-                     "columns_bytes": payload_bytes(columns)})
-        finished = _run_dask(ctx, columns, tasks, options.scheduler, options.workers, sent)
+        finished = _run_dask_fetching(ctx, features, bounds, todo, work, fp, hashes, source, options, sent)
     else:
         finished = _run_local(ctx, features, bounds, todo, work, options.workers)
     summary = Summary(list(ctx.plans))
