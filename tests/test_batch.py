@@ -274,3 +274,66 @@ def test_top_k_is_the_stable_descending_order_even_with_ties() -> None:
     values = np.random.default_rng(9).integers(0, 4, size=(2000, 12)).astype(float)  # many ties
     expected = np.argsort(-values, axis=1, kind="stable")[:, :3]
     assert np.array_equal(top_k_stable(values, 3), expected)
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():  # type: ignore[no-untyped-def]
+    from dask.distributed import LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                           dashboard_address=None)
+    yield cluster.scheduler_address
+    cluster.close()
+
+
+def test_dask_workers_read_their_rows_from_the_snapshot_file(region: Region, tmp_path: Path, dask_cluster: str
+                                                             ) -> None:
+    """Each task carries a file location and a row range, not rows; the output is the local engine's, byte
+    for byte."""
+    from api.precredit.run import partition_bounds, payload_bytes
+
+    snapshot = tmp_path / "features-2025-12-31.parquet"
+    region.features.sort_index().to_parquet(snapshot, row_group_size=1000)  # partitions straddle row groups
+    ctx, describe, narrowed = build_context(region.features, AS_OF, None, 3, region.model)
+    local = run_precredit(ctx, narrowed, describe, RunOptions(tmp_path / "local.parquet", partitions=5))
+    dask = run_precredit(ctx, narrowed.sort_index(), describe,
+                         RunOptions(tmp_path / "dask.parquet", "dask", dask_cluster, partitions=5), source=snapshot)
+    sent = dask.summary["run"]["sent_to_workers"]
+    assert sent["rows_from"] == "snapshot"
+    a, b = partition_bounds(FIRMS, 5)[0]
+    rows_bytes = payload_bytes(narrowed.sort_index().iloc[a:b])  # what a partition's task carried before
+    assert sent["task_bytes"] < 1024 < rows_bytes / 100
+    assert dask.summary["output"]["sha256"] == local.summary["output"]["sha256"]
+    assert (tmp_path / "local.parquet").read_bytes() == (tmp_path / "dask.parquet").read_bytes()
+
+
+def test_inputs_not_from_a_snapshot_are_written_once_for_the_workers(region: Region, tmp_path: Path,
+                                                                      dask_cluster: str) -> None:
+    region.run(tmp_path / "local.parquet", reasons=0, partitions=3)
+    summary = region.run(tmp_path / "dask.parquet", reasons=0, partitions=3, engine="dask", scheduler=dask_cluster,
+                         keep_parts=True)
+    assert summary["run"]["sent_to_workers"]["rows_from"] == "work_dir"
+    assert len(list((tmp_path / "dask.parquet.parts").glob("inputs-*.parquet"))) == 1
+    assert (tmp_path / "local.parquet").read_bytes() == (tmp_path / "dask.parquet").read_bytes()
+
+
+def test_a_snapshot_that_differs_from_the_runs_rows_is_not_scored(region: Region, tmp_path: Path,
+                                                                  dask_cluster: str) -> None:
+    """A snapshot replaced mid-run (or stale): the workers' digest check catches it and the rest of the run
+    reads the driver's rows, so the output is still the local engine's."""
+    from api.precredit.run import _source_rows
+
+    ctx, describe, narrowed = build_context(region.features, AS_OF, None, 0, region.model)
+    narrowed = narrowed.sort_index()
+    changed = region.features.sort_index()
+    column = narrowed.select_dtypes("number").columns[0]
+    code = narrowed[column].last_valid_index()
+    changed.loc[code, column] += 1  # same credit codes, one value differs
+    snapshot = tmp_path / "features.parquet"
+    changed.to_parquet(snapshot)
+    assert _source_rows(snapshot, narrowed)  # the driver's check (codes) passes: only the workers can tell
+    local = run_precredit(ctx, narrowed, describe, RunOptions(tmp_path / "local.parquet", partitions=3))
+    dask = run_precredit(ctx, narrowed, describe, RunOptions(tmp_path / "dask.parquet", "dask", dask_cluster,
+                                                             partitions=3), source=snapshot)
+    assert dask.summary["run"]["sent_to_workers"]["rows_from"].startswith("snapshot, then work_dir")
+    assert dask.summary["output"]["sha256"] == local.summary["output"]["sha256"]

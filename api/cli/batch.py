@@ -88,7 +88,7 @@ def _run(day: dt.date, out_file: Path, products: list[str] | None, reasons: int,
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from api.database import migrate
-    from api.precredit.inputs import build_context, load_model, read_feature_files
+    from api.precredit.inputs import build_context, load_model, read_feature_files, snapshot_file
     from api.precredit.run import RunOptions, run_precredit
     from api.workbench.store import ProductVersions
     from features.store.snapshot import population_features
@@ -97,6 +97,7 @@ def _run(day: dt.date, out_file: Path, products: list[str] | None, reasons: int,
                   console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("loading features", total=None)
         db = None
+        source = None  # the snapshot file Dask workers read their rows from
         if features_path is not None:
             frame = read_feature_files(features_path, day)
             if model_dir is None:
@@ -104,6 +105,7 @@ def _run(day: dt.date, out_file: Path, products: list[str] | None, reasons: int,
         else:
             db = migrate(database_url)
             frame = population_features(day, db)
+            source = snapshot_file(day, db)
         bar.update(task, description="loading the model and products")
         model = load_model(db, str(models_dir) if models_dir else None, model_dir)
         # the seed definitions and the versions approved in the store (seeds only without a store)
@@ -112,7 +114,7 @@ def _run(day: dt.date, out_file: Path, products: list[str] | None, reasons: int,
         bar.update(task, description=f"scoring {len(frame):,} enterprises ({engine})")
         options = RunOptions(out_file, engine, scheduler, partitions, workers, work_dir, keep_parts)
         return run_precredit(ctx, frame, describe, options,
-                             lambda done, total: bar.update(task, completed=done, total=total))
+                             lambda done, total: bar.update(task, completed=done, total=total), source)
 
 
 def _print_summary(s: dict[str, Any]) -> None:

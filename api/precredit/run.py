@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import threading
 import time
@@ -88,14 +89,25 @@ def partition_bounds(rows: int, partitions: int | None) -> list[tuple[int, int]]
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 
-def fingerprint(features: pd.DataFrame, describe: dict[str, Any], bounds: list[tuple[int, int]]) -> str:
+def row_hashes(features: pd.DataFrame) -> np.ndarray:
+    """One 64-bit hash per row (index and every column): the run's fingerprint, and what a Dask worker checks
+    the rows it read against."""
+    return pd.util.hash_pandas_object(features, index=True).to_numpy()
+
+
+def fingerprint(features: pd.DataFrame, describe: dict[str, Any], bounds: list[tuple[int, int]],
+                hashes: np.ndarray | None = None) -> str:
     """Content hash of the inputs (rows, index, every column the run reads) plus versions and options."""
     digest = hashlib.sha256()
     head = {"format": FORMAT, "versions": describe, "bounds": bounds, "columns": [str(c) for c in features.columns],
             "dtypes": [str(t) for t in features.dtypes]}
     digest.update(json.dumps(head, sort_keys=True, default=str).encode())
-    digest.update(pd.util.hash_pandas_object(features, index=True).to_numpy().tobytes())
+    digest.update((row_hashes(features) if hashes is None else hashes).tobytes())
     return digest.hexdigest()
+
+
+def _rows_digest(hashes: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(hashes).tobytes()).hexdigest()
 
 
 def _part_path(work: Path, i: int) -> Path:
@@ -168,8 +180,112 @@ def _run_local(ctx: BatchContext, features: pd.DataFrame, bounds: list[tuple[int
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _run_dask(ctx: BatchContext, features: pd.DataFrame, bounds: list[tuple[int, int]], todo: list[int],
-              work: Path, scheduler: str | None, workers: int) -> Iterator[int]:
+class InputsChangedError(BatchInputError):
+    """A Dask worker read other rows than the driver fingerprinted (the snapshot was replaced mid-run, or
+    is stale because it could not be written): the rest of the run reads the driver's rows instead."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Columns:
+    """How a worker turns the Parquet rows it read into the run's frame: the columns the run reads, their
+    dtypes and the index column. The same for every partition: scattered once, like the context."""
+
+    index: str
+    dtypes: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PartitionTask:
+    """All a Dask worker is sent for one partition (a few hundred bytes, whatever its row count): where its rows
+    are (a Parquet file, row groups, the rows to skip and keep), the digest they must have, and where its part
+    file goes."""
+
+    index: int
+    source: str
+    row_groups: tuple[int, ...]
+    skip: int
+    rows: int
+    digest: str
+    part: str
+
+
+def read_partition(task: PartitionTask, columns: Columns) -> pd.DataFrame:
+    """The partition's rows as the driver holds them, read from the Parquet file on the worker."""
+    wanted = [columns.index, *columns.dtypes]
+    table = pq.ParquetFile(task.source).read_row_groups(list(task.row_groups), columns=wanted,
+                                                        use_pandas_metadata=False)
+    frame = table.slice(task.skip, task.rows).to_pandas(ignore_metadata=True).set_index(columns.index)
+    frame = frame.astype(columns.dtypes)
+    if _rows_digest(row_hashes(frame)) != task.digest:
+        raise InputsChangedError(f"the features in {task.source} changed during the run")
+    return frame
+
+
+def score_task(ctx: BatchContext, columns: Columns, task: PartitionTask) -> tuple[int, int]:
+    """On a Dask worker: read the partition, score it, write its part file (atomically); (index, bytes)."""
+    data = scored_partition_ipc(ctx, read_partition(task, columns))
+    _write_atomic(data, Path(task.part))
+    return task.index, data.size
+
+
+def _source_rows(source: Path | None, features: pd.DataFrame) -> bool:
+    """True when `source` is a Parquet file holding `features`' rows in the same order (checked by credit
+    code here, and by content on every worker)."""
+    if source is None or features.index.name is None:
+        return False
+    try:
+        meta = pq.ParquetFile(source)
+        if meta.metadata.num_rows != len(features) or features.index.name not in meta.schema_arrow.names:
+            return False
+        if any(c not in meta.schema_arrow.names for c in features.columns):
+            return False
+        codes = meta.read(columns=[features.index.name]).column(0).to_numpy(zero_copy_only=False)
+    except (OSError, pa.ArrowException):
+        return False
+    return bool(np.array_equal(codes, features.index.to_numpy(dtype=object)))
+
+
+def _inputs_file(features: pd.DataFrame, bounds: list[tuple[int, int]], work: Path, fp: str, index: str) -> Path:
+    """The run's features written once into the work directory, one row group per partition (for inputs that
+    are not a snapshot file: `--features`, snapshots off). Kept for a resumed run of the same fingerprint."""
+    path = work / f"inputs-{fp[:16]}.parquet"
+    if path.exists():
+        return path
+    for stale in work.glob("inputs-*.parquet"):
+        stale.unlink()
+    table = pa.Table.from_pandas(features.rename_axis(index), preserve_index=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with pq.ParquetWriter(tmp, table.schema) as writer:
+        for a, b in bounds:
+            writer.write_table(table.slice(a, b - a))  # each write is its own row group
+    os.replace(tmp, path)
+    return path
+
+
+def partition_tasks(source: Path, bounds: list[tuple[int, int]], todo: list[int],
+                    work: Path, hashes: np.ndarray) -> list[PartitionTask]:
+    """The task descriptions of the partitions `todo`, their rows located by row group in `source`."""
+    groups = pq.ParquetFile(source).metadata
+    starts = np.cumsum([0] + [groups.row_group(g).num_rows for g in range(groups.num_row_groups)])
+    tasks = []
+    for i in todo:
+        a, b = bounds[i]
+        first = int(np.searchsorted(starts, a, side="right")) - 1
+        last = int(np.searchsorted(starts, b, side="left"))  # exclusive
+        tasks.append(PartitionTask(i, str(source.resolve()), tuple(range(first, last)), a - int(starts[first]),
+                                   b - a, _rows_digest(hashes[a:b]), str(_part_path(work, i).resolve())))
+    return tasks
+
+
+def payload_bytes(value: Any) -> int:
+    """Pickled size of what is sent to a worker (what `distributed` serializes for a task argument)."""
+    return len(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _run_dask(ctx: BatchContext, columns: Columns, tasks: list[PartitionTask], scheduler: str | None,
+              workers: int, sent: dict[str, int]) -> Iterator[int]:
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -183,35 +299,61 @@ def _run_dask(ctx: BatchContext, features: pd.DataFrame, bounds: list[tuple[int,
         except (OSError, TimeoutError) as error:
             raise BatchInputError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
     try:
-        shared = client.scatter(ctx, broadcast=True)
+        shared = client.scatter(ctx, broadcast=True)  # once per worker, not per partition
+        shape = client.scatter(columns, broadcast=True)
         window = 2 * max(1, len(client.scheduler_info()["workers"]))  # partitions in flight: bounded memory
-        futures: dict[Any, int] = {}
-        queued = iter(todo)
+        queued = iter(tasks)
 
         def submit_next() -> Any | None:
-            i = next(queued, None)
-            if i is None:
+            task = next(queued, None)
+            if task is None:
                 return None
-            a, b = bounds[i]
-            rows = client.scatter(features.iloc[a:b], hash=False)  # a future, not graph data; no hashing of rows
-            future = client.submit(scored_partition_ipc, shared, rows, key=f"precredit-part-{i}-{a}", pure=False)
-            futures[future] = i
-            return future
+            sent["task_bytes"] = max(sent.get("task_bytes", 0), payload_bytes(task))
+            return client.submit(score_task, shared, shape, task, key=f"precredit-part-{task.index}-{task.skip}",
+                                 pure=False)
 
         running = as_completed([f for f in (submit_next() for _ in range(window)) if f is not None])
         for future in running:
-            i = futures.pop(future)
-            data = future.result()
+            i, _ = future.result()  # the part file is on disk: only its index and size come back
             future.release()
             nxt = submit_next()
             if nxt is not None:
                 running.add(nxt)
-            _write_atomic(data, _part_path(work, i))
             yield i
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _run_dask_fetching(ctx: BatchContext, features: pd.DataFrame, bounds: list[tuple[int, int]], todo: list[int],
+                       work: Path, fp: str, hashes: np.ndarray, source: Path | None, options: RunOptions,
+                       sent: dict[str, Any]) -> Iterator[int]:
+    """Dask workers read their rows from `source` (the snapshot) when it holds the run's rows, else from the
+    features written once to the work directory. A snapshot replaced mid-run (a worker's digest differs) is
+    dropped for the rest of the run: the driver's frame, the one fingerprinted, is what gets scored."""
+    columns = Columns(str(features.index.name or "credit_code"), features.dtypes.to_dict())
+    sent.update({"context_bytes": payload_bytes(ctx), "columns_bytes": payload_bytes(columns)})
+    if not todo:
+        return
+    from_snapshot = source is not None and _source_rows(source, features)
+    sent["rows_from"] = "snapshot" if from_snapshot else "work_dir"
+    rows_file = source if from_snapshot and source is not None else _inputs_file(features, bounds, work, fp,
+                                                                                 columns.index)
+    done: set[int] = set()
+    try:
+        for i in _run_dask(ctx, columns, partition_tasks(rows_file, bounds, todo, work, hashes),
+                           options.scheduler, options.workers, sent):
+            done.add(i)
+            yield i
+    except InputsChangedError:
+        if not from_snapshot:
+            raise  # the work directory's own file changed under the run: nothing to fall back to
+        sent["rows_from"] = "snapshot, then work_dir (the snapshot changed during the run)"
+        rest = [i for i in todo if i not in done]
+        rows_file = _inputs_file(features, bounds, work, fp, columns.index)
+        yield from _run_dask(ctx, columns, partition_tasks(rows_file, bounds, rest, work, hashes),
+                             options.scheduler, options.workers, sent)
 
 
 def _uniform(table: pa.Table, schema: pa.Schema | None) -> tuple[pa.Table, pa.Schema]:
@@ -275,8 +417,12 @@ class Assembler:
 
 
 def run_precredit(ctx: BatchContext, features: pd.DataFrame, describe: dict[str, Any], options: RunOptions,
-                  progress: Progress | None = None) -> RunResult:
-    """Score every enterprise in `features` (index = credit code) and write the output and its summary."""
+                  progress: Progress | None = None, source: Path | None = None) -> RunResult:
+    """Score every enterprise in `features` (index = credit code) and write the output and its summary.
+
+    `source`: a Parquet file the features were read from (the date's feature snapshot). Dask workers read
+    their partitions from it when it holds the same rows in the same order; otherwise the features are
+    written once into the work directory for them."""
     fmt = output_format(options.out)
     if options.engine not in ("local", "dask"):
         raise BatchInputError(f"--engine must be local or dask, got {options.engine!r}")
@@ -289,8 +435,10 @@ def run_precredit(ctx: BatchContext, features: pd.DataFrame, describe: dict[str,
     started = time.perf_counter()
     if not features.index.is_monotonic_increasing:
         features = features.sort_index(kind="stable")  # deterministic order, whatever the input order
+        source = None  # the file's row order is not the run's
     bounds = partition_bounds(len(features), options.partitions)
-    fp = fingerprint(features, {**describe, "reasons": ctx.reasons}, bounds)
+    hashes = row_hashes(features)
+    fp = fingerprint(features, {**describe, "reasons": ctx.reasons}, bounds, hashes)
     work = options.resolved_work_dir()
     options.out.parent.mkdir(parents=True, exist_ok=True)
     done = _prepare_work_dir(work, fp, len(bounds))
@@ -298,8 +446,9 @@ def run_precredit(ctx: BatchContext, features: pd.DataFrame, describe: dict[str,
     todo = [i for i in range(len(bounds)) if i not in done]
     if progress:
         progress(len(done), len(bounds))
+    sent: dict[str, Any] = {}
     if options.engine == "dask":
-        finished = _run_dask(ctx, features, bounds, todo, work, options.scheduler, options.workers)
+        finished = _run_dask_fetching(ctx, features, bounds, todo, work, fp, hashes, source, options, sent)
     else:
         finished = _run_local(ctx, features, bounds, todo, work, options.workers)
     summary = Summary(list(ctx.plans))
@@ -321,7 +470,8 @@ def run_precredit(ctx: BatchContext, features: pd.DataFrame, describe: dict[str,
         "versions": describe, "reasons": ctx.reasons, "fingerprint": fp,
         "run": {"engine": options.engine, "scheduler": options.scheduler, "partitions": len(bounds),
                 "computed_partitions": len(computed), "reused_partitions": len(reused),
-                "seconds": round(time.perf_counter() - started, 3)},
+                "seconds": round(time.perf_counter() - started, 3),
+                **({"sent_to_workers": sent} if sent else {})},
         **summary.as_json(),
     }
     summary_path = options.out.with_name(options.out.stem + ".summary.json")
