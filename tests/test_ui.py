@@ -724,6 +724,12 @@ def test_a_simulation_started_from_the_console(client: TestClient, live: Live) -
 
 def test_the_monitoring_page_shows_the_apis_alerts(client: TestClient, live: Live) -> None:
     _signed_in(client, live.key(Role.risk_approver))
+    # while the report is computed in the background the page says so (202) and refreshes itself
+    deadline = time.monotonic() + 300
+    while (page := client.get("/ui/risk/monitoring")).status_code == 202:
+        assert 'id="monitoring-computing"' in page.text and 'http-equiv="refresh"' in page.text
+        assert time.monotonic() < deadline, "the monitoring report took too long"
+        time.sleep(0.2)
     report = client.get("/v1/monitoring", headers=live.service.headers(Role.risk_approver)).json()
     for lang in ("zh", "en"):
         client.get(f"/ui/lang/{lang}")

@@ -203,6 +203,8 @@ TEXT: dict[str, dict[str, str]] = {
     "grade_changed": {"zh": "等级变化", "en": "Grade changed"},
     "eligibility_changed": {"zh": "准入变化", "en": "Eligibility changed"},
     "refreshing": {"zh": "任务进行中，页面每 2 秒自动刷新", "en": "Running: this page refreshes every 2 seconds"},
+    "monitoring_computing": {"zh": "监测报告正在后台计算，页面每 3 秒自动刷新",
+                             "en": "The monitoring report is being computed: this page refreshes every 3 seconds"},
     "monitoring_page": {"zh": "监控", "en": "Monitoring"},
     "alerts": {"zh": "警报", "en": "Alerts"},
     "alert_counts": {"zh": "{alerts} 条警报，{warnings} 条提示", "en": "{alerts} alerts, {warnings} warnings"},

@@ -300,5 +300,15 @@ def monitoring_page(request: Request,
     except ProblemError as error:
         t = texts(_lang(request))
         return render(request, "error.html", error.status, session, heading=t["error"], detail=error.detail)
+    if isinstance(report, Response):  # 202: computed in the background; the page refreshes until it is there
+        return render(request, "risk_monitoring.html", 202, session, section="monitoring", report=None,
+                      computing=True, query={"reference": reference, "current": current})
+    # the challenger comparison as `GET /v1/monitoring/shadow` gives it now (the report may be minutes old)
+    comparison = monitoring_api.shadow_comparison(request, None, None, session.principal)
+    alerts = [a for a in report["alerts"] if not str(a.get("subject", "")).startswith("challenger:")]
+    alerts += comparison.get("alerts", [])
+    report = {**report, "shadow": comparison, "alerts": alerts,
+              "alert_count": sum(a["level"] == "alert" for a in alerts),
+              "warning_count": sum(a["level"] == "warning" for a in alerts)}
     return render(request, "risk_monitoring.html", 200, session, section="monitoring", report=report,
-                  query={"reference": reference, "current": current})
+                  shadow=comparison, computing=False, query={"reference": reference, "current": current})
