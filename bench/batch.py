@@ -155,15 +155,14 @@ def main() -> None:
     if args.store:
         import sqlalchemy as sa
 
-        from api.precredit.inputs import snapshot_file
-        from features.store.snapshot import population_features
+        from features.store.snapshot import population_features, snapshot_path
 
         engine = sa.create_engine(args.store)
         population_features(AS_OF, engine)
         t_build = time.perf_counter() - t0
         t0 = time.perf_counter()
         features = population_features(AS_OF, engine)
-        source = snapshot_file(AS_OF, engine)
+        source = snapshot_path(engine, AS_OF)
         print(f"store: snapshot built in {t_build:.1f} s, read in {time.perf_counter() - t0:.2f} s ({source})")
     else:
         features = features_frame(args.firms, args.seed, "synthetic")

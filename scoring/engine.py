@@ -461,8 +461,7 @@ def evaluate(plan: Plan, features: pd.DataFrame | Columns, pd_values: object = N
         hi = opt.rate_hi_bp[seg_idx, grade]
         rate = np.rint(lo + (hi - lo) * position).astype(np.int64)
         fee = np.where(_all(opt.fee_conditions, cols, n), opt.fee_bp[grade], 0)
-        # never more than the interest: the subsidised rate stays within [0, rate]
-        subsidy = np.minimum(np.rint(rate * subsidy_share).astype(np.int64) + subsidy_points, rate)
+        subsidy = subsidy_bp(rate, subsidy_share, subsidy_points)
         offer = eligible & ((lo >= 0) | (plan.definition.overlay is not None))  # an overlay has no band
         lo, hi, rate = (np.where(offer, x, none) for x in (lo, hi, rate))
         fee, subsidy = (np.where(offer, x, 0) for x in (fee, subsidy))
@@ -480,6 +479,12 @@ def evaluate(plan: Plan, features: pd.DataFrame | Columns, pd_values: object = N
         pd=pdv, option_terms=option_terms, binding_base=binding, binding_cny=binding_cny,
         subsidy_share=subsidy_share, subsidy_points_bp=subsidy_points,
     )
+
+
+def subsidy_bp(rate_bp: np.ndarray, share: np.ndarray | float, points_bp: np.ndarray | int) -> np.ndarray:
+    """The interest subsidy of a point rate (bp): a share of the interest plus fixed points, never more than
+    the interest, so the subsidised rate stays within [0, rate]. The one rule (quotes and overlays)."""
+    return np.minimum(np.rint(rate_bp * share).astype(np.int64) + points_bp, np.maximum(rate_bp, 0))
 
 
 def _round_down(cny: np.ndarray, step: float) -> np.ndarray:

@@ -17,7 +17,7 @@ from functools import cache
 
 import numpy as np
 
-from scoring.engine import AppliedOverlay, BaseTerms, ProductResult
+from scoring.engine import AppliedOverlay, BaseTerms, ProductResult, subsidy_bp
 from scoring.plan import Plan
 
 
@@ -64,8 +64,7 @@ def _apply(base: ProductResult, overlay: ProductResult, code: str) -> ProductRes
     def subsidised(rate: np.ndarray, was: np.ndarray) -> np.ndarray:  # the subsidy follows the new rate
         share = base.subsidy_share if base.subsidy_share is not None else 0.0
         points = base.subsidy_points_bp if base.subsidy_points_bp is not None else 0
-        new = np.minimum(np.rint(rate * share).astype(np.int64) + points, np.maximum(rate, 0))
-        return np.where(applied & (rate >= 0), new, was)
+        return np.where(applied & (rate >= 0), subsidy_bp(rate, share, points), was)
 
     lo, hi, rate = cut_rate(base.rate_lo_bp), cut_rate(base.rate_hi_bp), cut_rate(base.rate_bp)
     subsidy = subsidised(rate, base.subsidy_bp)

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from features.ingest import ingest_directory, ingest_file
 from features.store.load import load_features
-from features.store.snapshot import _path, population_features, refresh_snapshots, snapshot_dir
+from features.store.snapshot import population_features, refresh_snapshots, snapshot_dir, snapshot_path
 from features.store.tables import source_table
 from features.synthetic import generate_region, write_region
 from tests.conftest import settings_env
@@ -41,7 +41,7 @@ def test_first_read_builds_then_reads_the_same_frame(store: sa.Engine, region, t
     _ingest(store, region, tmp_path / "region")
     full = load_features(None, AS_OF, engine=store)
     first = population_features(AS_OF, store)
-    path = _path(snapshot_dir(store), AS_OF)
+    path = snapshot_path(store, AS_OF)
     assert path.exists()
     second = population_features(AS_OF, store)  # from the file
     _same(first, full)
@@ -60,7 +60,7 @@ def test_a_new_batch_extends_the_snapshot_to_what_a_full_assembly_gives(store: s
     _same(before, load_features(None, AS_OF, engine=store))
     _ingest(store, newer, tmp_path / "second")
     assert refresh_snapshots(store) == [AS_OF]  # ingestion's refresh extends the kept date
-    extended = pd.read_parquet(_path(snapshot_dir(store), AS_OF))
+    extended = pd.read_parquet(snapshot_path(store, AS_OF))
     assert len(extended) >= len(before)
     _same(population_features(AS_OF, store), load_features(None, AS_OF, engine=store))
 
@@ -82,7 +82,7 @@ def test_a_damaged_file_is_rebuilt_and_a_read_only_folder_still_answers(store: s
     _ingest(store, region, tmp_path / "region")
     full = load_features(None, AS_OF, engine=store)
     population_features(AS_OF, store)
-    path = _path(snapshot_dir(store), AS_OF)
+    path = snapshot_path(store, AS_OF)
     path.write_bytes(b"not parquet")
     _same(population_features(AS_OF, store), full)
     with settings_env(feature_snapshot_dir=str(tmp_path / "missing" / "x")):

@@ -88,10 +88,10 @@ def _run(day: dt.date, out_file: Path, products: list[str] | None, reasons: int,
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from api.database import migrate
-    from api.precredit.inputs import build_context, load_model, read_feature_files, snapshot_file
+    from api.precredit.inputs import build_context, load_model, read_feature_files
     from api.precredit.run import RunOptions, run_precredit
     from api.workbench.store import ProductVersions
-    from features.store.snapshot import population_features
+    from features.store.snapshot import population_features, snapshot_path
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as bar:
@@ -105,7 +105,7 @@ def _run(day: dt.date, out_file: Path, products: list[str] | None, reasons: int,
         else:
             db = migrate(database_url)
             frame = population_features(day, db)
-            source = snapshot_file(day, db)
+            source = snapshot_path(db, day)
         bar.update(task, description="loading the model and products")
         model = load_model(db, str(models_dir) if models_dir else None, model_dir)
         # the seed definitions and the versions approved in the store (seeds only without a store)

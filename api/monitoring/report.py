@@ -101,7 +101,12 @@ def build_report(quoter: Quoter, reference: str, current: str, thresholds: Thres
     return {"reference": describe(ref), "current": describe(cur), "psi": rows,
             "feeds": {"as_of": feed_date.isoformat(), "sources": feed_list},
             "overrides": override_rates, "shadow": comparison,
-            "alerts": alerts, "alert_count": sum(a["level"] == "alert" for a in alerts),
+            **alert_summary(alerts)}
+
+
+def alert_summary(alerts: list[dict[str, Any]]) -> dict[str, Any]:
+    """A report's alerts and their counts per level."""
+    return {"alerts": alerts, "alert_count": sum(a["level"] == "alert" for a in alerts),
             "warning_count": sum(a["level"] == "warning" for a in alerts)}
 
 

@@ -95,12 +95,3 @@ def build_context(features: pd.DataFrame, as_of: dt.date, products: list[str] | 
     used = [c for c in versions.columns if c in features.columns]
     describe = {"as_of": as_of.isoformat(), **versions.describe()}
     return BatchContext(versions, reasons), describe, features[used]
-
-
-def snapshot_file(as_of: dt.date, engine: sa.Engine) -> Path | None:
-    """The date's feature snapshot file (what `population_features` read or kept), when snapshots are on:
-    Dask workers read their partitions from it (`run_precredit(source=...)`)."""
-    from features.store.snapshot import _path, snapshot_dir
-
-    directory = snapshot_dir(engine)
-    return None if directory is None else _path(directory, as_of)

@@ -429,9 +429,9 @@ class Worker:
             stray.unlink(missing_ok=True)
 
     def _execute(self, job_id: str, request: PrecreditRequest, progress: Progress) -> RunResult:
-        from api.precredit.inputs import build_context, load_model, snapshot_file
+        from api.precredit.inputs import build_context, load_model
         from api.workbench.store import ProductVersions
-        from features.store.snapshot import population_features
+        from features.store.snapshot import population_features, snapshot_path
 
         features = population_features(request.as_of, self.engine)
         model = load_model(self.engine, self.models_dir, None)
@@ -440,7 +440,7 @@ class Worker:
                                                 known)
         options = RunOptions(self.batch_dir / f"{job_id}.{request.fmt}", request.engine, None, request.partitions,
                              work_dir=self.batch_dir / f"{job_id}.parts")
-        return run_precredit(ctx, features, describe, options, progress, snapshot_file(request.as_of, self.engine))
+        return run_precredit(ctx, features, describe, options, progress, snapshot_path(self.engine, request.as_of))
 
     def _cancelled(self, job_id: str, row: Any, fmt: str) -> None:
         _remove_outputs(self.batch_dir, job_id, fmt)

@@ -67,6 +67,10 @@ def fingerprint(conn: sa.Connection) -> Fingerprint:
     return Fingerprint(out)
 
 
+def _url_digest(url: sa.URL) -> str:
+    return hashlib.sha256(url.render_as_string(hide_password=True).encode("utf-8")).hexdigest()[:16]
+
+
 def snapshot_dir(engine: sa.Engine) -> Path | None:
     """Where `engine`'s snapshots live: the setting, else beside a SQLite file, else (a server database) in a
     folder of the system's temporary directory named after the URL, as the runtime directory."""
@@ -76,19 +80,23 @@ def snapshot_dir(engine: sa.Engine) -> Path | None:
     url = engine.url
     if settings.feature_snapshot_dir is not None:
         base = Path(settings.feature_snapshot_dir)
-        digest = hashlib.sha256(url.render_as_string(hide_password=True).encode("utf-8")).hexdigest()[:16]
-        return base / digest
+        return base / _url_digest(url)
     if url.get_backend_name() == "sqlite":
         if url.database in (None, "", ":memory:"):
             return None  # an in-memory store lives as long as its process: nothing to keep
         database = Path(url.database).resolve()
         return database.parent / f".{database.name}.snapshots"
-    digest = hashlib.sha256(url.render_as_string(hide_password=True).encode("utf-8")).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"indexloan-{os.getuid()}-{digest}" / "snapshots"
+    return Path(tempfile.gettempdir()) / f"indexloan-{os.getuid()}-{_url_digest(url)}" / "snapshots"
 
 
 def _path(directory: Path, as_of: dt.date) -> Path:
     return directory / f"features-{as_of.isoformat()}.parquet"
+
+
+def snapshot_path(engine: sa.Engine, as_of: dt.date) -> Path | None:
+    """The file holding `as_of`'s snapshot of `engine`'s store (None when snapshots are off)."""
+    directory = snapshot_dir(engine)
+    return None if directory is None else _path(directory, as_of)
 
 
 def _read(path: Path, as_of: dt.date) -> tuple[pd.DataFrame, Fingerprint] | None:

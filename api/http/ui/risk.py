@@ -22,6 +22,7 @@ from api.http.routers import monitoring as monitoring_api
 from api.http.routers import products as products_api
 from api.http.ui.i18n import pick, texts
 from api.http.ui.routes import PageExit, Session, _lang, check_csrf, render, session_of
+from api.monitoring.report import alert_summary
 from api.workbench.store import ProductVersionError, ProductVersions, diff_definitions
 from api.workbench.tables import simulation_jobs
 from products.schema import ProductDefinition
@@ -307,8 +308,6 @@ def monitoring_page(request: Request,
     comparison = monitoring_api.shadow_comparison(request, None, None, session.principal)
     alerts = [a for a in report["alerts"] if not str(a.get("subject", "")).startswith("challenger:")]
     alerts += comparison.get("alerts", [])
-    report = {**report, "shadow": comparison, "alerts": alerts,
-              "alert_count": sum(a["level"] == "alert" for a in alerts),
-              "warning_count": sum(a["level"] == "warning" for a in alerts)}
+    report = {**report, "shadow": comparison, **alert_summary(alerts)}
     return render(request, "risk_monitoring.html", 200, session, section="monitoring", report=report,
                   shadow=comparison, computing=False, query={"reference": reference, "current": current})
