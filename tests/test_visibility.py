@@ -228,8 +228,11 @@ def responses(svc: Service, demo_firms: list[str]) -> dict[Role, list[tuple[str,
                                  _get(svc, role, f"/v1/quotes/{quote_id}/replay", against=against)))
             if role is Role.loan_officer:
                 seen.append((f"profile {code}", _get(svc, role, f"/v1/enterprises/{code}/profile")))
-        for probe in ("/healthz", "/readyz", "/metrics"):
+        for probe in ("/healthz", "/readyz"):
             seen.append((probe, _get(svc, role, probe)))
+        # /metrics: its sample values are request counts and latency buckets (a count of 5042 once matched a
+        # firm's income tax); what could carry a firm's value is a metric's name or labels, which are scanned
+        seen.append(("/metrics", re.sub(r"(?m)^([^#\s][^ ]*) \S+$", r"\1", _get(svc, role, "/metrics"))))
         if role in RISK:
             seen.append(("models", _get(svc, role, "/v1/models")))
         if role in (Role.risk_approver, Role.admin):
