@@ -35,7 +35,8 @@ from api.tables import quotes
 from features.ingest import ingest_directory
 from features.synthetic import generate_region, write_region
 from tests.conftest import settings_env
-from tests.live_server import serve
+from tests.live_server import Served, free_port, serve
+from tests.live_server import served as serve_subprocess
 
 INDEXLOAN = str(Path(sys.executable).parent / "indexloan")
 FIRMS = 400
@@ -46,12 +47,6 @@ pytestmark = pytest.mark.slow
 # would answer 429 and hide what a test looks at (test_a_flood_of_guessed_keys... and tests/test_security.py
 # test the limits themselves).
 UNLIMITED = {f"rate_limit_{who}_{what}": "1000000" for who in ("key", "address") for what in ("per_second", "burst")}
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 # ------------------------------------------------------------------ a throwaway PostgreSQL instance
 
@@ -73,7 +68,7 @@ class ThrowawayPostgres:
         # not under pytest's root-only temporary tree: the server's user must reach its directory
         self.root = Path(tempfile.mkdtemp(prefix="indexloan-pg-"))
         self.data = self.root / "pgdata"
-        self.port = _free_port()
+        self.port = free_port()
         self.user: pwd.struct_passwd | None = None
         if os.geteuid() == 0:
             for name in ("postgres", "nobody"):
@@ -377,22 +372,6 @@ def test_hung_postgres_answers_503_within_the_timeout(postgres: ThrowawayPostgre
 # ------------------------------------------------------------------ `indexloan serve --workers N` as a subprocess
 
 
-def _workers(pid: int) -> list[int]:
-    """The uvicorn worker processes of the `serve` process `pid` (not multiprocessing's helpers)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            if int(stat.rsplit(")", 1)[1].split()[1]) != pid:
-                continue
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            if b"resource_tracker" not in cmdline:
-                found.append(int(entry))
-    return sorted(found)
-
-
 def _rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -400,64 +379,12 @@ def _rss_kb(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-@dataclass
-class Served:
-    base: str
-    proc: subprocess.Popen
-    log: Path
-
-    def workers(self) -> list[int]:
-        return _workers(self.proc.pid)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_workers(self, count: int, not_in: set[int] = frozenset(), timeout: float = 60) -> list[int]:
-        deadline = time.monotonic() + timeout
-        while True:
-            workers = self.workers()
-            if len(workers) == count and not set(workers) & not_in:
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200:
-                        return workers
-            assert self.proc.poll() is None, self.output()[-3000:]
-            assert time.monotonic() < deadline, f"workers {workers}: {self.output()[-3000:]}"
-            time.sleep(0.1)
-
-
 @contextlib.contextmanager
 def served(url: str, directory: Path, workers: int = 2, **settings: str) -> Iterator[Served]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("INDEXLOAN_", "PROMETHEUS_"))}
-    env.update({"INDEXLOAN_DATA_DIR": str(directory), "INDEXLOAN_RETRY_AFTER_SECONDS": "1"})
-    env.update({f"INDEXLOAN_{k.upper()}": v for k, v in UNLIMITED.items()})
-    env.update({f"INDEXLOAN_{k.upper()}": v for k, v in settings.items()})
-    log = directory / f"serve-{port}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([INDEXLOAN, "serve", "--port", str(port), "--workers", str(workers),
-                                 "--database-url", url], env=env, start_new_session=True, stdout=out,
-                                stderr=subprocess.STDOUT)
-    server = Served(f"http://127.0.0.1:{port}", proc, log)
-    try:
-        if workers > 1:
-            server.wait_workers(workers, timeout=120)
-        else:
-            deadline = time.monotonic() + 120
-            while True:
-                assert proc.poll() is None, server.output()[-3000:]
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(f"{server.base}/healthz", timeout=2).status_code == 200:
-                        break
-                assert time.monotonic() < deadline, server.output()[-3000:]
-                time.sleep(0.1)
+    """The service on `url`, without per-caller rate limits, telling clients to retry after a second."""
+    with serve_subprocess(directory, workers, database_url=url, retry_after_seconds="1",
+                          **{**UNLIMITED, **settings}) as server:
         yield server
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the session this test created for the server
-            proc.wait()
 
 
 @dataclass

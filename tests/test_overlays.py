@@ -79,7 +79,7 @@ def test_cli_validates_and_shows_the_example(tmp_path: Path) -> None:
     refused = runner.invoke(cli, ["products", "validate", str(bad)])
     assert refused.exit_code == 1 and "overlay.limit_uplift_by_grade.A" in refused.output
     with settings_env(products_dir=str(_folder(tmp_path))):
-        shown = runner.invoke(cli, ["products", "show", "green_finance"])
+        shown = runner.invoke(cli, ["products", "show", "green_finance", "--seed"])
     assert shown.exit_code == 0 and "overlay on per_mu" in shown.output, shown.output
 
 

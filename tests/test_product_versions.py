@@ -4,11 +4,6 @@ picking up an approved version on its date without a restart, while earlier quot
 from __future__ import annotations
 
 import datetime as dt
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +26,7 @@ from products.catalogue import DEFINITIONS_DIR, load_catalogue, parse_definition
 from products.schema import ProductDefinition
 from tests.api_support import Service, running_service
 from tests.conftest import settings_env
+from tests.live_server import served
 
 TODAY = dt.date.today()
 SEED = load_catalogue(DEFINITIONS_DIR)["tech_innovation"].version  # the shipped version the store's supersede
@@ -314,12 +310,6 @@ def test_api_maker_checker(svc: Service) -> None:
 # ------------------------------------------------------------------------------------- two worker processes
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_every_worker_of_a_running_service_picks_up_an_approved_version(tmp_path: Path) -> None:
     write_region(generate_region(300, 5), tmp_path / "region", "parquet")
     engine = migrate(f"sqlite:///{tmp_path / 'indexloan.db'}")
@@ -328,48 +318,24 @@ def test_every_worker_of_a_running_service_picks_up_an_approved_version(tmp_path
     analyst = {"Authorization": f"Bearer {create_key(engine, Role.risk_analyst, 'analyst')}"}
     with engine.connect() as conn:
         code = conn.execute(sa.text("SELECT credit_code FROM src_registry ORDER BY credit_code LIMIT 1")).scalar_one()
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("INDEXLOAN_", "PROMETHEUS_"))}
-    env.update(INDEXLOAN_DATA_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "api.cli.main", "serve", "--port", str(port), "--workers", "2"],
-                            env=env, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, "server exited"
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
-        with httpx.Client(base_url=base, timeout=30) as client:
-            def quote() -> dict[str, Any]:
-                response = client.post("/v1/quotes", json={"credit_code": code}, headers=officer)
-                assert response.status_code == 201, response.text  # never a failure while versions change
-                return response.json()
+    with (served(tmp_path, workers=2, ready="/readyz") as server,
+          httpx.Client(base_url=server.base, timeout=30) as client):
+        def quote() -> dict[str, Any]:
+            response = client.post("/v1/quotes", json={"credit_code": code}, headers=officer)
+            assert response.status_code == 201, response.text  # never a failure while versions change
+            return response.json()
 
-            first = [quote() for _ in range(10)]
-            assert {_tech(q)["product_version"] for q in first} == {SEED}
-            store = ProductVersions(engine)
-            drafted = store.draft(new_version(lenient=True), "alice")
-            store.approve(store.submit(drafted.id, "alice").id, "bob")
-            streak, deadline = 0, time.monotonic() + 60
-            while streak < 30:  # 30 quotes in a row under the new version: both workers have it
-                assert time.monotonic() < deadline, "the approved version did not reach every worker"
-                streak = streak + 1 if _tech(quote())["product_version"] == "2099.1" else 0
-            replay = client.get(f"/v1/quotes/{first[0]['quote_id']}/replay", headers=analyst)
-            assert replay.status_code == 200 and replay.json()["identical"], replay.text
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the session this test created for the server
-            proc.wait()
+        first = [quote() for _ in range(10)]
+        assert {_tech(q)["product_version"] for q in first} == {SEED}
+        store = ProductVersions(engine)
+        drafted = store.draft(new_version(lenient=True), "alice")
+        store.approve(store.submit(drafted.id, "alice").id, "bob")
+        streak, deadline = 0, time.monotonic() + 60
+        while streak < 30:  # 30 quotes in a row under the new version: both workers have it
+            assert time.monotonic() < deadline, "the approved version did not reach every worker"
+            streak = streak + 1 if _tech(quote())["product_version"] == "2099.1" else 0
+        replay = client.get(f"/v1/quotes/{first[0]['quote_id']}/replay", headers=analyst)
+        assert replay.status_code == 200 and replay.json()["identical"], replay.text
 
 
 def test_cli_lifecycle_refuses_self_approval(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 
 from api.cli.products import products_app, quote_command
 from features import uscc
-from products.catalogue import DEFINITIONS_DIR
+from products.catalogue import DEFINITIONS_DIR, load_catalogue
 
 app = typer.Typer()
 app.add_typer(products_app, name="products")
@@ -71,14 +72,39 @@ def test_validate_reports_a_250_percent_fee_and_every_other_error_at_once(tmp_pa
     assert "未知字段" in r.output.replace("\n", "") and "高于上限" in r.output.replace("\n", "")  # zh and en
 
 
-def test_show():
-    r = runner.invoke(app, ["products", "show", "tax_credit"])
+def test_show(tmp_path: Path) -> None:
+    db = ["--database-url", f"sqlite:///{tmp_path / 'store.db'}"]
+    r = runner.invoke(app, ["products", "show", "tax_credit", *db])
     assert r.exit_code == 0, r.output
     assert "税收信用指数贷" in r.output and "startup" in r.output
-    r = runner.invoke(app, ["products", "show", "tax_credit", "--json"])
-    assert json.loads(r.output)["code"] == "tax_credit"
-    r = runner.invoke(app, ["products", "show", "nope"])
-    assert r.exit_code == 1 and "unknown product" in r.output
+    seed = load_catalogue()["tax_credit"]
+    r = runner.invoke(app, ["products", "show", "tax_credit", "--json", *db])
+    assert json.loads(r.output) == seed.model_dump(mode="json")  # nothing approved yet: the seed is in force
+    r = runner.invoke(app, ["products", "show", "tax_credit", "--json", "--seed"])  # no store needed
+    assert json.loads(r.output) == seed.model_dump(mode="json")
+    for args in (db, ["--seed"]):
+        r = runner.invoke(app, ["products", "show", "nope", *args])
+        assert r.exit_code == 1 and "unknown product" in r.output
+
+
+def test_show_gives_the_version_in_force_in_the_store(tmp_path: Path) -> None:
+    from api.database import migrate
+    from api.workbench.store import ProductVersions
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = ProductVersions(migrate(url))
+    later = dt.date.today() + dt.timedelta(days=30)
+    newer = load_catalogue()["tax_credit"].model_copy(update={"version": "2099.1", "effective_date": later})
+    store.approve(store.submit(store.draft(newer, "alice").id, "alice").id, "bob")
+
+    def shown(*args: str) -> str:
+        r = runner.invoke(app, ["products", "show", "tax_credit", "--json", "--database-url", url, *args])
+        assert r.exit_code == 0, r.output
+        return json.loads(r.output)["version"]
+
+    assert shown() == load_catalogue()["tax_credit"].version  # scheduled, not yet in force
+    assert shown("--as-of", later.isoformat()) == "2099.1"
+    assert shown("--as-of", later.isoformat(), "--seed") == load_catalogue()["tax_credit"].version
 
 
 def test_quote_json_lines(store: tuple[str, list[str]]) -> None:

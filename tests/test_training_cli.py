@@ -106,7 +106,10 @@ def test_registry_commands_end_to_end(trained: Path, tmp_path: Path) -> None:
         assert result.exit_code == code and text in result.output, (args, result.output)
     listing = json.loads(runner.invoke(app, ["models", "list", "--json", *db]).stdout)
     assert [(m["id"], m["stage"]) for m in listing["models"]] == [(model_id, "champion")]
+    family = json.loads((trained / "metadata.json").read_text())["family"]  # what the selection chose
+    assert listing["models"][0]["family"] == family
     shown = json.loads(runner.invoke(app, ["models", "show", "champion", "--json", *db]).stdout)
+    assert shown["family"] == family
     assert [t["action"] for t in shown["transitions"]] == ["registered", "promoted"]
     assert shown["transitions"][-1]["approved_by"] == "bob"
 

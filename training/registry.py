@@ -99,7 +99,7 @@ class ModelRecord:
 
     def summary(self) -> dict[str, Any]:
         oot = (self.metrics or {}).get("oot", {})
-        return {"id": self.id, "stage": self.stage, "created_by": self.created_by,
+        return {"id": self.id, "stage": self.stage, "family": self.family, "created_by": self.created_by,
                 "created_at": self.created_at.isoformat(), "rows": self.rows,
                 "time_window": [_iso(self.time_window_start), _iso(self.time_window_end)],
                 "oot_auc": oot.get("auc"), "oot_ks": oot.get("ks"), "oot_brier": oot.get("brier")}
@@ -112,7 +112,13 @@ class ModelRecord:
         out.pop("model_metadata")
         out["features"] = len(self.model_metadata.get("features", {}).get("names", []))
         out["calibration"] = self.model_metadata.get("calibration", {}).get("method")
+        out["family"] = self.family
         return out
+
+    @property
+    def family(self) -> str:
+        """lightgbm, scorecard or blend (the model card's)."""
+        return art.model_family(self.model_metadata)
 
 
 def _iso(value: dt.date | None) -> str | None:

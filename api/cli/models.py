@@ -273,11 +273,11 @@ def models_list(
         _print_json({"models": [r.summary() for r in records]})
         return
     table = Table(title="registered models")
-    for column in ("id", "stage", "created", "by", "rows", "window", "OOT AUC", "OOT KS", "OOT Brier"):
+    for column in ("id", "stage", "family", "created", "by", "rows", "window", "OOT AUC", "OOT KS", "OOT Brier"):
         table.add_column(column)
     for r in records:
         s = r.summary()
-        table.add_row(r.id, r.stage, s["created_at"][:19], r.created_by, f"{r.rows:,}",
+        table.add_row(r.id, r.stage, r.family, s["created_at"][:19], r.created_by, f"{r.rows:,}",
                       " – ".join(w or "" for w in s["time_window"]), _f(s["oot_auc"]), _f(s["oot_ks"]),
                       _f(s["oot_brier"], 5))
     out.print(table)
@@ -313,9 +313,9 @@ def models_show(
     table = Table(title=f"model {record.id} ({record.stage})", show_header=False)
     table.add_column("field")
     table.add_column("value")
-    for key in ("stage", "created_by", "created_at", "operator", "training_started_at", "training_finished_at",
-                "rows", "time_window_start", "time_window_end", "data_checksum", "code_version", "calibration",
-                "features", "artifact_dir"):
+    for key in ("stage", "family", "created_by", "created_at", "operator", "training_started_at",
+                "training_finished_at", "rows", "time_window_start", "time_window_end", "data_checksum",
+                "code_version", "calibration", "features", "artifact_dir"):
         table.add_row(key, str(data[key]))
     table.add_row("data_source", json.dumps(record.data_source, ensure_ascii=False))
     oot = record.metrics.get("oot", {})

@@ -62,13 +62,23 @@ def _catalogue() -> dict[str, Any]:
 def show(
     code: Annotated[str, typer.Argument(help="product code, e.g. tax_credit")],
     as_json: Annotated[bool, typer.Option("--json", help="print the whole definition as JSON")] = False,
+    as_of: Annotated[dt.datetime | None, typer.Option(
+        "--as-of", formats=["%Y-%m-%d"], help="the version in force on this date (default today)")] = None,
+    seed: Annotated[bool, typer.Option("--seed", help="the packaged definition file, not the store's version")] = False,
+    database_url: Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL of the store")] = None,
 ) -> None:
-    """Show a product: gates, dimensions and indicators, grades, limit and rate rules."""
-    catalogue = _catalogue()
-    d = catalogue.get(code)
-    if d is None:
-        _fail(f"unknown product {code!r}; known: {', '.join(catalogue)}")
+    """Show a product as quotes use it: the version in force in the store (seeds + approved versions) on a
+    date, or with --seed the packaged file: gates, dimensions and indicators, grades, limit and rate rules."""
+    if seed:
+        known = _catalogue()
+    else:  # every code the store knows: seeds and stored versions
+        store = _step(lambda: _versions(database_url))
+        known = {d.code: d for d in _step(store.published)[1]}
+    if code not in known:
+        _fail(f"unknown product {code!r}; known: {', '.join(sorted(known))}")
         return
+    day = as_of.date() if as_of is not None else dt.date.today()
+    d = known[code] if seed else _step(lambda: store.active(code, day))
     if as_json:
         print(json.dumps(d.model_dump(mode="json"), ensure_ascii=False, indent=2))
         return
