@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from api.quoting.body import RISK_FACTORS, quote_body
+from api.quoting.prerender import Rendered, render_firm
 from api.quoting.snapshot import RowEncoder
 from api.quoting.versions import Versions
 from scoring import ProductResult, evaluate_all, extract
@@ -27,6 +28,9 @@ from scoring.engine import all_fields
 
 BLOCK = 4096
 MAX_BLOCKS = 64  # 262,144 enterprises' results per population at most
+# Blocks whose quotes are rendered ahead (`Population.render`), at most: 262,144 enterprises x 5 products at
+# ~1.5 KB a product is ~2 GB per worker. Beyond, quotes are computed per request from the kept blocks.
+MAX_RENDERED_BLOCKS = 64
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,9 @@ class Population:
         self.encoder = RowEncoder(frame, versions.columns)
         self._blocks: OrderedDict[int, Scored] = OrderedDict()
         self._lock = threading.Lock()
+        # block -> its firms' rendered quote parts; filled by `render` only (a background build), never by a
+        # request; a block is published whole, in one dict assignment
+        self._rendered: dict[int, list[Rendered]] = {}
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -103,6 +110,33 @@ class Population:
         for b in blocks:
             if b * BLOCK < len(self.frame):
                 self.block(b * BLOCK)
+
+    @property
+    def blocks(self) -> int:
+        return -(-len(self.frame) // BLOCK)
+
+    def render(self, blocks: list[int] | None = None) -> None:
+        """Render the quote parts of these blocks' firms (default: every block, up to MAX_RENDERED_BLOCKS),
+        for `rendered` to serve. Called while a state is built or rebuilt, before or beside its swap."""
+        for b in range(self.blocks) if blocks is None else blocks:
+            if b in self._rendered or b >= self.blocks or len(self._rendered) >= MAX_RENDERED_BLOCKS:
+                continue
+            scored, _ = self.block(b * BLOCK)
+            codes = self.frame.index[b * BLOCK:(b + 1) * BLOCK]
+            self._rendered[b] = [render_firm(self.versions, scored.results, i, self.risk(scored, i),
+                                             self.snapshot(code)) for i, code in enumerate(codes)]
+
+    def rendered_blocks(self) -> list[int]:
+        return list(self._rendered)
+
+    def rendered(self, credit_code: str) -> Rendered | None:
+        """The firm's rendered quote parts, or None (not here, or its block not rendered yet)."""
+        position = self.positions.get(credit_code)
+        if position is None:
+            return None
+        b, i = divmod(position, BLOCK)
+        found = self._rendered.get(b)
+        return None if found is None else found[i]
 
     def risk(self, block: Scored, i: int, top_k: int = RISK_FACTORS) -> dict[str, Any] | None:
         model = self.versions.model

@@ -100,6 +100,9 @@ class Quoter:
     """Quotes from the store for any as-of date (today by default), through one path."""
 
     STALE_CHECK_SECONDS = 1.0
+    # Render every quote of a state ahead (`Population.render`), before it is swapped in: for a service that
+    # answers many quotes; a one-off quote (the CLI) computes its own.
+    PRERENDER = False
     PREWARM_SECONDS = 600.0  # in a day's last ten minutes, the next day's state is built ahead (`prewarm`)
 
     def __init__(self, engine: sa.Engine, models_dir: str | None = None, model: ModelChoice = CHAMPION,
@@ -119,6 +122,7 @@ class Quoter:
         self._build_lock = threading.Lock()  # one date is built at a time (each build reads the whole store)
         self._check_lock = threading.Lock()  # one freshness check at a time
         self._rebuilding: set[dt.date] = set()
+        self._rendering: set[int] = set()  # ids of states whose quotes are being rendered after their swap
         self._max_dates = get_settings().quote_dates_cached
 
     # ------------------------------------------------------------------ the model and freshness
@@ -212,14 +216,34 @@ class Quoter:
             while len(self._states) > self._max_dates:
                 self._states.popitem(last=False)
 
-    def _first_build(self, as_of: dt.date) -> DateState:
+    def _first_build(self, as_of: dt.date, render_now: bool = False) -> DateState:
         with self._build_lock:
             with self._lock:
                 state = self._states.get(as_of)
             if state is None:  # not built by another request meanwhile
                 state = self._build(as_of, self._mark())
+                if self.PRERENDER and render_now:
+                    state.population.render()
                 self._put(as_of, state)
+                if self.PRERENDER and not render_now:  # a request waits for this build: render beside it
+                    self._rendering.add(id(state))
+                    threading.Thread(target=self._render, args=(state,), name=f"quote-render-{as_of}",
+                                     daemon=True).start()
             return state
+
+    def prepare(self, as_of: dt.date) -> DateState:
+        """The date's state, built now with its quotes rendered (a service's start: before it is ready)."""
+        check_as_of(as_of)
+        state = self._states.get(as_of)
+        return state if state is not None else self._first_build(as_of, render_now=True)
+
+    def _render(self, state: DateState) -> None:
+        try:
+            state.population.render()
+        except Exception:  # noqa: BLE001 - its quotes are then computed per request, the same bytes
+            log.exception("rendering the quotes of %s ahead failed", state.versions.as_of)
+        finally:
+            self._rendering.discard(id(state))
 
     def prewarm(self, as_of: dt.date) -> bool:
         """Build a date's state ahead, in the background (tomorrow's, before midnight): the first quotes of
@@ -236,7 +260,10 @@ class Quoter:
         try:
             with self._build_lock:
                 if as_of not in self._states:
-                    self._put(as_of, self._build(as_of, self._mark(), ahead=True))
+                    state = self._build(as_of, self._mark(), ahead=True)
+                    if self.PRERENDER:
+                        state.population.render()
+                    self._put(as_of, state)
         except Exception:  # noqa: BLE001 - the date is then built on its first use, as without prewarming
             log.exception("building the quoting state of %s ahead failed", as_of)
         finally:
@@ -270,6 +297,8 @@ class Quoter:
                 previous = self._states.get(as_of)
                 if previous is not None:  # the blocks quotes were using, computed before the swap, not by a quote
                     state.population.warm(previous.population.hot_blocks())
+                if self.PRERENDER:  # and every quote's parts: after the swap, requests only assemble them
+                    state.population.render()
             if as_of in self._states:  # unless dropped from the cache meanwhile
                 self._put(as_of, state)
         except Exception:  # noqa: BLE001 - the previous state keeps serving; the next check tries again
@@ -278,9 +307,10 @@ class Quoter:
             self._rebuilding.discard(as_of)
 
     def wait_for_rebuilds(self, timeout: float = 120.0) -> bool:
-        """Block until no background rebuild runs (for tests and orderly shutdown); False on timeout."""
+        """Block until no background rebuild or rendering runs (for tests and orderly shutdown); False on
+        timeout."""
         deadline = time.monotonic() + timeout
-        while self._rebuilding:
+        while self._rebuilding or self._rendering:
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.02)
@@ -351,7 +381,10 @@ class Quoter:
 
 
 class QuotingService(Quoter):
-    """The HTTP service's quoter: keeps what it quotes on for replay, and commits issued quotes."""
+    """The HTTP service's quoter: keeps what it quotes on for replay, and commits issued quotes; renders
+    its states' quotes ahead."""
+
+    PRERENDER = True
 
     def __init__(self, engine: sa.Engine, models_dir: str | None = None) -> None:
         super().__init__(engine, models_dir)
@@ -359,7 +392,7 @@ class QuotingService(Quoter):
         # today's state is ready before the first request; when none can be built (no product in force,
         # say) each request gets the field-level error instead
         with contextlib.suppress(VersionsError):
-            self.state(dt.date.today())
+            self.prepare(dt.date.today())
 
     def on_new_versions(self, versions: Versions, actor: str = "quoting-service") -> None:
         """Keep every definition and rate table by content hash (idempotent), for replay. A blob not
