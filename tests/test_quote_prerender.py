@@ -1,6 +1,6 @@
 """Quotes rendered ahead (api.quoting.prerender) are the computed quotes, byte for byte, for every firm and
-product order; they are rendered when a state is built or rebuilt (a new batch), before it is swapped in,
-and never by a request."""
+product order; they are rendered in the background: beside a date's first state (served meanwhile by the
+compute path), and for a rebuilt state (a new batch) before it is swapped in; never by a request."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> QuotingService:
     assert ingest_directory(engine, directory / "region", directory / "quarantine").ok
     ensure_champion(engine, directory)
     quoting = QuotingService(engine)
+    assert quoting.wait_for_rebuilds()  # today's state was rendered in the background after the first build
     yield quoting
     quoting.wait_for_rebuilds()
     quoting.writer.stop()
@@ -52,8 +53,9 @@ def _computed(service: QuotingService, order: QuoteOrder, quote_id: str, created
                       "consent_ref": order.consent_ref, **body})
 
 
-def test_a_services_state_is_rendered_before_it_serves(service: QuotingService) -> None:
+def test_a_services_state_is_rendered_in_the_background(service: QuotingService) -> None:
     state = service.state(dt.date.today())
+    assert service.rendered_share(dt.date.today()) == 1.0
     assert state.versions.model is not None, "the champion model is on"
     population = state.population
     assert sorted(population.rendered_blocks()) == list(range(population.blocks))
@@ -152,6 +154,10 @@ def test_a_new_batch_is_rendered_before_the_swap(service: QuotingService, tmp_pa
     after = service.state(today)
     assert after.population is not before.population
     assert seen and seen[0] == list(range(after.population.blocks)), "rendered whole before it was swapped in"
+    for code in after.population.frame.index:  # parts kept exactly where the quote's inputs are unchanged
+        old, new = before.population.rendered(code), after.population.rendered(code)
+        assert (new is old) == (old is not None and old.snapshot_json == new.snapshot_json)
+    assert after.population.rendered(firm) is not before.population.rendered(firm)
     issued = issue(service, _order(firm, ["tax_credit"]))
     assert not issued.full["quotes"][0]["eligible"]  # the new batch's data, from the rendered parts
     assert issued.sent == _computed(service, _order(firm, ["tax_credit"]), issued.values["quote_id"],

@@ -21,7 +21,7 @@ import pandas as pd
 
 from api.quoting.body import RISK_FACTORS, quote_body
 from api.quoting.prerender import Rendered, render_firm
-from api.quoting.snapshot import RowEncoder
+from api.quoting.snapshot import RowEncoder, fast_json
 from api.quoting.versions import Versions
 from scoring import ProductResult, evaluate_all, extract
 from scoring.engine import all_fields
@@ -115,16 +115,31 @@ class Population:
     def blocks(self) -> int:
         return -(-len(self.frame) // BLOCK)
 
-    def render(self, blocks: list[int] | None = None) -> None:
+    def render(self, blocks: list[int] | None = None, previous: Population | None = None) -> None:
         """Render the quote parts of these blocks' firms (default: every block, up to MAX_RENDERED_BLOCKS),
-        for `rendered` to serve. Called while a state is built or rebuilt, before or beside its swap."""
+        for `rendered` to serve. Called while a state is built or rebuilt, before or beside its swap.
+
+        A firm whose snapshot is byte for byte the one it had in `previous` (the state this one replaces)
+        keeps its parts: the snapshot holds every input of the quote (features, sources' dates, versions with
+        their cut-offs), which is why a replay from it is identical. A small batch re-renders only its firms."""
         for b in range(self.blocks) if blocks is None else blocks:
             if b in self._rendered or b >= self.blocks or len(self._rendered) >= MAX_RENDERED_BLOCKS:
                 continue
-            scored, _ = self.block(b * BLOCK)
             codes = self.frame.index[b * BLOCK:(b + 1) * BLOCK]
-            self._rendered[b] = [render_firm(self.versions, scored.results, i, self.risk(scored, i),
-                                             self.snapshot(code)) for i, code in enumerate(codes)]
+            scored: Scored | None = None
+            parts = []
+            for i, code in enumerate(codes):
+                snapshot = self.snapshot(code)
+                snapshot_json = fast_json(snapshot)
+                before = previous.rendered(code) if previous is not None else None
+                if before is not None and before.snapshot_json == snapshot_json:
+                    parts.append(before)
+                    continue
+                if scored is None:
+                    scored, _ = self.block(b * BLOCK)
+                parts.append(render_firm(self.versions, scored.results, i, self.risk(scored, i), snapshot,
+                                         snapshot_json))
+            self._rendered[b] = parts
 
     def rendered_blocks(self) -> list[int]:
         return list(self._rendered)

@@ -40,15 +40,16 @@ class Rendered:
 
 
 def render_firm(versions: Versions, results: Mapping[str, ProductResult], i: int, risk: dict[str, Any] | None,
-                snapshot: dict[str, Any]) -> Rendered:
-    """Row `i`'s parts: every product of `versions` rendered by `quote_body`, as a computed quote is."""
+                snapshot: dict[str, Any], snapshot_json: bytes) -> Rendered:
+    """Row `i`'s parts: every product of `versions` rendered by `quote_body`, as a computed quote is;
+    `snapshot_json` is `fast_json(snapshot)`."""
     body = quote_body(versions, results, i, risk, list(versions.plans), None)
     fragments = {}
     offers = {}
     for quote in body["quotes"]:
         fragments[quote["product"]] = fast_json(quote)
         offers[quote["product"]] = {k: quote[k] for k in OFFER_FIELDS if k in quote}
-    return Rendered(fragments, offers, body["risk"], fast_json(body["risk"]), fast_json(snapshot),
+    return Rendered(fragments, offers, body["risk"], fast_json(body["risk"]), snapshot_json,
                     snapshot["source_as_of"])
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from api.quoting.body import platform_body
-from api.quoting.population import Population
+from api.quoting.population import BLOCK, Population
 from api.quoting.snapshot import canonical_json, features_from_json
 from api.quoting.versions import (
     Versions,
@@ -216,26 +216,26 @@ class Quoter:
             while len(self._states) > self._max_dates:
                 self._states.popitem(last=False)
 
-    def _first_build(self, as_of: dt.date, render_now: bool = False) -> DateState:
+    def _first_build(self, as_of: dt.date) -> DateState:
         with self._build_lock:
             with self._lock:
                 state = self._states.get(as_of)
             if state is None:  # not built by another request meanwhile
                 state = self._build(as_of, self._mark())
-                if self.PRERENDER and render_now:
-                    state.population.render()
                 self._put(as_of, state)
-                if self.PRERENDER and not render_now:  # a request waits for this build: render beside it
+                if self.PRERENDER:  # nothing was served before: render beside it (quotes are computed meanwhile)
                     self._rendering.add(id(state))
                     threading.Thread(target=self._render, args=(state,), name=f"quote-render-{as_of}",
                                      daemon=True).start()
             return state
 
-    def prepare(self, as_of: dt.date) -> DateState:
-        """The date's state, built now with its quotes rendered (a service's start: before it is ready)."""
-        check_as_of(as_of)
+    def rendered_share(self, as_of: dt.date) -> float | None:
+        """The share of the date's firms whose quotes are rendered ahead (None: no state for it yet)."""
         state = self._states.get(as_of)
-        return state if state is not None else self._first_build(as_of, render_now=True)
+        if state is None:
+            return None
+        population = state.population
+        return min(1.0, len(population.rendered_blocks()) * BLOCK / len(population)) if len(population) else 1.0
 
     def _render(self, state: DateState) -> None:
         try:
@@ -298,7 +298,7 @@ class Quoter:
                 if previous is not None:  # the blocks quotes were using, computed before the swap, not by a quote
                     state.population.warm(previous.population.hot_blocks())
                 if self.PRERENDER:  # and every quote's parts: after the swap, requests only assemble them
-                    state.population.render()
+                    state.population.render(previous=None if previous is None else previous.population)
             if as_of in self._states:  # unless dropped from the cache meanwhile
                 self._put(as_of, state)
         except Exception:  # noqa: BLE001 - the previous state keeps serving; the next check tries again
@@ -392,7 +392,7 @@ class QuotingService(Quoter):
         # today's state is ready before the first request; when none can be built (no product in force,
         # say) each request gets the field-level error instead
         with contextlib.suppress(VersionsError):
-            self.prepare(dt.date.today())
+            self.state(dt.date.today())
 
     def on_new_versions(self, versions: Versions, actor: str = "quoting-service") -> None:
         """Keep every definition and rate table by content hash (idempotent), for replay. A blob not
