@@ -205,8 +205,10 @@ class Quoter:
                 self._states.move_to_end(as_of)
         if state is None:
             return self._first_build(as_of)
-        if time.monotonic() - state.checked_at > self.STALE_CHECK_SECONDS:
-            self._check(as_of, state)
+        if time.monotonic() - state.checked_at > self.STALE_CHECK_SECONDS and self._check_lock.acquire(blocking=False):
+            # the check reads the store and the registry: in a thread of its own, never on a request's time
+            threading.Thread(target=self._check, args=(as_of, state), name=f"quote-check-{as_of}",
+                             daemon=True).start()
         return state
 
     def _put(self, as_of: dt.date, state: DateState) -> None:
@@ -270,9 +272,8 @@ class Quoter:
             self._rebuilding.discard(as_of)
 
     def _check(self, as_of: dt.date, state: DateState) -> None:
-        """Is the state still what the store and registry hold? If not, rebuild it in the background."""
-        if not self._check_lock.acquire(blocking=False):
-            return  # another request is checking; this one serves what there is
+        """Is the state still what the store and registry hold? If not, rebuild it in the background. Runs with
+        `_check_lock` held (taken by `state`, which serves what there is meanwhile), and releases it."""
         try:
             today = dt.date.today()
             if as_of == today and _seconds_to_midnight() <= self.PREWARM_SECONDS:
@@ -287,6 +288,8 @@ class Quoter:
             self._rebuilding.add(as_of)
             threading.Thread(target=self._rebuild, args=(as_of, mark), name=f"quote-state-{as_of}",
                              daemon=True).start()
+        except Exception:  # noqa: BLE001 - the store is down, say: the state keeps serving, the next call retries
+            log.exception("checking the quoting state of %s failed", as_of)
         finally:
             self._check_lock.release()
 
@@ -310,7 +313,7 @@ class Quoter:
         """Block until no background rebuild or rendering runs (for tests and orderly shutdown); False on
         timeout."""
         deadline = time.monotonic() + timeout
-        while self._rebuilding or self._rendering:
+        while self._rebuilding or self._rendering or self._check_lock.locked():
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.02)
