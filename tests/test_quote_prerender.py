@@ -5,6 +5,7 @@ compute path), and for a rebuilt state (a new batch) before it is swapped in; ne
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 from pathlib import Path
 
@@ -81,7 +82,10 @@ def test_rendered_quotes_are_the_computed_bytes(service: QuotingService) -> None
         assert issued.sent == expected
         assert values["response_json"].encode("utf-8") == expected
         assert values["expires_at"].isoformat() in expected.decode("utf-8")
-        assert values["snapshot_json"].encode("utf-8") == fast_json(state.population.snapshot(order.credit_code))
+        snapshot = state.population.snapshot(order.credit_code)
+        assert values["snapshot_json"].encode("utf-8") == fast_json(snapshot)
+        assert issued.snapshot["source_as_of"] == snapshot["source_as_of"]
+        assert dict(issued.snapshot) == json.loads(fast_json(snapshot))  # what the shadow scorer may read back
         eligible += any(q["eligible"] for q in issued.full["quotes"])
     assert eligible, "some firms have offers (best_offer is exercised)"
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 
 from api.keys import Principal, Role
-from api.quoting.prerender import assemble
+from api.quoting.prerender import StoredSnapshot, assemble
 from api.quoting.service import Quoter
 from api.quoting.snapshot import fast_json
 from api.quoting.versions import Versions
@@ -62,7 +62,7 @@ class Issued:
     sent: bytes  # the response body for the caller's role
     order: QuoteOrder
     versions: Versions
-    snapshot: dict[str, Any]
+    snapshot: Mapping[str, Any]
     shadow: ShadowSink | None = None  # the service's challenger scorer, when it has one
     population: Any = None  # with a shadow: the Population the quote was taken from (its rows, for the scorer)
 
@@ -121,9 +121,7 @@ def _from_rendered(quoter: Quoter, order: QuoteOrder) -> Issued | None:
                   request_json=order.request_json, snapshot_json=rendered.snapshot_json.decode("utf-8"),
                   response_json=quote.body.decode("utf-8"), response_sha256=hashlib.sha256(quote.body).hexdigest())
     shadow = getattr(quoter, "shadow", None)
-    snapshot = {"source_as_of": rendered.source_as_of}  # what the audit row reads; the shadow scorer reads
-    # `population` (a rendered quote always comes from the served one), the snapshot's features only without it
-    return Issued(values, quote.summary, quote.body, order, versions, snapshot, shadow,
+    return Issued(values, quote.summary, quote.body, order, versions, StoredSnapshot(rendered), shadow,
                   state.population if shadow is not None else None)
 
 

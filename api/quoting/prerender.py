@@ -13,9 +13,11 @@ body's keys sort as `as_of ... quote_id` < `quotes` < `risk`.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from api.quoting.body import best_offer, quote_body
 from api.quoting.snapshot import fast_json
@@ -51,6 +53,29 @@ def render_firm(versions: Versions, results: Mapping[str, ProductResult], i: int
         offers[quote["product"]] = {k: quote[k] for k in OFFER_FIELDS if k in quote}
     return Rendered(fragments, offers, body["risk"], fast_json(body["risk"]), snapshot_json,
                     snapshot["source_as_of"])
+
+
+class StoredSnapshot(Mapping[str, Any]):
+    """A rendered quote's input snapshot: its sources' dates at hand (the audit row's), the rest read back from
+    the stored JSON only when asked for (the shadow scorer, for a quote whose population is gone)."""
+
+    def __init__(self, rendered: Rendered) -> None:
+        self._rendered = rendered
+        self._parsed: dict[str, Any] | None = None
+
+    def _all(self) -> dict[str, Any]:
+        if self._parsed is None:
+            self._parsed = orjson.loads(self._rendered.snapshot_json)
+        return self._parsed
+
+    def __getitem__(self, key: str) -> Any:
+        return self._rendered.source_as_of if key == "source_as_of" else self._all()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
 
 
 @dataclass(frozen=True, slots=True)
