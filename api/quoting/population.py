@@ -28,9 +28,10 @@ from scoring.engine import all_fields
 
 BLOCK = 4096
 MAX_BLOCKS = 64  # 262,144 enterprises' results per population at most
-# Blocks whose quotes are rendered ahead (`Population.render`), at most: 262,144 enterprises x 5 products at
-# ~1.5 KB a product is ~2 GB per worker. Beyond, quotes are computed per request from the kept blocks.
-MAX_RENDERED_BLOCKS = 64
+# Blocks whose quotes are rendered ahead (`Population.render`), at most: a demo firm's five products and
+# snapshot are ~26 KB of JSON, so 32,768 firms are ~0.9 GB per worker process. The firms of later blocks are
+# quoted through the compute path (the same bytes, from the kept blocks), as before rendering ahead.
+MAX_RENDERED_BLOCKS = 8
 
 
 @dataclass(frozen=True)
