@@ -47,6 +47,7 @@ from api.tables import config_blobs
 from api.workbench.store import ProductVersions
 from features.settings import get_settings
 from features.store import audit
+from features.store.db import StoreUnavailableError
 from features.store.snapshot import population_features
 from features.store.tables import batches
 from products.catalogue import parse_definition
@@ -288,7 +289,11 @@ class Quoter:
             self._rebuilding.add(as_of)
             threading.Thread(target=self._rebuild, args=(as_of, mark), name=f"quote-state-{as_of}",
                              daemon=True).start()
-        except Exception:  # noqa: BLE001 - the store is down, say: the state keeps serving, the next call retries
+        except (sa.exc.SQLAlchemyError, StoreUnavailableError) as error:
+            # the store is down: the state keeps serving and the next call checks again; the outage is logged
+            # (rate-limited) where it reaches requests, by the writer's failures and /readyz
+            log.debug("checking the quoting state of %s failed: %s", as_of, error)
+        except Exception:  # noqa: BLE001 - the state keeps serving; the next call checks again
             log.exception("checking the quoting state of %s failed", as_of)
         finally:
             self._check_lock.release()
