@@ -1,38 +1,122 @@
-"""The bare baseline for bench/http.py: a FastAPI app that only runs the champion LightGBM model with
-`pred_contrib` (SHAP values) on one enterprise's row. No products, storage, audit, roles or reasons.
+"""The bare baselines for bench/http.py: FastAPI apps that only explain one enterprise's row (SHAP values /
+per-feature contributions). No products, storage, audit, roles or reasons.
 
-    INDEXLOAN_DATA_DIR=DIR uvicorn bench.bare_app:app --workers N
+    INDEXLOAN_DATA_DIR=DIR uvicorn bench.bare_app:app --workers N            # our champion model
+    uvicorn bench.bare_app:reference --workers N                              # the reference model
 
-Today's features are encoded once at start-up, so a request is a row lookup plus one predict call.
+`app` answers with the registry's champion, whatever its family (`RiskModel.contributions`: TreeSHAP for
+LightGBM, points for a scorecard, their weighted sum for a blend); today's features are encoded once at
+start-up, so a request is a row lookup plus one contributions call.
+
+`reference` answers `pred_contrib` of the REFERENCE model: the shape a risk team gets from LightGBM's
+defaults, 200 trees x 31 leaves on 30 numeric features, trained at start-up on synthetic data (fixed seed);
+a request looks up one of its 20,000 synthetic rows by the body's credit code (any code: hashed to a row).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
+import tempfile
+import zlib
+from collections.abc import AsyncIterator
+from functools import cache
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 
-from features.store.db import connect
-from features.store.load import load_features
-from training.registry import Registry
-
-engine = connect()
-model = Registry(engine).load()
-population = load_features(None, dt.date.today(), engine=engine)
-matrix = model.encode(population)
-rows = {code: i for i, code in enumerate(population.index)}
-app = FastAPI()
+REFERENCE_TREES = 200
+REFERENCE_LEAVES = 31
+REFERENCE_FEATURES = 30
+REFERENCE_ROWS = 20_000
+REFERENCE_SEED = 15
 
 
 class Request(BaseModel):
     credit_code: str
 
 
+@cache
+def champion() -> tuple[Any, np.ndarray, dict[str, int]]:
+    from features.store.db import connect
+    from features.store.load import load_features
+    from training.registry import Registry
+
+    engine = connect()
+    model = Registry(engine).load()
+    population = load_features(None, dt.date.today(), engine=engine)
+    return model, model.encode(population), {code: i for i, code in enumerate(population.index)}
+
+
+def reference_data() -> tuple[np.ndarray, np.ndarray]:
+    """The reference model's synthetic training rows and labels (fixed seed): a default-risk-like problem."""
+    rng = np.random.default_rng(REFERENCE_SEED)
+    X = rng.normal(size=(REFERENCE_ROWS, REFERENCE_FEATURES))
+    logit = X[:, :10] @ rng.normal(size=10) + 0.5 * np.sin(X[:, 10] * X[:, 11]) - 2.0
+    y = (rng.random(REFERENCE_ROWS) < 1 / (1 + np.exp(-logit))).astype(int)
+    return X, y
+
+
+def train_reference(path: Path) -> None:
+    """Train the reference model (LightGBM defaults but for the tree count) and save it to `path`. One thread:
+    the result does not depend on it, and OpenMP threads spinning on a busy 2-core machine take minutes."""
+    import lightgbm as lgb
+
+    X, y = reference_data()
+    booster = lgb.train({"objective": "binary", "num_leaves": REFERENCE_LEAVES, "seed": REFERENCE_SEED,
+                         "num_threads": 1, "verbose": -1}, lgb.Dataset(X, y), num_boost_round=REFERENCE_TREES)
+    assert booster.num_trees() == REFERENCE_TREES
+    booster.save_model(str(path))
+
+
+@cache
+def reference_model() -> tuple[Any, np.ndarray]:
+    """(booster, rows): the model saved by `train_reference` at $BENCH_REFERENCE_MODEL (bench/http.py trains it
+    once for all workers), else trained here."""
+    import lightgbm as lgb
+
+    path = Path(os.environ.get("BENCH_REFERENCE_MODEL", "")) if os.environ.get("BENCH_REFERENCE_MODEL") else None
+    if path is None or not path.exists():
+        path = Path(tempfile.mkdtemp(prefix="bench-reference-")) / "reference.txt"
+        train_reference(path)
+    return lgb.Booster(model_file=str(path)), reference_data()[0]
+
+
+@contextlib.asynccontextmanager
+async def _champion_loaded(_: FastAPI) -> AsyncIterator[None]:
+    champion()  # before the worker accepts requests
+    yield
+
+
+app = FastAPI(lifespan=_champion_loaded)
+
+
 @app.post("/score")
 def score(body: Request) -> dict:
+    model, matrix, rows = champion()
     i = rows.get(body.credit_code)
     if i is None:
         raise HTTPException(404, "unknown enterprise")
-    contrib = model.booster.predict(matrix[i:i + 1], pred_contrib=True, num_threads=1)[0]
+    contrib = model.contributions(matrix[i:i + 1])[0]
+    return {"credit_code": body.credit_code, "shap": contrib[:-1].tolist(), "base_value": float(contrib[-1])}
+
+
+@contextlib.asynccontextmanager
+async def _reference_trained(_: FastAPI) -> AsyncIterator[None]:
+    reference_model()
+    yield
+
+
+reference = FastAPI(lifespan=_reference_trained)
+
+
+@reference.post("/score")
+def reference_score(body: Request) -> dict:
+    booster, X = reference_model()
+    i = zlib.crc32(body.credit_code.encode("utf-8")) % len(X)
+    contrib = booster.predict(X[i:i + 1], pred_contrib=True, num_threads=1)[0]
     return {"credit_code": body.credit_code, "shap": contrib[:-1].tolist(), "base_value": float(contrib[-1])}

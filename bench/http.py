@@ -8,9 +8,13 @@
 2. Starts `indexloan serve --workers N` on a free loopback port and measures `POST /v1/quotes` (all five
    products, stored, explained: SHAP risk factors and scorecard reasons) as a loan officer, over
    different enterprises (round-robin over the store), at each connection count.
-3. Starts bench/bare_app.py (the same champion model, `pred_contrib` on one pre-encoded row, nothing
-   else) under uvicorn with the same worker count and measures it the same way.
-4. Prints quotes/s, p50 and p99 latency, and the ratio full quote / bare per cell, with the load average.
+3. Starts the two bare apps of bench/bare_app.py under uvicorn with the same worker count and measures
+   them the same way: our champion's contributions on one pre-encoded row, and `pred_contrib` of the
+   reference model (200 trees x 31 leaves, 30 numeric features, synthetic data), nothing else.
+4. At the largest worker and connection counts, quotes again while `indexloan ingest` lands a small
+   batch mid-run: p50/p99/max before it, while it is ingested and absorbed, and after.
+5. Prints req/s, p50 and p99 latency, server CPU per request and errors per cell, and the ratios of
+   quotes to either bare app, with the load average.
 
 The load comes from bench/loadgen.py processes (raw asyncio HTTP/1.1 keep-alive, closed loop), which
 share the machine's cores with the server: the figures are for client and server together.
@@ -27,6 +31,7 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirna
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
+import datetime as dt  # noqa: E402
 import http.client  # noqa: E402
 import json  # noqa: E402
 import resource  # noqa: E402
@@ -35,6 +40,7 @@ import socket  # noqa: E402
 import sqlite3  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -118,7 +124,7 @@ def stored_quotes(db: Path) -> int:
         return conn.execute("SELECT count(*) FROM quotes").fetchone()[0]
 
 
-def wait_ready(port: int, path: str, seconds: float = 120.0) -> None:
+def wait_ready(port: int, path: str, seconds: float = 900.0) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError, http.client.HTTPException):
@@ -128,6 +134,27 @@ def wait_ready(port: int, path: str, seconds: float = 120.0) -> None:
                 return
         time.sleep(0.2)
     raise RuntimeError(f"server on port {port} did not become ready")
+
+
+def wait_rendered(port: int, workers: int, firms: int, seconds: float = 1800.0) -> float:
+    """Wait until every worker says (/readyz) that today's quotes are rendered ahead (all of them, or as many
+    as a population renders: api.quoting.population.MAX_RENDERED_BLOCKS); seconds waited."""
+    from api.quoting.population import BLOCK, MAX_RENDERED_BLOCKS
+
+    target = min(1.0, MAX_RENDERED_BLOCKS * BLOCK / firms)
+    t0 = time.monotonic()
+    streak = 0
+    while streak < 6 * workers:  # answers come from any worker: enough in a row that each was asked
+        if time.monotonic() - t0 > seconds:
+            raise RuntimeError("quotes were not rendered in time")
+        with contextlib.suppress(OSError, http.client.HTTPException, ValueError):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/readyz")
+            share = json.loads(conn.getresponse().read()).get("quotes_rendered")
+            conn.close()
+            streak = streak + 1 if share is not None and share >= target - 1e-9 else 0
+        time.sleep(0.05 if streak else 0.5)
+    return time.monotonic() - t0
 
 
 @contextlib.contextmanager
@@ -155,6 +182,7 @@ class Figures:
     latencies: np.ndarray
     server_cpu: float = 0.0  # CPU seconds used by the server processes / the load generators
     client_cpu: float = 0.0
+    starts: np.ndarray | None = None  # each request's start (Unix seconds), in the order of `latencies`
 
     def cpu_ms(self, seconds: float) -> float:
         return seconds / max(self.requests, 1) * 1e3
@@ -175,12 +203,13 @@ def load(port: int, path: str, headers: list[str], bodies: Path, connections: in
     for p, conns in enumerate(per):
         cmd = [sys.executable, str(LOADGEN), "--port", str(port), "--path", path, "--connections", str(conns),
                "--seconds", str(seconds), "--bodies", str(bodies), "--offset", str(p), "--processes",
-               str(processes), "--out", str(work / f"lat-{p}.npy")]
+               str(processes), "--out", str(work / f"lat-{p}.npy"), "--starts", str(work / f"start-{p}.npy")]
         for h in headers:
             cmd += ["--header", h]
         procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True))
     results = [json.loads(proc.communicate()[0]) for proc in procs]
     latencies = np.concatenate([np.load(work / f"lat-{p}.npy") for p in range(processes)])
+    starts = np.concatenate([np.load(work / f"start-{p}.npy") for p in range(processes)])
     statuses: dict[str, int] = {}
     errors: dict[str, int] = {}
     for r in results:
@@ -189,7 +218,89 @@ def load(port: int, path: str, headers: list[str], bodies: Path, connections: in
         for k, v in r["errors"].items():
             errors[k] = errors.get(k, 0) + v
     return Figures(sum(r["requests"] for r in results), statuses.get(str(ok_status), 0), errors, statuses,
-                   max(r["elapsed"] for r in results), latencies)
+                   max(r["elapsed"] for r in results), latencies, starts=starts)
+
+
+def quote_once(port: int, key: str, code: str) -> dict:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", "/v1/quotes", json.dumps({"credit_code": code, "products": ["tax_credit"]}),
+                     {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+        response = conn.getresponse()
+        return json.loads(response.read()) if response.status == 201 else {}
+    finally:
+        conn.close()
+
+
+def tax_credit_eligible(port: int, key: str, code: str) -> bool:
+    quotes = quote_once(port, key, code).get("quotes") or [{}]
+    return bool(quotes[0].get("eligible"))
+
+
+def downgrade_batch(store: Path, firms: list[str], out: Path) -> None:
+    """A small new ingestion batch: these firms' latest tax record again, dated yesterday, grade D."""
+    import pandas as pd
+
+    tax = pd.read_parquet(store / "region" / "tax.parquet")
+    rows = tax[tax["credit_code"].isin(firms)].sort_values("as_of").groupby("credit_code").tail(1).copy()
+    rows["as_of"] = pd.Timestamp(dt.date.today() - dt.timedelta(days=1))
+    rows["tax_credit_grade"] = "D"
+    out.mkdir(parents=True, exist_ok=True)
+    rows.to_parquet(out / "tax.parquet", index=False)
+
+
+def absorbing(port: int, key: str, bodies: Path, store: Path, env: dict[str, str], work: Path, connections: int,
+              processes: int, seconds: float, workers: int) -> None:
+    """Quotes at `connections` for `seconds` while `indexloan ingest` lands a small batch a third of the way
+    in; the latency before the ingest starts, while it runs and its state is rebuilt (until every worker
+    answers with the new data), and after."""
+    codes = [json.loads(line)["credit_code"] for line in bodies.read_text().splitlines()]
+    marked = [c for c in codes[::97] if tax_credit_eligible(port, key, c)][:20]
+    if not marked:
+        print("ingestion phase skipped: no tax_credit offer found to change")
+        return
+    batch = work / f"batch-{int(time.time())}"
+    downgrade_batch(store, marked, batch)
+    times: dict[str, float] = {}
+
+    def ingest_later() -> None:
+        time.sleep(seconds / 3)
+        times["ingest"] = time.time()
+        run([str(BIN / "indexloan"), "ingest", str(batch), "--json"], env)
+        times["ingested"] = time.time()
+        streak = 0  # every worker has swapped its state once this many answers in a row show the new data
+        while streak < 4 * workers and time.time() < times["ingest"] + 4 * seconds:
+            streak = streak + 1 if not tax_credit_eligible(port, key, marked[0]) else 0
+            time.sleep(0.05)
+        times["absorbed"] = time.time()
+
+    thread = threading.Thread(target=ingest_later)
+    thread.start()
+    f = load(port, "/v1/quotes", [f"Authorization: Bearer {key}"], bodies, connections, processes, seconds, work, 201)
+    thread.join()
+    if times["absorbed"] > times["ingest"] + seconds:
+        print(f"ingestion phase: the batch was absorbed {times['absorbed'] - times['ingest']:.1f} s after the ingest "
+              "started, after the run's end: run longer (--ingest-seconds)")
+    windows = {"before": f.starts < times["ingest"],
+               "during": (f.starts >= times["ingest"]) & (f.starts < times["absorbed"]),
+               "after": f.starts >= times["absorbed"]}
+    print(f"\ningestion while serving ({workers} workers x {connections} connections): `indexloan ingest` of "
+          f"{len(marked)} firms' tax records took {times['ingested'] - times['ingest']:.1f} s; every worker served "
+          f"the new data {times['absorbed'] - times['ingest']:.1f} s after it started; statuses {f.statuses} "
+          f"errors {f.errors}")
+    for name, mask in windows.items():
+        lat = f.latencies[mask] * 1e3
+        if len(lat):
+            print(f"  {name:6s}: {len(lat):6d} quotes  p50 {np.percentile(lat, 50):6.2f} ms  p99 "
+                  f"{np.percentile(lat, 99):6.2f} ms  max {lat.max():7.2f} ms")
+    print(f"  {uptime()}")
+
+
+APPS = {  # name -> (path, needs the quote key, ok status, readiness path, uvicorn app or None for `indexloan serve`)
+    "quote": ("/v1/quotes", True, 201, "/readyz", None),
+    "bare": ("/score", False, 200, "/openapi.json", "bench.bare_app:app"),
+    "ref": ("/score", False, 200, "/openapi.json", "bench.bare_app:reference"),
+}
 
 
 def main() -> None:
@@ -202,7 +313,10 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--connections", default="1,32")
     ap.add_argument("--client-processes", type=int, default=2, help="load generator processes for >1 connection")
-    ap.add_argument("--skip-bare", action="store_true")
+    ap.add_argument("--skip-bare", action="store_true", help="measure our quotes only")
+    ap.add_argument("--sqlite-wal", action="store_true", help="the SQLite store in WAL mode (settings.sqlite_wal)")
+    ap.add_argument("--ingest-seconds", type=float, default=60.0,
+                    help="length of the run during which a new batch is ingested (0: skip)")
     args = ap.parse_args()
     workers = [int(w) for w in args.workers.split(",")]
     connections = [int(c) for c in args.connections.split(",")]
@@ -213,29 +327,42 @@ def main() -> None:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-http-work-")))
         env = {k: v for k, v in os.environ.items() if not k.startswith("INDEXLOAN_")}
         env.update(INDEXLOAN_DATA_DIR=str(store), PYTHONPATH=str(ROOT))
+        if args.sqlite_wal:
+            env["INDEXLOAN_SQLITE_WAL"] = "true"
         # the measured load comes from one key and one address: lift the per-caller limits (bench/load.py does too)
         env.update({f"INDEXLOAN_RATE_LIMIT_{who}_{what}": "1000000" for who in ("KEY", "ADDRESS")
                     for what in ("PER_SECOND", "BURST")})
         key = prepare_store(store, args.firms, args.seed, env)
+        if not args.skip_bare:
+            from bench.bare_app import train_reference
+
+            t0 = time.perf_counter()
+            train_reference(work / "reference.txt")
+            env["BENCH_REFERENCE_MODEL"] = str(work / "reference.txt")
+            print(f"reference model (200 trees x 31 leaves, 30 features) trained in {time.perf_counter() - t0:.1f} s")
         db = store / "indexloan.db"
         codes = credit_codes(db)
         bodies = work / "bodies.jsonl"
         bodies.write_text("".join(json.dumps({"credit_code": c}) + "\n" for c in codes))
-        print(f"{len(codes):,} enterprises; {os.cpu_count()} CPUs; {uptime()}")
+        print(f"{len(codes):,} enterprises; {os.cpu_count()} CPUs; SQLite store "
+              f"{'in WAL mode' if args.sqlite_wal else 'with a rollback journal (the default)'}; {uptime()}")
 
-        apps = {"quote": (["/v1/quotes", [f"Authorization: Bearer {key}"], 201, "/readyz"])}
-        if not args.skip_bare:
-            apps["bare"] = (["/score", [], 200, "/openapi.json"])
+        names = ["quote"] if args.skip_bare else list(APPS)
         table: dict[tuple[str, int, int], Figures] = {}
-        for name, (path, headers, ok_status, ready) in apps.items():
-            for w in workers:
+        for w in workers:  # per worker count, every app in turn: the cells compared run minutes apart at most
+            for name in names:
+                path, keyed, ok_status, ready, target = APPS[name]
+                headers = [f"Authorization: Bearer {key}"] if keyed else []
                 port = free_port()
-                if name == "quote":
+                if target is None:
                     cmd = [str(BIN / "indexloan"), "serve", "--port", str(port), "--workers", str(w)]
                 else:
-                    cmd = [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(port), "--workers",
+                    cmd = [sys.executable, "-m", "uvicorn", target, "--port", str(port), "--workers",
                            str(w), "--log-level", "warning", "--no-access-log"]
                 with server(cmd, env, port, ready) as pid:
+                    if name == "quote":
+                        waited = wait_rendered(port, w, len(codes))
+                        print(f"      quotes rendered ahead by every worker {waited:.0f} s after ready", flush=True)
                     before = stored_quotes(db)
                     load(port, path, headers, bodies, max(connections), args.client_processes, args.warmup, work,
                          ok_status)
@@ -251,20 +378,31 @@ def main() -> None:
                               f" errors {f.errors}  | {uptime()}", flush=True)
                     if name == "quote":
                         print(f"      quotes stored during the run (incl. warm-up): {stored_quotes(db) - before:,}")
+                        if args.ingest_seconds and w == max(workers):
+                            absorbing(port, key, bodies, store, env, work, max(connections), args.client_processes,
+                                      args.ingest_seconds, w)
 
-        print(f"\n{'workers':>7} {'conns':>5} | {'quotes/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'cpu ms':>7} | "
-              f"{'bare/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'cpu ms':>7} | {'ratio':>6}")
+        def cell(f: Figures | None) -> str:
+            if f is None:
+                return f"{'-':>9} {'-':>7} {'-':>7} {'-':>7} {'-':>4}"
+            errors = sum(f.errors.values()) + f.requests - f.ok
+            return f"{f.rate:9.1f} {f.pct(50):7.2f} {f.pct(99):7.2f} {f.cpu_ms(f.server_cpu):7.2f} {errors:>4}"
+
+        def ratio(q: Figures, b: Figures | None) -> str:
+            return f"{q.rate / b.rate:6.2f}" if b else f"{'-':>6}"
+
+        columns = f"{'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'cpu ms':>7} {'err':>4}"
+        print(f"\n{'workers':>7} {'conns':>5} | quote {columns} | bare champion {columns} | bare reference {columns}"
+              f" | {'q/bare':>6} {'q/ref':>6}")
         for w in workers:
             for c in connections:
                 q = table[("quote", w, c)]
-                b = table.get(("bare", w, c))
-                bare = (f"{b.rate:9.1f} {b.pct(50):7.2f} {b.pct(99):7.2f} {b.cpu_ms(b.server_cpu):7.2f}" if b
-                        else f"{'-':>9} {'-':>7} {'-':>7} {'-':>7}")
-                ratio = f"{q.rate / b.rate:6.2f}" if b else f"{'-':>6}"
-                full = f"{q.rate:9.1f} {q.pct(50):7.2f} {q.pct(99):7.2f} {q.cpu_ms(q.server_cpu):7.2f}"
-                print(f"{w:>7} {c:>5} | {full} | {bare} | {ratio}")
-        print("ratio = full stored, explained quotes per second / bare pred_contrib requests per second; cpu ms = "
-              f"server CPU time per request (all its processes). {uptime()}")
+                b, r = table.get(("bare", w, c)), table.get(("ref", w, c))
+                print(f"{w:>7} {c:>5} | {cell(q)} | {cell(b)} | {cell(r)} | {ratio(q, b)} {ratio(q, r)}")
+        print("quote = stored, explained quotes (all five products, champion model); bare champion = a bare FastAPI "
+              "app answering the champion's contributions for one row; bare reference = the same for pred_contrib of "
+              "a 200-tree x 31-leaf LightGBM model on 30 features; cpu ms = server CPU time per request (all its "
+              f"processes); err = non-OK answers + connection errors. {uptime()}")
 
 
 if __name__ == "__main__":

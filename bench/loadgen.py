@@ -7,7 +7,8 @@ Raw asyncio streams on uvloop with pre-built request bytes, so the client spends
 request (httpx costs several times more and would compete with the server for the same two cores).
 Each connection sends one request, reads the whole response, then sends the next (closed loop).
 Bodies are taken round-robin, with each connection starting at a different offset. Prints one JSON
-line: requests, status counts, errors, elapsed seconds; latencies (seconds) go to --out as .npy.
+line: requests, status counts, errors, elapsed seconds; latencies (seconds) go to --out as .npy, and
+with --starts each request's start time (Unix seconds), in the same order.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ async def read_response(reader: asyncio.StreamReader) -> int:
 
 
 async def connection(host: str, port: int, requests: list[bytes], start: int, deadline: float,
-                     latencies: list[float], statuses: Counter, errors: Counter) -> None:
+                     latencies: list[float], starts: list[float], statuses: Counter, errors: Counter) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     i = start
     n = len(requests)
@@ -59,6 +60,7 @@ async def connection(host: str, port: int, requests: list[bytes], start: int, de
                 reader, writer = await asyncio.open_connection(host, port)
                 continue
             latencies.append(time.perf_counter() - t0)
+            starts.append(time.time() - (time.perf_counter() - t0))  # wall clock: comparable across processes
             statuses[status] += 1
     finally:
         writer.close()
@@ -68,6 +70,7 @@ async def run(args: argparse.Namespace) -> dict:
     bodies = [line.encode("utf-8") for line in Path(args.bodies).read_text().splitlines() if line.strip()]
     requests = build_requests(args.host, args.port, args.path, args.header, bodies)
     latencies: list[float] = []
+    starts: list[float] = []
     statuses: Counter = Counter()
     errors: Counter = Counter()
     stride = max(1, len(requests) // max(1, args.connections * args.processes))
@@ -75,10 +78,12 @@ async def run(args: argparse.Namespace) -> dict:
     deadline = t0 + args.seconds
     await asyncio.gather(*[
         connection(args.host, args.port, requests, (args.offset * args.connections + c) * stride, deadline,
-                   latencies, statuses, errors)
+                   latencies, starts, statuses, errors)
         for c in range(args.connections)])
     elapsed = time.perf_counter() - t0
     np.save(args.out, np.array(latencies))
+    if args.starts:
+        np.save(args.starts, np.array(starts))
     return {"requests": len(latencies), "statuses": {str(k): v for k, v in statuses.items()},
             "errors": dict(errors), "elapsed": elapsed}
 
@@ -95,6 +100,7 @@ def main() -> None:
     ap.add_argument("--offset", type=int, default=0, help="this process's number (spreads start positions)")
     ap.add_argument("--processes", type=int, default=1)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--starts", help="also save each request's start (Unix time, seconds) here, as .npy")
     args = ap.parse_args()
     try:
         import uvloop

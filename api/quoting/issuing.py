@@ -9,13 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 
 from api.keys import Principal, Role
+from api.quoting.prerender import StoredSnapshot, assemble
 from api.quoting.service import Quoter
 from api.quoting.snapshot import fast_json
 from api.quoting.versions import Versions
@@ -54,17 +55,27 @@ class Issued:
     """A computed quote, serialised, ready to be stored and then sent."""
 
     values: dict[str, Any]  # the `quotes` row
+    # the quote as a dict: the whole body when computed; when assembled from rendered parts, its header fields,
+    # model version, risk block and per product the fields `prerender.OFFER_FIELDS` (what metrics and the
+    # shadow scorer read)
     full: dict[str, Any]
     sent: bytes  # the response body for the caller's role
     order: QuoteOrder
     versions: Versions
-    snapshot: dict[str, Any]
+    snapshot: Mapping[str, Any]
     shadow: ShadowSink | None = None  # the service's challenger scorer, when it has one
     population: Any = None  # with a shadow: the Population the quote was taken from (its rows, for the scorer)
 
 
 def issue(quoter: Quoter, order: QuoteOrder) -> Issued:
-    """Compute and serialise a quote (no database writes). UnknownEnterpriseError when not in the store."""
+    """Compute and serialise a quote (no database writes). UnknownEnterpriseError when not in the store.
+
+    A bank role's quote without a requested amount is assembled from the parts rendered ahead for its state
+    (`api.quoting.prerender`) when its firm's are ready; otherwise it is computed: the same bytes either way."""
+    if order.requested_amount is None and order.principal.role is not Role.platform:
+        assembled = _from_rendered(quoter, order)
+        if assembled is not None:
+            return assembled
     computed = quoter.quote(order.credit_code, order.as_of, order.products, order.requested_amount)
     if computed is None:
         raise UnknownEnterpriseError(f"enterprise {order.credit_code} is not in the store as of {order.as_of}")
@@ -90,6 +101,28 @@ def issue(quoter: Quoter, order: QuoteOrder) -> Issued:
         state = quoter.state(order.as_of)  # in memory: the quote has just used it
         population = state.population if state.versions is versions else None
     return Issued(values, full, sent, order, versions, snapshot, shadow, population)
+
+
+def _from_rendered(quoter: Quoter, order: QuoteOrder) -> Issued | None:
+    state = quoter.state(order.as_of)
+    rendered = state.population.rendered(order.credit_code)
+    if rendered is None or any(p not in rendered.fragments for p in order.products):
+        return None
+    created = dt.datetime.now(dt.UTC)
+    quote_id = str(uuid.uuid4())
+    head = {"quote_id": quote_id, "credit_code": order.credit_code, "as_of": order.as_of.isoformat(),
+            "created_at": created.isoformat(), "consent_ref": order.consent_ref}
+    versions = state.versions
+    quote = assemble(rendered, order.products, versions.model_version, head, created)
+    principal = order.principal
+    values = dict(quote_id=quote_id, credit_code=order.credit_code, as_of=order.as_of, created_at=created,
+                  expires_at=quote.expires, api_key_id=principal.key_id, role=principal.role.value,
+                  consent_ref=order.consent_ref, idempotency_key=order.idempotency_key,
+                  request_json=order.request_json, snapshot_json=rendered.snapshot_json.decode("utf-8"),
+                  response_json=quote.body.decode("utf-8"), response_sha256=hashlib.sha256(quote.body).hexdigest())
+    shadow = getattr(quoter, "shadow", None)
+    return Issued(values, quote.summary, quote.body, order, versions, StoredSnapshot(rendered), shadow,
+                  state.population if shadow is not None else None)
 
 
 INSERT_QUOTE = quotes.insert()  # one statement object: compiled once, values bound per quote

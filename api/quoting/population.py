@@ -20,13 +20,18 @@ import numpy as np
 import pandas as pd
 
 from api.quoting.body import RISK_FACTORS, quote_body
-from api.quoting.snapshot import RowEncoder
+from api.quoting.prerender import Rendered, render_firm
+from api.quoting.snapshot import RowEncoder, fast_json
 from api.quoting.versions import Versions
 from scoring import ProductResult, evaluate_all, extract
 from scoring.engine import all_fields
 
 BLOCK = 4096
 MAX_BLOCKS = 64  # 262,144 enterprises' results per population at most
+# Blocks whose quotes are rendered ahead (`Population.render`), at most: a demo firm's five products and
+# snapshot are ~26 KB of JSON, so 32,768 firms are ~0.9 GB per worker process. The firms of later blocks are
+# quoted through the compute path (the same bytes, from the kept blocks), as before rendering ahead.
+MAX_RENDERED_BLOCKS = 8
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,9 @@ class Population:
         self.encoder = RowEncoder(frame, versions.columns)
         self._blocks: OrderedDict[int, Scored] = OrderedDict()
         self._lock = threading.Lock()
+        # block -> its firms' rendered quote parts; filled by `render` only (a background build), never by a
+        # request; a block is published whole, in one dict assignment
+        self._rendered: dict[int, list[Rendered]] = {}
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -103,6 +111,48 @@ class Population:
         for b in blocks:
             if b * BLOCK < len(self.frame):
                 self.block(b * BLOCK)
+
+    @property
+    def blocks(self) -> int:
+        return -(-len(self.frame) // BLOCK)
+
+    def render(self, blocks: list[int] | None = None, previous: Population | None = None) -> None:
+        """Render the quote parts of these blocks' firms (default: every block, up to MAX_RENDERED_BLOCKS),
+        for `rendered` to serve. Called while a state is built or rebuilt, before or beside its swap.
+
+        A firm whose snapshot is byte for byte the one it had in `previous` (the state this one replaces)
+        keeps its parts: the snapshot holds every input of the quote (features, sources' dates, versions with
+        their cut-offs), which is why a replay from it is identical. A small batch re-renders only its firms."""
+        for b in range(self.blocks) if blocks is None else blocks:
+            if b in self._rendered or b >= self.blocks or len(self._rendered) >= MAX_RENDERED_BLOCKS:
+                continue
+            codes = self.frame.index[b * BLOCK:(b + 1) * BLOCK]
+            scored: Scored | None = None
+            parts = []
+            for i, code in enumerate(codes):
+                snapshot = self.snapshot(code)
+                snapshot_json = fast_json(snapshot)
+                before = previous.rendered(code) if previous is not None else None
+                if before is not None and before.snapshot_json == snapshot_json:
+                    parts.append(before)
+                    continue
+                if scored is None:
+                    scored, _ = self.block(b * BLOCK)
+                parts.append(render_firm(self.versions, scored.results, i, self.risk(scored, i), snapshot,
+                                         snapshot_json))
+            self._rendered[b] = parts
+
+    def rendered_blocks(self) -> list[int]:
+        return list(self._rendered)
+
+    def rendered(self, credit_code: str) -> Rendered | None:
+        """The firm's rendered quote parts, or None (not here, or its block not rendered yet)."""
+        position = self.positions.get(credit_code)
+        if position is None:
+            return None
+        b, i = divmod(position, BLOCK)
+        found = self._rendered.get(b)
+        return None if found is None else found[i]
 
     def risk(self, block: Scored, i: int, top_k: int = RISK_FACTORS) -> dict[str, Any] | None:
         model = self.versions.model

@@ -31,7 +31,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from api.quoting.body import platform_body
-from api.quoting.population import Population
+from api.quoting.population import BLOCK, Population
 from api.quoting.snapshot import canonical_json, features_from_json
 from api.quoting.versions import (
     Versions,
@@ -47,6 +47,7 @@ from api.tables import config_blobs
 from api.workbench.store import ProductVersions
 from features.settings import get_settings
 from features.store import audit
+from features.store.db import StoreUnavailableError
 from features.store.snapshot import population_features
 from features.store.tables import batches
 from products.catalogue import parse_definition
@@ -100,6 +101,9 @@ class Quoter:
     """Quotes from the store for any as-of date (today by default), through one path."""
 
     STALE_CHECK_SECONDS = 1.0
+    # Render every quote of a state ahead (`Population.render`), before it is swapped in: for a service that
+    # answers many quotes; a one-off quote (the CLI) computes its own.
+    PRERENDER = False
     PREWARM_SECONDS = 600.0  # in a day's last ten minutes, the next day's state is built ahead (`prewarm`)
 
     def __init__(self, engine: sa.Engine, models_dir: str | None = None, model: ModelChoice = CHAMPION,
@@ -119,6 +123,7 @@ class Quoter:
         self._build_lock = threading.Lock()  # one date is built at a time (each build reads the whole store)
         self._check_lock = threading.Lock()  # one freshness check at a time
         self._rebuilding: set[dt.date] = set()
+        self._rendering: set[int] = set()  # ids of states whose quotes are being rendered after their swap
         self._max_dates = get_settings().quote_dates_cached
 
     # ------------------------------------------------------------------ the model and freshness
@@ -201,8 +206,10 @@ class Quoter:
                 self._states.move_to_end(as_of)
         if state is None:
             return self._first_build(as_of)
-        if time.monotonic() - state.checked_at > self.STALE_CHECK_SECONDS:
-            self._check(as_of, state)
+        if time.monotonic() - state.checked_at > self.STALE_CHECK_SECONDS and self._check_lock.acquire(blocking=False):
+            # the check reads the store and the registry: in a thread of its own, never on a request's time
+            threading.Thread(target=self._check, args=(as_of, state), name=f"quote-check-{as_of}",
+                             daemon=True).start()
         return state
 
     def _put(self, as_of: dt.date, state: DateState) -> None:
@@ -219,7 +226,27 @@ class Quoter:
             if state is None:  # not built by another request meanwhile
                 state = self._build(as_of, self._mark())
                 self._put(as_of, state)
+                if self.PRERENDER:  # nothing was served before: render beside it (quotes are computed meanwhile)
+                    self._rendering.add(id(state))
+                    threading.Thread(target=self._render, args=(state,), name=f"quote-render-{as_of}",
+                                     daemon=True).start()
             return state
+
+    def rendered_share(self, as_of: dt.date) -> float | None:
+        """The share of the date's firms whose quotes are rendered ahead (None: no state for it yet)."""
+        state = self._states.get(as_of)
+        if state is None:
+            return None
+        population = state.population
+        return min(1.0, len(population.rendered_blocks()) * BLOCK / len(population)) if len(population) else 1.0
+
+    def _render(self, state: DateState) -> None:
+        try:
+            state.population.render()
+        except Exception:  # noqa: BLE001 - its quotes are then computed per request, the same bytes
+            log.exception("rendering the quotes of %s ahead failed", state.versions.as_of)
+        finally:
+            self._rendering.discard(id(state))
 
     def prewarm(self, as_of: dt.date) -> bool:
         """Build a date's state ahead, in the background (tomorrow's, before midnight): the first quotes of
@@ -236,16 +263,18 @@ class Quoter:
         try:
             with self._build_lock:
                 if as_of not in self._states:
-                    self._put(as_of, self._build(as_of, self._mark(), ahead=True))
+                    state = self._build(as_of, self._mark(), ahead=True)
+                    if self.PRERENDER:
+                        state.population.render()
+                    self._put(as_of, state)
         except Exception:  # noqa: BLE001 - the date is then built on its first use, as without prewarming
             log.exception("building the quoting state of %s ahead failed", as_of)
         finally:
             self._rebuilding.discard(as_of)
 
     def _check(self, as_of: dt.date, state: DateState) -> None:
-        """Is the state still what the store and registry hold? If not, rebuild it in the background."""
-        if not self._check_lock.acquire(blocking=False):
-            return  # another request is checking; this one serves what there is
+        """Is the state still what the store and registry hold? If not, rebuild it in the background. Runs with
+        `_check_lock` held (taken by `state`, which serves what there is meanwhile), and releases it."""
         try:
             today = dt.date.today()
             if as_of == today and _seconds_to_midnight() <= self.PREWARM_SECONDS:
@@ -260,6 +289,12 @@ class Quoter:
             self._rebuilding.add(as_of)
             threading.Thread(target=self._rebuild, args=(as_of, mark), name=f"quote-state-{as_of}",
                              daemon=True).start()
+        except (sa.exc.SQLAlchemyError, StoreUnavailableError) as error:
+            # the store is down: the state keeps serving and the next call checks again; the outage is logged
+            # (rate-limited) where it reaches requests, by the writer's failures and /readyz
+            log.debug("checking the quoting state of %s failed: %s", as_of, error)
+        except Exception:  # noqa: BLE001 - the state keeps serving; the next call checks again
+            log.exception("checking the quoting state of %s failed", as_of)
         finally:
             self._check_lock.release()
 
@@ -270,6 +305,8 @@ class Quoter:
                 previous = self._states.get(as_of)
                 if previous is not None:  # the blocks quotes were using, computed before the swap, not by a quote
                     state.population.warm(previous.population.hot_blocks())
+                if self.PRERENDER:  # and every quote's parts: after the swap, requests only assemble them
+                    state.population.render(previous=None if previous is None else previous.population)
             if as_of in self._states:  # unless dropped from the cache meanwhile
                 self._put(as_of, state)
         except Exception:  # noqa: BLE001 - the previous state keeps serving; the next check tries again
@@ -278,9 +315,10 @@ class Quoter:
             self._rebuilding.discard(as_of)
 
     def wait_for_rebuilds(self, timeout: float = 120.0) -> bool:
-        """Block until no background rebuild runs (for tests and orderly shutdown); False on timeout."""
+        """Block until no background rebuild or rendering runs (for tests and orderly shutdown); False on
+        timeout."""
         deadline = time.monotonic() + timeout
-        while self._rebuilding:
+        while self._rebuilding or self._rendering or self._check_lock.locked():
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.02)
@@ -351,7 +389,10 @@ class Quoter:
 
 
 class QuotingService(Quoter):
-    """The HTTP service's quoter: keeps what it quotes on for replay, and commits issued quotes."""
+    """The HTTP service's quoter: keeps what it quotes on for replay, and commits issued quotes; renders
+    its states' quotes ahead."""
+
+    PRERENDER = True
 
     def __init__(self, engine: sa.Engine, models_dir: str | None = None) -> None:
         super().__init__(engine, models_dir)

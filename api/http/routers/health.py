@@ -102,7 +102,8 @@ def _readiness(request: Request) -> dict:
     logs.STORE.success()
     logs.MODEL.success()
     return {"status": "ready", "products": sorted(versions.products), "model_version": versions.model_version,
-            "champion": None if model is None else model.model_version}
+            "champion": None if model is None else model.model_version,
+            "quotes_rendered": quoting.rendered_share(dt.date.today())}
 
 
 @router.get("/readyz", summary="Readiness: the store writable, today's versions and the champion model loaded")
