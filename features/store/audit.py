@@ -43,6 +43,13 @@ _LOCK_ID = 545_424  # advisory lock key for audit appends
 _SQLITE_TAKE_WRITE_LOCK = f"UPDATE {audit_head.name} SET seq = seq WHERE id = 1"
 
 
+# Built once: every quote appends a row, and building the statements cost more than running them.
+_READ_HEAD = sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
+_INSERT_ROW = audit_log.insert()
+_MOVE_HEAD = (audit_head.update().where(audit_head.c.id == 1)
+              .values(seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash")))
+
+
 def _canonical(detail: dict) -> str:
     return json.dumps(detail, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
 
@@ -60,18 +67,18 @@ def append(conn: sa.Connection, actor: str, action: str, subject: str, detail: d
         # pysqlite opens the write transaction at the first write, not at a read: a no-op write first,
         # so that no other writer can read the same head between our read and our insert
         conn.exec_driver_sql(_SQLITE_TAKE_WRITE_LOCK)  # plain SQL: nothing to compile on the quote path
-    head = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).first()
+    head = conn.execute(_READ_HEAD).first()
     prev_seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS)
     seq = prev_seq + 1
     at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
     detail_json = _canonical(detail or {})
     digest = row_hash(prev_hash, seq, at, actor, action, subject, detail_json)
-    conn.execute(audit_log.insert().values(seq=seq, at=at, actor=actor, action=action, subject=subject,
-                                           detail_json=detail_json, prev_hash=prev_hash, hash=digest))
+    conn.execute(_INSERT_ROW, {"seq": seq, "at": at, "actor": actor, "action": action, "subject": subject,
+                               "detail_json": detail_json, "prev_hash": prev_hash, "hash": digest})
     if head:
-        conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=digest))
+        conn.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": digest})
     else:
-        conn.execute(audit_head.insert().values(id=1, seq=seq, hash=digest))
+        conn.execute(audit_head.insert(), {"id": 1, "seq": seq, "hash": digest})
     return seq
 
 
