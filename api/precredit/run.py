@@ -33,9 +33,10 @@ import pyarrow.parquet as pq
 
 from api.precredit.score import BatchContext, score_partition
 from api.precredit.summary import Summary
+from features.store.snapshot import ROW_GROUP_ROWS, group_bounds
 
 FORMAT = 1
-DEFAULT_PARTITION_ROWS = 100_000
+DEFAULT_PARTITION_ROWS = ROW_GROUP_ROWS  # a partition is one snapshot row group: workers decode only their rows
 MANIFEST = "manifest.json"
 Progress = Callable[[int, int], None]  # partitions done (incl. reused), total
 
@@ -83,10 +84,8 @@ def output_format(path: Path) -> str:
 
 
 def partition_bounds(rows: int, partitions: int | None) -> list[tuple[int, int]]:
-    count = partitions or max(1, -(-rows // DEFAULT_PARTITION_ROWS))
-    count = max(1, min(count, rows))
-    edges = np.linspace(0, rows, count + 1).round().astype(np.int64)
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    """Contiguous row ranges; by default the date's snapshot row groups (one per DEFAULT_PARTITION_ROWS)."""
+    return group_bounds(rows, partitions)
 
 
 def row_hashes(features: pd.DataFrame) -> np.ndarray:
