@@ -43,6 +43,7 @@ from bench.reference import reference_model, timed_predict  # noqa: E402
 
 AS_OF = dt.date(2025, 12, 31)
 MODEL_FIRMS = 20_000
+SKLEARN_IMPORTS = "import sklearn.isotonic, sklearn.linear_model, sklearn.model_selection"
 RUN_IMPORTS = ("import api.cli.main, api.cli.batch, api.database, api.precredit.inputs, api.precredit.run, "
                "api.workbench.store, features.store.snapshot")
 
@@ -132,9 +133,10 @@ def precredit(url: str, model: Path, out: Path, *args: str) -> tuple[float, floa
     return seconds, peak.gb, summary
 
 
-def breakdown(url: str, model_dir: Path, n: int) -> tuple[float, float, float, int]:
-    """Interpreter + imports (a fresh process), snapshot read, build_context seconds; the rows, pickled, of
-    the first partition (what a task carried before workers read their own)."""
+def breakdown(url: str, model_dir: Path, n: int) -> tuple[float, float, float, float, int]:
+    """Interpreter + imports (a fresh process), of which a process importing only what training.calibration
+    imports (scikit-learn: used to fit a calibrator, not to apply one), snapshot read, build_context seconds;
+    the rows, pickled, of the first partition (what a task carried before workers read their own)."""
     import sqlalchemy as sa
 
     from api.precredit.inputs import build_context, load_model, run_columns
@@ -144,6 +146,9 @@ def breakdown(url: str, model_dir: Path, n: int) -> tuple[float, float, float, i
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", RUN_IMPORTS], check=True, env=env())
     t_imports = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", SKLEARN_IMPORTS], check=True, env=env())
+    t_sklearn = time.perf_counter() - t0
     engine = sa.create_engine(url)
     model = load_model(None, None, model_dir)
     t0 = time.perf_counter()
@@ -153,7 +158,7 @@ def breakdown(url: str, model_dir: Path, n: int) -> tuple[float, float, float, i
     _, _, narrowed = build_context(features, AS_OF, None, 0, model)
     t_ctx = time.perf_counter() - t0
     a, b = partition_bounds(n, None)[0]
-    return t_imports, t_read, t_ctx, payload_bytes(narrowed.sort_index().iloc[a:b])
+    return t_imports, t_sklearn, t_read, t_ctx, payload_bytes(narrowed.sort_index().iloc[a:b])
 
 
 def bench_region(firms: int, args: argparse.Namespace, reference, model_dir: Path) -> None:  # type: ignore[no-untyped-def]
@@ -206,9 +211,10 @@ def bench_region(firms: int, args: argparse.Namespace, reference, model_dir: Pat
                   f"{sent['rows_from']}); once per worker: context {sent['context_bytes'] / 1024**2:.2f} MB + "
                   f"columns {sent['columns_bytes']:,} B; per worker {rate / workers:,.0f} firms/s")
         if name == "local":
-            t_imports, t_read, t_ctx, before = breakdown(url, model_dir, n)
+            t_imports, t_sklearn, t_read, t_ctx, before = breakdown(url, model_dir, n)
             rest = seconds - summary["run"]["seconds"] - t_imports - t_read - t_ctx
-            print(f"        breakdown of {seconds:.2f} s: interpreter + imports {t_imports:.2f}, snapshot read "
+            print(f"        breakdown of {seconds:.2f} s: interpreter + imports {t_imports:.2f} (a process importing "
+                  f"only scikit-learn's calibration modules: {t_sklearn:.2f}), snapshot read "
                   f"{t_read:.2f}, build_context {t_ctx:.2f}, run_precredit {summary['run']['seconds']:.2f} "
                   f"(of which champion raw_score ~{t_champ:.2f} + encode ~{t_encode:.2f}), the rest (store "
                   f"checks, model and product loading, summary) {rest:.2f}; before workers fetched their rows, "
@@ -229,7 +235,7 @@ def main() -> None:
     args = ap.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    reference = reference_model()
+    reference = reference_model(cache=args.cache)
     model_dir = ensure_model(args.cache)
     print(f"setup: reference model ({reference.num_trees()} trees) and champion model in "
           f"{time.perf_counter() - t0:.1f} s; {load_avg()}")
