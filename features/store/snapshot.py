@@ -143,7 +143,7 @@ def _write(path: Path, frame: pd.DataFrame, as_of: dt.date, mark: Fingerprint) -
         strings = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
         with pq.ParquetWriter(tmp, table.schema, use_dictionary=strings, compression="lz4") as writer:
             for a, b in group_bounds(len(frame)):
-                writer.write_table(table.slice(a, b - a), row_group_size=b - a)  # one row group each
+                writer.write_table(table.slice(a, b - a), row_group_size=max(1, b - a))  # one row group each
         os.replace(tmp, path)  # readers see the old file or the new one, never half of one
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
