@@ -1,35 +1,33 @@
-"""Benchmark the whole-region pre-credit run against bare LightGBM on the same rows.
+"""Benchmark the whole-region pre-credit run end to end, as a user runs it, against bare `predict` baselines.
 
-    .venv/bin/python bench/batch.py [--firms 1000000] [--seed 7] [--partitions 20] [--skip-dask]
+    .venv/bin/python bench/batch.py [--firms 200000 1000000] [--cache DIR] [--dask-workers 1 2] [--reasons 0]
 
-Setup (not timed as batch work): a synthetic region of `--firms` enterprises (features.synthetic +
-point-in-time assembly, as bench/quote.py) and a risk model trained on a 20,000-firm region (seed 7).
-Then, in one process on the same rows:
-  * baseline: `spec.encode` once, then bare `booster.predict(X, raw_score=True)` and
-    `booster.predict(X, pred_contrib=True)` rows/s (LightGBM's own threads, all cores);
-  * batch: `build_context` (plans, per_mu rank calibration on the region) + `run_precredit` (fingerprint,
-    partitions, engine, PD, reasons, part files, assembled output file, summary), all five products,
-    K=0 and K=3 on the local engine (2 threads), and K=0 on Dask with 1 and 2 worker processes;
-  * peak resident memory of the process tree (this process + Dask workers), sampled every 50 ms.
-
-With `--store URL` (a store filled by `indexloan demo-data` + `indexloan ingest`) the features are the
-date's feature snapshot (`population_features`, read twice: building and reading the snapshot), and the
-Dask runs read their partitions from the snapshot file. Dask runs use a cluster started beforehand (its
-start is reported apart), so the rates are the workers' own; printed per run: bytes sent driver -> workers
-per partition now (the task description) and before this change (the partition's rows, pickled, as
-`client.scatter` sent them), the context sent once per worker, and what comes back (before: the part
-file's bytes; now: an index and a size).
+Per region size, in one run:
+  * setup, cached in `--cache` (not timed): `indexloan demo-data --firms N --seed 7` + `indexloan ingest` into
+    a SQLite store; a risk model trained on a 20,000-firm region (seed 7) used as `--model`; one untimed
+    `indexloan batch precredit` that builds the date's feature snapshot (its time is printed apart);
+  * baselines on N rows, in this process: a raw `predict` of the REFERENCE model (bench/reference.py: 200 trees
+    x 31 leaves on 30 numeric features, LightGBM defaults otherwise) and of OUR CHAMPION model
+    (`model.raw_score(model.encode(features))`: whatever its family), LightGBM's own threads;
+  * end to end: `indexloan batch precredit --as-of ... --out ...` as a subprocess, timed from process start
+    to exit (the output file and its summary are written before it exits), local engine (2 threads), then
+    Dask with 1 and 2 worker processes (the CLI's own LocalCluster: its start-up is part of the time);
+    rates, ratios to both baselines, peak RSS of the process tree, output sha256 (Dask must equal local),
+    bytes driver -> workers per partition (the task) and what they were before (the rows, pickled);
+  * a breakdown of the local run's seconds: interpreter + imports (a subprocess importing what the run
+    imports), reading the snapshot's columns, `build_context`, and `run_precredit` (its own timer).
+Figures depend on the machine's load: each line prints the load average; ratios are within one run.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
+import datetime as dt
+import json
 import os
-import resource
+import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -38,17 +36,20 @@ import psutil
 
 # bench/ holds a module named http.py: keep the script's folder off the path so the standard library's wins
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-from api.precredit.inputs import build_context  # noqa: E402
-from api.precredit.run import RunOptions, partition_bounds, payload_bytes, run_precredit  # noqa: E402
-from bench.quote import AS_OF, features_frame  # noqa: E402  (the same region setup as the engine benchmark)
+from bench.reference import reference_model, timed_predict  # noqa: E402
 
+AS_OF = dt.date(2025, 12, 31)
 MODEL_FIRMS = 20_000
+SKLEARN_IMPORTS = "import sklearn.isotonic, sklearn.linear_model, sklearn.model_selection"
+RUN_IMPORTS = ("import api.cli.main, api.cli.batch, api.database, api.precredit.inputs, api.precredit.run, "
+               "api.workbench.store, features.store.snapshot")
 
 
 class PeakRss:
-    """Peak RSS (GB) of this process and its children while the block runs."""
+    """Peak RSS (GB) of this process's children (the CLI and its Dask workers) while the block runs."""
 
     def __enter__(self) -> PeakRss:
         self.peak = 0
@@ -61,7 +62,7 @@ class PeakRss:
         me = psutil.Process()
         while not self._stop.is_set():
             total = 0
-            for p in [me, *me.children(recursive=True)]:
+            for p in me.children(recursive=True):
                 with contextlib.suppress(psutil.Error):  # a worker that just exited
                     total += p.memory_info().rss
             self.peak = max(self.peak, total)
@@ -77,151 +78,169 @@ class PeakRss:
 
 
 def load_avg() -> str:
-    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return "load " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def train_model(directory: Path):  # type: ignore[no-untyped-def]
-    from features.synthetic import generate_region
-    from training.config import load_config
-    from training.datasets import from_source_frames
-    from training.pipeline import train_pipeline
-    from training.serving import RiskModel
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO)}  # subprocesses and Dask workers import this tree
 
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "api.cli.main", *args]
+
+
+def ensure_store(cache: Path, firms: int, seed: int) -> str:
+    """A SQLite store holding a demo region of `firms` enterprises (built once, kept in `cache`)."""
+    base = cache / f"region-{firms}-seed{seed}"
+    url = f"sqlite:///{base / 'store.db'}"
+    if not (base / "ingested").exists():
+        base.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        subprocess.run(cli("demo-data", "--out", str(base / "sources"), "--firms", str(firms), "--seed", str(seed)),
+                       check=True, env=env(), stdout=subprocess.DEVNULL)
+        subprocess.run(cli("ingest", str(base / "sources"), "--database-url", url), check=True, env=env(),
+                       stdout=subprocess.DEVNULL)
+        (base / "ingested").write_text("ok\n")
+        print(f"setup: store of {firms:,} firms built in {time.perf_counter() - t0:.0f} s ({url})")
+    return url
+
+
+def ensure_model(cache: Path) -> Path:
+    directory = cache / "model"
     if not (directory / "metadata.json").exists():
+        from features.synthetic import generate_region
+        from training.config import load_config
+        from training.datasets import from_source_frames
+        from training.pipeline import train_pipeline
+
         cfg = load_config()
         train_pipeline(from_source_frames(generate_region(MODEL_FIRMS, 7, AS_OF), cfg, AS_OF), cfg, directory,
                        operator="bench", write_report=False)
-    return RiskModel.from_dir(directory)
+    return directory
 
 
-@contextlib.contextmanager
-def dask_cluster(engine: str, workers: int):  # type: ignore[no-untyped-def]
-    """A LocalCluster of `workers` processes started before the timed run (None for the local engine)."""
-    if engine != "dask":
-        yield None
-        return
-    from dask.distributed import LocalCluster
+def precredit(url: str, model: Path, out: Path, *args: str) -> tuple[float, float, dict]:
+    """Seconds from process start to exit, peak RSS (GB) and the summary of one CLI run."""
+    command = cli("batch", "precredit", "--as-of", AS_OF.isoformat(), "--out", str(out), "--model", str(model),
+                  "--database-url", url, *args)
+    with PeakRss() as peak:
+        t0 = time.perf_counter()
+        done = subprocess.run(command, env=env(), capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise SystemExit(f"batch precredit failed ({done.returncode}): {done.stderr[-2000:]}")
+    summary = json.loads(out.with_name(out.stem + ".summary.json").read_text(encoding="utf-8"))
+    return seconds, peak.gb, summary
+
+
+def breakdown(url: str, model_dir: Path, n: int) -> tuple[float, float, float, float, int]:
+    """Interpreter + imports (a fresh process), of which a process importing only what training.calibration
+    imports (scikit-learn: used to fit a calibrator, not to apply one), snapshot read, build_context seconds;
+    the rows, pickled, of the first partition (what a task carried before workers read their own)."""
+    import sqlalchemy as sa
+
+    from api.precredit.inputs import build_context, load_model, run_columns
+    from api.precredit.run import partition_bounds, payload_bytes
+    from features.store.snapshot import population_features
 
     t0 = time.perf_counter()
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, silence_logs=40)
-    print(f"dask: LocalCluster of {workers} worker(s) started in {time.perf_counter() - t0:.1f} s (not timed)")
-    try:
-        yield cluster.scheduler_address
-    finally:
-        cluster.close()
+    subprocess.run([sys.executable, "-c", RUN_IMPORTS], check=True, env=env())
+    t_imports = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", SKLEARN_IMPORTS], check=True, env=env())
+    t_sklearn = time.perf_counter() - t0
+    engine = sa.create_engine(url)
+    model = load_model(None, None, model_dir)
+    t0 = time.perf_counter()
+    features = population_features(AS_OF, engine, run_columns(AS_OF, None, model))
+    t_read = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    _, _, narrowed = build_context(features, AS_OF, None, 0, model)
+    t_ctx = time.perf_counter() - t0
+    a, b = partition_bounds(n, None)[0]
+    return t_imports, t_sklearn, t_read, t_ctx, payload_bytes(narrowed.sort_index().iloc[a:b])
 
 
-def print_transfer(summary: dict, narrowed, options: RunOptions, workers: int, total: float,  # type: ignore[no-untyped-def]
-                   n: int) -> None:
-    sent = summary["run"]["sent_to_workers"]
-    bounds = partition_bounds(len(narrowed), options.partitions)
-    rows = sorted(narrowed.index)  # the run's order
-    a, b = bounds[0]
-    before = payload_bytes(narrowed.loc[rows[a:b]])
-    parts = sorted(options.resolved_work_dir().glob("part-*.arrow"))
-    back = sum(p.stat().st_size for p in parts) / max(1, len(parts))
-    print(f"  bytes driver -> workers per partition ({b - a:,} rows, rows from {sent['rows_from']}): now "
-          f"{sent['task_bytes']:,} B (task) vs before {before / 1024**2:,.1f} MB (rows) = "
-          f"{before / sent['task_bytes']:,.0f}x less; once per worker: context "
-          f"{sent['context_bytes'] / 1024**2:.2f} MB + columns "
-          f"{sent['columns_bytes']:,} B; workers -> driver per partition: now an index and a size, before "
-          f"{back / 1024**2:.1f} MB (part file)")
-    print(f"  per-worker rate ({workers} worker(s)): {n / total / workers:,.0f} enterprises/s per worker")
-    import shutil
+def bench_region(firms: int, args: argparse.Namespace, reference, model_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    import sqlalchemy as sa
 
-    shutil.rmtree(options.resolved_work_dir(), ignore_errors=True)
+    from features.store.snapshot import population_features
+    from training.serving import RiskModel
+
+    url = ensure_store(args.cache, firms, args.seed)
+    work = args.cache / f"runs-{firms}"
+    work.mkdir(parents=True, exist_ok=True)
+    seconds, _, summary = precredit(url, model_dir, work / "warm.parquet")  # builds the snapshot if needed
+    n = summary["enterprises"]
+    print(f"\n== {n:,} enterprises (store {url}); first run (snapshot built or checked) {seconds:.1f} s; "
+          f"{load_avg()}")
+
+    # baselines on the same number of rows, in this run
+    t_ref = timed_predict(reference, n)
+    model = RiskModel.from_dir(model_dir)
+    features = population_features(AS_OF, sa.create_engine(url))
+    t0 = time.perf_counter()
+    X = model.encode(features)
+    t_encode = time.perf_counter() - t0
+    t_champ = float("inf")
+    for _ in range(2):
+        t0 = time.perf_counter()
+        model.raw_score(X)
+        t_champ = min(t_champ, time.perf_counter() - t0)
+    del X, features
+    family = model.metadata.get("family", "?") if hasattr(model, "metadata") else "?"
+    print(f"baselines ({n:,} rows): reference predict {t_ref:.2f} s = {n / t_ref:,.0f} rows/s; champion "
+          f"({family}, {len(model.feature_names)} features) raw_score {t_champ:.2f} s = {n / t_champ:,.0f} rows/s "
+          f"(+ encode {t_encode:.2f} s); {load_avg()}")
+
+    runs = [("local", ["--workers", str(args.threads)])]
+    runs += [(f"dask-{w}", ["--engine", "dask", "--workers", str(w)]) for w in args.dask_workers]
+    digests: dict[str, str] = {}
+    for name, extra in runs:
+        out = work / f"{name}.parquet"
+        seconds, rss, summary = precredit(url, model_dir, out, "--reasons", str(args.reasons), *extra)
+        digests[name] = summary["output"]["sha256"]
+        rate = n / seconds
+        print(f"{name:7s} K={args.reasons}: {seconds:6.2f} s end to end = {rate:9,.0f} firms/s = "
+              f"{rate * t_ref / n:.2f}x reference predict, {rate * t_champ / n:.2f}x champion predict; "
+              f"run_precredit {summary['run']['seconds']:.2f} s; peak RSS {rss:.2f} GB; {load_avg()}")
+        sent = summary["run"].get("sent_to_workers")
+        if sent:
+            workers = int(extra[-1])
+            print(f"        driver -> workers per partition: {sent['task_bytes']:,} B (task, rows from "
+                  f"{sent['rows_from']}); once per worker: context {sent['context_bytes'] / 1024**2:.2f} MB + "
+                  f"columns {sent['columns_bytes']:,} B; per worker {rate / workers:,.0f} firms/s")
+        if name == "local":
+            t_imports, t_sklearn, t_read, t_ctx, before = breakdown(url, model_dir, n)
+            rest = seconds - summary["run"]["seconds"] - t_imports - t_read - t_ctx
+            print(f"        breakdown of {seconds:.2f} s: interpreter + imports {t_imports:.2f} (a process importing "
+                  f"only scikit-learn's calibration modules: {t_sklearn:.2f}), snapshot read "
+                  f"{t_read:.2f}, build_context {t_ctx:.2f}, run_precredit {summary['run']['seconds']:.2f} "
+                  f"(of which champion raw_score ~{t_champ:.2f} + encode ~{t_encode:.2f}), the rest (store "
+                  f"checks, model and product loading, summary) {rest:.2f}; before workers fetched their rows, "
+                  f"a partition's task carried {before / 1024**2:.1f} MB")
+    same = len(set(digests.values())) == 1
+    print(f"outputs identical across engines: {'yes' if same else 'NO'} ({digests['local'][:16]}...)")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--firms", type=int, default=1_000_000)
+    ap.add_argument("--firms", type=int, nargs="+", default=[200_000, 1_000_000])
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--partitions", type=int, default=None, help="default: one per 100,000 enterprises")
     ap.add_argument("--threads", type=int, default=2, help="local engine threads")
-    ap.add_argument("--skip-dask", action="store_true")
-    ap.add_argument("--work", type=Path, default=None, help="output directory (default: a temporary one)")
-    ap.add_argument("--store", default=None, help="SQLAlchemy URL of an ingested store: features from its snapshot")
-    ap.add_argument("--dask-workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--reasons", type=int, default=0)
+    ap.add_argument("--dask-workers", type=int, nargs="*", default=[1, 2])
+    ap.add_argument("--cache", type=Path, default=Path("/var/tmp/indexloan-bench-batch"),
+                    help="stores, model and outputs (kept between runs)")
     args = ap.parse_args()
-    work = args.work or Path(tempfile.mkdtemp(prefix="bench-batch-"))
-    work.mkdir(parents=True, exist_ok=True)
-
+    args.cache.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    model = train_model(work / "model")
-    t_model = time.perf_counter() - t0
-    source = None
-    t0 = time.perf_counter()
-    if args.store:
-        import sqlalchemy as sa
-
-        from features.store.snapshot import population_features, snapshot_path
-
-        engine = sa.create_engine(args.store)
-        population_features(AS_OF, engine)
-        t_build = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        features = population_features(AS_OF, engine)
-        source = snapshot_path(engine, AS_OF)
-        print(f"store: snapshot built in {t_build:.1f} s, read in {time.perf_counter() - t0:.2f} s ({source})")
-    else:
-        features = features_frame(args.firms, args.seed, "synthetic")
-    t_feat = time.perf_counter() - t0
-    n = len(features)
-    print(f"setup: model ({model.booster.num_trees()} trees, {len(model.feature_names)} features) in {t_model:.1f} s; "
-          f"{n:,} enterprises x {features.shape[1]} columns in {t_feat:.1f} s; peak RSS so far "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2:.2f} GB; {load_avg()}")
-
-    # bare LightGBM on the same rows, as the model sees them
-    t0 = time.perf_counter()
-    X = model.encode(features)
-    t_encode = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    model.booster.predict(X, raw_score=True)
-    t_predict = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    model.booster.predict(X, pred_contrib=True)
-    t_contrib = time.perf_counter() - t0
-    del X
-    gc.collect()
-    rate_predict, rate_contrib = n / t_predict, n / t_contrib
-    print(f"baseline: encode {t_encode:.2f} s; booster.predict {t_predict:.2f} s = {rate_predict:,.0f} rows/s; "
-          f"pred_contrib {t_contrib:.2f} s = {rate_contrib:,.0f} rows/s; {load_avg()}")
-
-    runs = [("local", 0, args.threads), ("local", 3, args.threads)]
-    if not args.skip_dask:
-        runs += [("dask", 0, w) for w in args.dask_workers]
-    outputs: dict[str, str] = {}
-    for engine, k, workers in runs:
-        out = work / f"precredit-{engine}-{workers}-k{k}.parquet"
-        gc.collect()
-        with PeakRss() as peak, dask_cluster(engine, workers) as scheduler:
-            t0 = time.perf_counter()
-            ctx, describe, narrowed = build_context(features, AS_OF, None, k, model)
-            t_ctx = time.perf_counter() - t0
-            options = RunOptions(out, engine, scheduler, args.partitions, workers, keep_parts=engine == "dask")
-            result = run_precredit(ctx, narrowed, describe, options, source=source)
-            total = time.perf_counter() - t0
-        outputs[f"{engine}-{workers}-k{k}"] = result.summary["output"]["sha256"]
-        if engine == "dask":
-            print_transfer(result.summary, narrowed, options, workers, total, n)
-        del narrowed, ctx
-        rate = n / total
-        base, base_name = (rate_predict, "booster.predict") if k == 0 else (rate_contrib, "pred_contrib")
-        label = f"{engine} ({workers} {'threads' if engine == 'local' else 'worker processes'})"
-        print(f"batch {label}, K={k}: {total:.2f} s (context {t_ctx:.2f} s, run {result.summary['run']['seconds']:.2f}"
-              f" s, {result.summary['run']['partitions']} partitions) = {rate:,.0f} enterprises/s = "
-              f"{rate / base:.2f}x {base_name}; output {out.stat().st_size / 1024**2:.0f} MB; "
-              f"peak RSS (process tree) {peak.gb:.2f} GB; {load_avg()}")
-    if not args.skip_dask:
-        k0 = {v for key, v in outputs.items() if key.endswith("-k0")}
-        print(f"dask output identical to local (K=0, output sha256 of {len(outputs) - 1} runs): {len(k0) == 1}")
-    for code, p in result.summary["products"].items():
-        print(f"  {code:16s} eligible {p['eligible_share']:6.1%}  "
-              f"total limit CNY {p['total_limit_cny'] / 1e8:,.1f} 亿  "
-              f"median rate {p['rates'].get('p50_pct', float('nan'))}%")
-    print(f"peak RSS of this process (incl. generation): "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2:.2f} GB")
+    reference = reference_model(cache=args.cache)
+    model_dir = ensure_model(args.cache)
+    print(f"setup: reference model ({reference.num_trees()} trees) and champion model in "
+          f"{time.perf_counter() - t0:.1f} s; {load_avg()}")
+    for firms in args.firms:
+        bench_region(firms, args, reference, model_dir)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ value as `scoring.risk_texts.display_value` prints it. Pure: no I/O.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any, Protocol
 
 import numpy as np
@@ -46,6 +47,10 @@ class FeatureSchema(Protocol):
 
     @property
     def categories(self) -> Mapping[str, tuple[str, ...]]: ...
+
+
+# Every product of a partition prints the same PDs: each is formatted once (a pure function of the float).
+_percent_text = lru_cache(maxsize=1 << 18)(percent_text)
 
 
 def _categorical(codes: np.ndarray, labels: Sequence[str | None]) -> pd.Categorical:
@@ -107,7 +112,7 @@ def decline_columns(r: ProductResult) -> dict[str, pd.Categorical]:
         return out
     # rows whose text carries their PD: one more category per distinct (reasons, PD as printed)
     values, inverse = np.unique(r.pd[with_pd], return_inverse=True)
-    printed = pa.array([percent_text(v) for v in values.tolist()], pa.string())
+    printed = pa.array([_percent_text(v) for v in values.tolist()], pa.string())
     combo, combos = pd.factorize(group[with_pd] * len(values) + inverse.reshape(-1))
     codes_all = group.copy()
     codes_all[with_pd] = len(first) + combo

@@ -337,3 +337,14 @@ def test_a_snapshot_that_differs_from_the_runs_rows_is_not_scored(region: Region
                                                              partitions=3), source=snapshot)
     assert dask.summary["run"]["sent_to_workers"]["rows_from"].startswith("snapshot, then work_dir")
     assert dask.summary["output"]["sha256"] == local.summary["output"]["sha256"]
+
+
+def test_row_hashes_in_threaded_chunks_are_the_whole_frames(region: Region, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fingerprint's row hashes do not depend on how the rows were chunked (every dtype of the features:
+    numbers, booleans, dates, text)."""
+    from api.precredit import run
+
+    monkeypatch.setattr(run, "HASH_CHUNK_ROWS", 701)  # 3000 rows: uneven chunks
+    whole = pd.util.hash_pandas_object(region.features, index=True).to_numpy()
+    assert np.array_equal(run.row_hashes(region.features), whole)
+    assert np.array_equal(run.row_hashes(region.features, threads=1), whole)

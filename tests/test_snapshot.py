@@ -113,3 +113,35 @@ def test_a_file_ingested_for_one_firm_changes_only_that_firm(store: sa.Engine, r
     _same(after, load_features(None, AS_OF, engine=store))
     others = before.index.drop(firm)
     _same(after.loc[others], before.loc[others])
+
+
+def test_only_the_columns_asked_for_are_read_and_they_equal_the_full_frames(store: sa.Engine, region,
+                                                                           tmp_path: Path) -> None:
+    _ingest(store, region, tmp_path / "region")
+    full = population_features(AS_OF, store)  # builds the file
+    wanted = [full.columns[5], "no_such_column", full.columns[0], full.columns[-1]]
+    narrow = population_features(AS_OF, store, wanted)  # from the file, three columns decoded
+    _same(narrow, full[[full.columns[0], full.columns[5], full.columns[-1]]])
+    snapshot_path(store, AS_OF).unlink()
+    _same(population_features(AS_OF, store, wanted), narrow)  # rebuilt from the tables: the same columns
+
+
+def test_row_groups_are_the_batch_runs_default_partitions(store: sa.Engine, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Dask worker reads its partition's row group and nothing else: the file's row groups are cut where a
+    run's default partitions are (`group_bounds`), whatever the row count."""
+    import pyarrow.parquet as pq
+
+    from api.precredit.run import partition_bounds, partition_tasks, row_hashes
+    from features.store import snapshot
+
+    monkeypatch.setattr(snapshot, "ROW_GROUP_ROWS", 150)  # 400 firms -> 3 groups (not a multiple: 133/134/133)
+    _ingest(store, generate_region(400, seed=3, end_date=AS_OF), tmp_path / "region")
+    frame = population_features(AS_OF, store)
+    path = snapshot_path(store, AS_OF)
+    meta = pq.ParquetFile(path).metadata
+    bounds = partition_bounds(len(frame), None)
+    assert len(bounds) == meta.num_row_groups == 3
+    assert [meta.row_group(g).num_rows for g in range(meta.num_row_groups)] == [b - a for a, b in bounds]
+    tasks = partition_tasks(path, bounds, list(range(len(bounds))), tmp_path / "work", row_hashes(frame))
+    assert [(t.row_groups, t.skip, t.rows) for t in tasks] == [((i,), 0, b - a) for i, (a, b) in enumerate(bounds)]

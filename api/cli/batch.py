@@ -88,7 +88,7 @@ def _run(day: dt.date, out_file: Path, products: list[str] | None, reasons: int,
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from api.database import migrate
-    from api.precredit.inputs import build_context, load_model, read_feature_files
+    from api.precredit.inputs import build_context, load_model, read_feature_files, run_columns
     from api.precredit.run import RunOptions, run_precredit
     from api.workbench.store import ProductVersions
     from features.store.snapshot import population_features, snapshot_path
@@ -104,12 +104,14 @@ def _run(day: dt.date, out_file: Path, products: list[str] | None, reasons: int,
                 db = migrate(database_url)
         else:
             db = migrate(database_url)
-            frame = population_features(day, db)
-            source = snapshot_path(db, day)
         bar.update(task, description="loading the model and products")
         model = load_model(db, str(models_dir) if models_dir else None, model_dir)
         # the seed definitions and the versions approved in the store (seeds only without a store)
         known = ProductVersions(db).published()[1] if db is not None else None
+        if features_path is None:
+            bar.update(task, description="loading features")
+            frame = population_features(day, db, run_columns(day, products, model, known))  # only what is read
+            source = snapshot_path(db, day)
         ctx, describe, frame = build_context(frame, day, products, reasons, model, known)
         bar.update(task, description=f"scoring {len(frame):,} enterprises ({engine})")
         options = RunOptions(out_file, engine, scheduler, partitions, workers, work_dir, keep_parts)

@@ -74,6 +74,19 @@ def _with_overlays(as_of: dt.date, products: list[str] | None,
     return list(dict.fromkeys([*products, *overlays]))
 
 
+def run_columns(as_of: dt.date, products: list[str] | None, model: RiskModel | None,
+                definitions: Sequence[ProductDefinition] | None = None) -> list[str] | None:
+    """The feature columns a run reads (its versions' columns: calibration changes cut-offs, not fields),
+    known before any features are read, so that only those are read; None when the versions cannot be
+    built (then `build_context` says why, after the usual checks on the features)."""
+    from api.quoting.versions import VersionsError, versions_for
+
+    try:
+        return versions_for(as_of, None, model, _with_overlays(as_of, products, definitions), definitions).columns
+    except VersionsError:
+        return None
+
+
 def build_context(features: pd.DataFrame, as_of: dt.date, products: list[str] | None, reasons: int,
                   model: RiskModel | None, definitions: Sequence[ProductDefinition] | None = None
                   ) -> tuple[BatchContext, dict[str, Any], pd.DataFrame]:

@@ -429,13 +429,14 @@ class Worker:
             stray.unlink(missing_ok=True)
 
     def _execute(self, job_id: str, request: PrecreditRequest, progress: Progress) -> RunResult:
-        from api.precredit.inputs import build_context, load_model
+        from api.precredit.inputs import build_context, load_model, run_columns
         from api.workbench.store import ProductVersions
         from features.store.snapshot import population_features, snapshot_path
 
-        features = population_features(request.as_of, self.engine)
         model = load_model(self.engine, self.models_dir, None)
         known = ProductVersions(self.engine).published()[1]  # seeds + the versions approved in the store
+        features = population_features(request.as_of, self.engine,
+                                       run_columns(request.as_of, request.products, model, known))
         ctx, describe, features = build_context(features, request.as_of, request.products, request.reasons, model,
                                                 known)
         options = RunOptions(self.batch_dir / f"{job_id}.{request.fmt}", request.engine, None, request.partitions,

@@ -33,9 +33,10 @@ import pyarrow.parquet as pq
 
 from api.precredit.score import BatchContext, score_partition
 from api.precredit.summary import Summary
+from features.store.snapshot import ROW_GROUP_ROWS, group_bounds
 
 FORMAT = 1
-DEFAULT_PARTITION_ROWS = 100_000
+DEFAULT_PARTITION_ROWS = ROW_GROUP_ROWS  # a partition is one snapshot row group: workers decode only their rows
 MANIFEST = "manifest.json"
 Progress = Callable[[int, int], None]  # partitions done (incl. reused), total
 
@@ -83,16 +84,24 @@ def output_format(path: Path) -> str:
 
 
 def partition_bounds(rows: int, partitions: int | None) -> list[tuple[int, int]]:
-    count = partitions or max(1, -(-rows // DEFAULT_PARTITION_ROWS))
-    count = max(1, min(count, rows))
-    edges = np.linspace(0, rows, count + 1).round().astype(np.int64)
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    """Contiguous row ranges; by default the date's snapshot row groups (one per DEFAULT_PARTITION_ROWS)."""
+    return group_bounds(rows, partitions)
 
 
-def row_hashes(features: pd.DataFrame) -> np.ndarray:
+HASH_CHUNK_ROWS = 50_000
+
+
+def row_hashes(features: pd.DataFrame, threads: int = 2) -> np.ndarray:
     """One 64-bit hash per row (index and every column): the run's fingerprint, and what a Dask worker checks
-    the rows it read against."""
-    return pd.util.hash_pandas_object(features, index=True).to_numpy()
+    the rows it read against. A row's hash depends on that row alone, so chunks are hashed in threads
+    (numpy's loops release the GIL) and joined in order."""
+    chunks = [(a, min(a + HASH_CHUNK_ROWS, len(features))) for a in range(0, len(features), HASH_CHUNK_ROWS)]
+    if threads <= 1 or len(chunks) <= 1:
+        return pd.util.hash_pandas_object(features, index=True).to_numpy()
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        parts = pool.map(lambda ab: pd.util.hash_pandas_object(features.iloc[ab[0]:ab[1]], index=True).to_numpy(),
+                         chunks)
+        return np.concatenate(list(parts))
 
 
 def fingerprint(features: pd.DataFrame, describe: dict[str, Any], bounds: list[tuple[int, int]],

@@ -19,9 +19,11 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -32,8 +34,20 @@ from features.sources import GOVERNMENT_SOURCES
 from features.store.load import load_features
 from features.store.tables import source_table
 
-FORMAT = "indexloan-feature-snapshot/1"
+FORMAT = "indexloan-feature-snapshot/2"  # 2: row groups of ROW_GROUP_ROWS
 _META_KEY = b"indexloan"
+# Rows per Parquet row group (at most): a batch run's default partition is one row group (`group_bounds`
+# cuts both), so a Dask worker decodes only its own rows.
+ROW_GROUP_ROWS = 100_000
+
+
+def group_bounds(rows: int, groups: int | None = None) -> list[tuple[int, int]]:
+    """`groups` contiguous (start, stop) row ranges of near-equal size; by default as many as it takes to
+    hold at most ROW_GROUP_ROWS each. The snapshot's row groups and a batch run's default partitions."""
+    count = groups or max(1, -(-rows // ROW_GROUP_ROWS))
+    count = max(1, min(count, rows))
+    edges = np.linspace(0, rows, count + 1).round().astype(np.int64)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 
 @dataclass(frozen=True)
@@ -99,16 +113,20 @@ def snapshot_path(engine: sa.Engine, as_of: dt.date) -> Path | None:
     return None if directory is None else _path(directory, as_of)
 
 
-def _read(path: Path, as_of: dt.date) -> tuple[pd.DataFrame, Fingerprint] | None:
+def _read(path: Path, as_of: dt.date, columns: Sequence[str] | None = None
+          ) -> tuple[pd.DataFrame, Fingerprint] | None:
+    """The snapshot's frame (only `columns` of it, in the file's order, when given) and its fingerprint."""
     try:
-        table = pq.read_table(path)
-        meta = json.loads((table.schema.metadata or {})[_META_KEY])
+        source = pq.ParquetFile(path)
+        meta = json.loads((source.schema_arrow.metadata or {})[_META_KEY])
         if meta.get("format") != FORMAT or meta.get("as_of") != as_of.isoformat():
             return None
-        frame = table.to_pandas()
+        wanted = None if columns is None else [c for c in source.schema_arrow.names if c in set(columns)]
+        frame = source.read(columns=wanted, use_pandas_metadata=True).to_pandas()  # the index comes along
     except (OSError, KeyError, ValueError, pa.ArrowException):
         return None  # unreadable or foreign: rebuilt from the store
-    frame = frame.astype(meta["dtypes"]) if meta.get("dtypes") else frame
+    dtypes = {c: t for c, t in (meta.get("dtypes") or {}).items() if c in frame.columns}
+    frame = frame.astype(dtypes) if dtypes else frame
     return frame, Fingerprint.from_json(meta["fingerprint"])
 
 
@@ -121,7 +139,11 @@ def _write(path: Path, frame: pd.DataFrame, as_of: dt.date, mark: Fingerprint) -
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:
-        pq.write_table(table, tmp)
+        # strings dictionary-encoded, numbers plain: LZ4 keeps the size of the defaults and decodes faster
+        strings = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+        with pq.ParquetWriter(tmp, table.schema, use_dictionary=strings, compression="lz4") as writer:
+            for a, b in group_bounds(len(frame)):
+                writer.write_table(table.slice(a, b - a), row_group_size=max(1, b - a))  # one row group each
         os.replace(tmp, path)  # readers see the old file or the new one, never half of one
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -159,18 +181,29 @@ def _extended(frame: pd.DataFrame, fresh: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def population_features(as_of: dt.date, engine: sa.Engine) -> pd.DataFrame:
+def _only(frame: pd.DataFrame, columns: Sequence[str] | None) -> pd.DataFrame:
+    return frame if columns is None else frame[[c for c in frame.columns if c in set(columns)]]
+
+
+def population_features(as_of: dt.date, engine: sa.Engine, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """Point-in-time features of every enterprise the store knows on `as_of` (= `load_features(None, ...)`),
-    from the date's snapshot when it is current, extended or rebuilt (and kept) when it is not."""
+    from the date's snapshot when it is current, extended or rebuilt (and kept) when it is not.
+
+    `columns`: only these of the frame's columns (in the frame's order; names it lacks are left out), read
+    alone from a current snapshot."""
     directory = snapshot_dir(engine)
     if directory is None:
-        return load_features(None, as_of, engine=engine)
+        return _only(load_features(None, as_of, engine=engine), columns)
     path = _path(directory, as_of)
     with engine.connect() as conn:
         mark = fingerprint(conn)
+        if path.exists() and columns is not None:
+            narrow = _read(path, as_of, columns)
+            if narrow is not None and narrow[1] == mark:
+                return narrow[0]
         cached = _read(path, as_of) if path.exists() else None
         if cached is not None and cached[1] == mark:
-            return cached[0]
+            return _only(cached[0], columns)
         if cached is not None and mark.extends(cached[1]) and _only_added(conn, cached[1]):
             changed = _changed_codes(conn, cached[1], as_of)
         else:
@@ -181,7 +214,7 @@ def population_features(as_of: dt.date, engine: sa.Engine) -> pd.DataFrame:
         frame = cached[0] if not changed else _extended(cached[0], load_features(changed, as_of, engine=engine))
     with contextlib.suppress(OSError):  # a snapshot is a cache: a read-only or full disk costs speed, not answers
         _write(path, frame, as_of, mark)
-    return frame
+    return _only(frame, columns)
 
 
 def refresh_snapshots(engine: sa.Engine) -> list[dt.date]:
