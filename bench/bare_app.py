@@ -9,7 +9,7 @@ LightGBM, points for a scorecard, their weighted sum for a blend); today's featu
 start-up, so a request is a row lookup plus one contributions call.
 
 `reference` answers `pred_contrib` of the REFERENCE model: the shape a risk team gets from LightGBM's
-defaults, 200 trees x 31 leaves on 30 numeric features, trained at start-up on synthetic data (fixed seed);
+defaults, 200 trees x 31 leaves on 30 numeric features (bench/reference.py, the one reference model of every bench);
 a request looks up one of its 20,000 synthetic rows by the body's credit code (any code: hashed to a row).
 """
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import tempfile
 import zlib
 from collections.abc import AsyncIterator
 from functools import cache
@@ -28,12 +27,6 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
-
-REFERENCE_TREES = 200
-REFERENCE_LEAVES = 31
-REFERENCE_FEATURES = 30
-REFERENCE_ROWS = 20_000
-REFERENCE_SEED = 15
 
 
 class Request(BaseModel):
@@ -52,38 +45,15 @@ def champion() -> tuple[Any, np.ndarray, dict[str, int]]:
     return model, model.encode(population), {code: i for i, code in enumerate(population.index)}
 
 
-def reference_data() -> tuple[np.ndarray, np.ndarray]:
-    """The reference model's synthetic training rows and labels (fixed seed): a default-risk-like problem."""
-    rng = np.random.default_rng(REFERENCE_SEED)
-    X = rng.normal(size=(REFERENCE_ROWS, REFERENCE_FEATURES))
-    logit = X[:, :10] @ rng.normal(size=10) + 0.5 * np.sin(X[:, 10] * X[:, 11]) - 2.0
-    y = (rng.random(REFERENCE_ROWS) < 1 / (1 + np.exp(-logit))).astype(int)
-    return X, y
-
-
-def train_reference(path: Path) -> None:
-    """Train the reference model (LightGBM defaults but for the tree count) and save it to `path`. One thread:
-    the result does not depend on it, and OpenMP threads spinning on a busy 2-core machine take minutes."""
-    import lightgbm as lgb
-
-    X, y = reference_data()
-    booster = lgb.train({"objective": "binary", "num_leaves": REFERENCE_LEAVES, "seed": REFERENCE_SEED,
-                         "num_threads": 1, "verbose": -1}, lgb.Dataset(X, y), num_boost_round=REFERENCE_TREES)
-    assert booster.num_trees() == REFERENCE_TREES
-    booster.save_model(str(path))
-
-
 @cache
 def reference_model() -> tuple[Any, np.ndarray]:
-    """(booster, rows): the model saved by `train_reference` at $BENCH_REFERENCE_MODEL (bench/http.py trains it
-    once for all workers), else trained here."""
-    import lightgbm as lgb
+    """(booster, rows): bench/reference.py's model, kept in $BENCH_REFERENCE_DIR (bench/http.py trains it once
+    for all workers), and rows of its synthetic features to explain."""
+    from bench.reference import reference_model as trained
+    from bench.reference import synthetic_rows
 
-    path = Path(os.environ.get("BENCH_REFERENCE_MODEL", "")) if os.environ.get("BENCH_REFERENCE_MODEL") else None
-    if path is None or not path.exists():
-        path = Path(tempfile.mkdtemp(prefix="bench-reference-")) / "reference.txt"
-        train_reference(path)
-    return lgb.Booster(model_file=str(path)), reference_data()[0]
+    cache_dir = os.environ.get("BENCH_REFERENCE_DIR")
+    return trained(cache=Path(cache_dir) if cache_dir else None), synthetic_rows(20_000, seed=15)
 
 
 @contextlib.asynccontextmanager

@@ -334,11 +334,11 @@ def main() -> None:
                     for what in ("PER_SECOND", "BURST")})
         key = prepare_store(store, args.firms, args.seed, env)
         if not args.skip_bare:
-            from bench.bare_app import train_reference
+            from bench.reference import reference_model
 
             t0 = time.perf_counter()
-            train_reference(work / "reference.txt")
-            env["BENCH_REFERENCE_MODEL"] = str(work / "reference.txt")
+            reference_model(cache=work)  # trained once here; every worker of the bare app loads it
+            env["BENCH_REFERENCE_DIR"] = str(work)
             print(f"reference model (200 trees x 31 leaves, 30 features) trained in {time.perf_counter() - t0:.1f} s")
         db = store / "indexloan.db"
         codes = credit_codes(db)

@@ -31,7 +31,9 @@ def reference_model(seed: int = 7, cache: Path | None = None) -> lgb.Booster:
     X = synthetic_rows(TRAIN_ROWS, seed)
     logit = X[:, :10] @ np.linspace(1.0, 0.1, 10) + 0.5 * X[:, 10] * X[:, 11]
     y = (np.random.default_rng(seed + 1).random(TRAIN_ROWS) < 1 / (1 + np.exp(-logit))).astype(int)
-    params = {"objective": "binary", "num_leaves": LEAVES, "verbosity": -1, "seed": seed}
+    # one training thread: the model does not depend on it, and OpenMP threads spinning on a busy 2-core machine
+    # take minutes; predictions are timed with LightGBM's own threads
+    params = {"objective": "binary", "num_leaves": LEAVES, "verbosity": -1, "seed": seed, "num_threads": 1}
     booster = lgb.train(params, lgb.Dataset(X, y), num_boost_round=TREES)
     assert booster.num_trees() == TREES
     if saved is not None:
