@@ -36,6 +36,7 @@ class Candidate:
     name: str
     family: str  # lightgbm | scorecard | blend (the best LightGBM candidate with the scorecard)
     params: dict[str, Any] = field(default_factory=dict)  # LightGBM parameters over `params`
+    min_rows: int = 0  # measured only with at least this many development rows (large shapes need data)
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,12 @@ def _selection(data: Any, path: Path) -> SelectionConfig:
         _check(not params or item["family"] == "lightgbm", f"candidate {item['name']!r}: only LightGBM "
                                                           "candidates take params", path)
         _check("monotone_constraints" not in params, "declare monotone constraints under `monotone:`", path)
-        candidates.append(Candidate(str(item["name"]), str(item["family"]), params))
+        unknown_keys = set(item) - {"name", "family", "params", "min_rows"}
+        _check(not unknown_keys, f"candidate {item['name']!r}: unknown keys {sorted(unknown_keys)}", path)
+        min_rows = item.get("min_rows", 0)
+        _check(isinstance(min_rows, int) and min_rows >= 0, f"candidate {item['name']!r}: min_rows must be an "
+                                                           "integer >= 0", path)
+        candidates.append(Candidate(str(item["name"]), str(item["family"]), params, int(min_rows)))
     names = [c.name for c in candidates]
     _check(len(set(names)) == len(names), "selection candidate names must be unique", path)
     families = {c.family for c in candidates}
