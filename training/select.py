@@ -301,13 +301,17 @@ class AveragingScale:
                 "variance_ratio": self.ratio, "centre_oof": self.centre_oof, "centre_mean": self.centre_mean}
 
 
-def averaging_scale(models: list[lgb.Booster], X_dev: np.ndarray, oof: np.ndarray | None = None) -> AveragingScale:
-    each = np.array([b.predict(X_dev, raw_score=True) for b in models])
+def scale_of_mean(each: np.ndarray, oof: np.ndarray) -> AveragingScale:
+    """`each`: the k fold models' raw scores of the same development rows (k x rows); `oof`: the out-of-fold
+    scores to be mapped."""
     mean = each.mean(axis=0)
     single = float(np.mean(each.var(axis=1)))
     ratio = float(np.clip(mean.var() / single, 0.0, 1.0)) if single > 0 else 1.0
-    centre_oof = float(np.mean(oof)) if oof is not None else float(mean.mean())
-    return AveragingScale(ratio, centre_oof, float(mean.mean()))
+    return AveragingScale(ratio, float(np.mean(oof)), float(mean.mean()))
+
+
+def averaging_scale(models: list[lgb.Booster], X_dev: np.ndarray, oof: np.ndarray) -> AveragingScale:
+    return scale_of_mean(np.array([b.predict(X_dev, raw_score=True) for b in models]), oof)
 
 
 def _final_lightgbm(X: np.ndarray, y: np.ndarray, rows: np.ndarray, spec: FeatureSpec, winner: Evaluated,
