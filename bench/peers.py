@@ -146,7 +146,10 @@ def run_pipeline(data: pd.DataFrame, target: str, train: np.ndarray, test: np.nd
     with tempfile.TemporaryDirectory() as tmp:
         result = train_pipeline(ds, cfg, tmp, operator="bench", write_report=False, split=split)
         sel = result.metadata["selection"]
-        chosen.append(sel["winner"] if sel else result.metadata["family"])
+        chosen.append((sel["winner"] if sel else result.metadata["family"])
+                      + f" ({result.metadata['calibration']['method']}"
+                      + (f", r {sel['calibration_scores']['variance_ratio']:.3f})"
+                         if sel and "variance_ratio" in sel["calibration_scores"] else ")"))
         model = RiskModel.from_dir(tmp)
         return model.predict(ds.X.iloc[test])
 

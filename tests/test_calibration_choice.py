@@ -53,6 +53,34 @@ def test_auto_calibration_picks_isotonic_only_where_platt_cannot_fit() -> None:
     logistic = (rng.random(6000) < _sigmoid(1.2 * raw - 1)).astype(np.int8)
     step = (rng.random(6000) < np.where(raw > 0.5, 0.6, 0.03)).astype(np.int8)  # no sigmoid of raw fits this
     chose_logistic, info = fit_calibrator(raw, logistic, "auto")
-    assert chose_logistic.method == "platt" and set(info["cv_brier"]) == {"isotonic", "platt"}
+    assert chose_logistic.method == "platt" and set(info["cv_brier"]) == {"isotonic", "platt", "beta"}
     chose_step, info = fit_calibrator(raw, step, "auto")
     assert chose_step.method == "isotonic" and info["cv_brier"]["isotonic"] < info["cv_brier"]["platt"]
+
+
+def test_beta_calibration_fits_tails_of_different_slopes_and_stays_monotone() -> None:
+    from training.calibration import Calibrator
+
+    rng = np.random.default_rng(5)
+    raw = rng.normal(-1, 1.5, 20_000)
+    q = _sigmoid(raw)
+    truth = _sigmoid(2.0 * np.log(q) - 0.5 * np.log(1 - q) + 0.5)  # steep among good risks, flat among bad
+    y = (rng.random(len(raw)) < truth).astype(np.int8)
+    chosen, info = fit_calibrator(raw, y, "auto")
+    assert chosen.method == "beta" and info["cv_brier"]["beta"] < info["cv_brier"]["platt"]
+    assert abs(chosen.a - 2.0) < 0.3 and abs(chosen.b - 0.5) < 0.2
+    grid = np.linspace(-12, 12, 2001)
+    assert (np.diff(chosen(grid)) >= 0).all()
+    again = Calibrator.from_dict(chosen.to_dict())
+    assert np.array_equal(again(raw), chosen(raw))
+    old = {k: v for k, v in fit_calibrator(raw, y, "platt")[0].to_dict().items() if k != "c"}  # before beta
+    assert Calibrator.from_dict(old).method == "platt"
+
+
+def test_beta_never_decreases_even_when_the_data_pulls_a_slope_negative() -> None:
+    rng = np.random.default_rng(6)
+    raw = rng.normal(size=5000)
+    y = (rng.random(5000) < np.where(raw > 1.5, 0.05, _sigmoid(raw))).astype(np.int8)  # bad risks look good
+    beta, _ = fit_calibrator(raw, y, "beta")
+    assert beta.a >= 0 and beta.b >= 0
+    assert (np.diff(beta(np.linspace(-8, 8, 801))) >= 0).all()

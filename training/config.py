@@ -12,7 +12,7 @@ from training.errors import ConfigError
 from training.scorecard import ScorecardConfig
 
 DEFAULT_CONFIG_FILE = Path(__file__).resolve().parent / "model.yaml"
-Calibration = Literal["auto", "isotonic", "platt"]
+Calibration = Literal["auto", "isotonic", "platt", "beta"]
 Validation = Literal["auto", "holdout", "cv"]
 CvFinal = Literal["average", "refit"]
 
@@ -100,7 +100,8 @@ def load_config(path: str | Path | None = None) -> TrainConfig:
     bad = {k: v for k, v in monotone.items() if v not in (-1, 0, 1)}
     _check(not bad, f"monotone directions must be -1, 0 or 1: {bad}", path)
     calibration = data.get("calibration", "auto")
-    _check(calibration in ("auto", "isotonic", "platt"), "calibration must be auto, isotonic or platt", path)
+    _check(calibration in ("auto", "isotonic", "platt", "beta"), "calibration must be auto, isotonic, platt or beta",
+           path)
     validation = data.get("validation", "auto")
     _check(validation in ("auto", "holdout", "cv"), "validation must be auto, holdout or cv", path)
     cv_final = data.get("cv_final", "average")
