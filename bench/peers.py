@@ -241,12 +241,12 @@ def run_dataset(key: str, methods: list[str], folds_n: int, seed: int, plots: Pa
                      "Brier": f[:, 2].mean(), "Brier sd": f[:, 2].std(),
                      "pooled AUC": m.auc(y, pooled), "pooled KS": m.ks(y, pooled), "pooled Brier": m.brier(y, pooled),
                      "seconds": time.perf_counter() - start})
-        print(f"  {METHODS[name]:<22} AUC {f[:, 0].mean():.4f}  KS {f[:, 1].mean():.4f}  Brier {f[:, 2].mean():.4f}"
+        print(f"  {METHODS[name]:<22} AUC {f[:, 0].mean():.4f}  KS {f[:, 1].mean():.4f}  Brier {f[:, 2].mean():.5f}"
               f"  ({time.perf_counter() - start:.0f} s)", flush=True)
     print(f"\n{title}: {len(y):,} rows, {int(y.sum()):,} bad, {data.shape[1] - 1} features; {folds_n} stratified "
           f"folds, seed {seed}; mean over folds (sd), and pooled out-of-fold")
     frame = pd.DataFrame(rows).drop(columns=["data"])
-    print(frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(frame.to_string(index=False, float_format=lambda v: f"{v:.5f}"))
     if chosen:
         print(f"pipeline's chosen family per fold: {', '.join(chosen)}")
     print("\nreliability (pooled out-of-fold PD by decile: mean PD / observed bad rate)")
