@@ -32,8 +32,12 @@ MONOTONE = {"overdue": 1, "grade": -1, "income": -1}
 CANDIDATES = (Candidate("lightgbm depth 2", "lightgbm"),
               Candidate("lightgbm depth 1", "lightgbm", {"max_depth": 1, "num_leaves": 2}),
               Candidate("scorecard", "scorecard"), Candidate("blend", "blend"))
-FAMILY_OF = {"lightgbm": "lightgbm depth 2", "scorecard": "scorecard", "blend": "blend"}
-NEEDED = {"lightgbm depth 2": CANDIDATES[:1], "scorecard": CANDIDATES[2:3], "blend": (CANDIDATES[0], *CANDIDATES[2:])}
+# the shipped deep shape, measured here without its row minimum (this sample is smaller)
+DEEP = dataclasses.replace(next(c for c in load_config().selection.candidates if c.name == "lightgbm depth 6"),
+                           min_rows=0)
+FAMILY_OF = {"lightgbm": "lightgbm depth 2", "scorecard": "scorecard", "blend": "blend", "deep": DEEP.name}
+NEEDED = {"lightgbm depth 2": CANDIDATES[:1], "scorecard": CANDIDATES[2:3], "blend": (CANDIDATES[0], *CANDIDATES[2:]),
+          DEEP.name: (DEEP,)}
 
 
 def _config(winner: str = "auto"):  # type: ignore[no-untyped-def]
@@ -90,10 +94,11 @@ def _metadata(directory: Path) -> dict:
     return json.loads((directory / "metadata.json").read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize("family", ["lightgbm", "scorecard", "blend"])
+@pytest.mark.parametrize("family", ["lightgbm", "scorecard", "blend", "deep"])
 def test_pd_is_monotone_in_every_declared_feature_for_every_family(dataset, trained, family: str) -> None:
     model = RiskModel.from_dir(trained[family])
-    assert model.family == family and _metadata(trained[family])["family"] == family
+    expected = "lightgbm" if family == "deep" else family
+    assert model.family == expected and _metadata(trained[family])["family"] == expected
     rows = dataset.X.iloc[:300]
     for feature, direction in MONOTONE.items():
         observed = dataset.X[feature].dropna()
@@ -318,3 +323,45 @@ def test_holdout_validation_selects_on_the_validation_fold_and_keeps_the_fold_mo
     X = model.encode(dataset.X)
     raw, _, contrib = model.scores(X)
     assert model.family == "blend" and np.array_equal(contrib.sum(axis=1), raw)
+
+
+def test_the_deep_shape_is_the_mean_of_its_fold_models_with_exact_treeshap(dataset, trained) -> None:
+    """The depth-6 candidate as a winner: its own shape in every tree, and contributions that are TreeSHAP and
+    add up to the raw score."""
+    import shap
+
+    meta = _metadata(trained["deep"])
+    assert meta["selection"]["winner"] == DEEP.name and meta["params"]["max_depth"] == 6
+    model = RiskModel.from_dir(trained["deep"])
+    dump = model.booster.dump_model()
+    assert model.booster.num_trees() == sum(meta["validation"]["fold_best_iterations"])  # 3 folds' trees
+
+    def depth(node: dict) -> int:
+        return 0 if "leaf_value" in node else 1 + max(depth(node["left_child"]), depth(node["right_child"]))
+
+    assert max(depth(t["tree_structure"]) for t in dump["tree_info"]) > 3
+    X = model.encode(dataset.X.iloc[:400])
+    raw, _, contrib = model.scores(X)
+    assert np.abs(contrib.sum(axis=1) - raw).max() < 1e-9
+    explainer_values = shap.TreeExplainer(model.booster).shap_values(X)
+    assert np.abs(np.asarray(explainer_values) - contrib[:, :-1]).max() < 1e-6
+
+
+def test_a_candidate_needing_more_rows_is_skipped_and_the_card_says_why(dataset, tmp_path: Path) -> None:
+    big = dataclasses.replace(DEEP, min_rows=10 ** 6)
+    cfg = _config()
+    cfg = dataclasses.replace(cfg, selection=dataclasses.replace(cfg.selection, candidates=(CANDIDATES[0], big)))
+    result = train_pipeline(dataset, cfg, tmp_path, write_report=False)
+    sel = result.metadata["selection"]
+    assert [c["name"] for c in sel["candidates"]] == [CANDIDATES[0].name]
+    assert sel["skipped"] == [{"name": big.name, "family": "lightgbm", "min_rows": 10 ** 6,
+                               "reason": f"fewer than {10 ** 6} development rows ({sel['rows']})"}]
+
+
+def test_the_calibrator_of_a_mean_of_fold_models_learns_from_scores_on_its_scale(trained) -> None:
+    """The averaged LightGBM's calibrator is fitted on out-of-fold scores mapped to the mean's (smaller) spread."""
+    meta = _metadata(trained["lightgbm"])
+    scale = meta["selection"]["calibration_scores"]
+    assert 0 < scale["variance_ratio"] < 1
+    card = _metadata(trained["scorecard"])["selection"]["calibration_scores"]
+    assert "variance_ratio" not in card  # the refitted scorecard is one model: its scores as they are

@@ -91,5 +91,5 @@ def test_report_is_self_contained_with_metrics_segments_shap_and_model_card(trai
     meta = trained.metadata
     assert meta["training"]["data_checksum"] == trained.metadata["training"]["data_checksum"]
     assert meta["operator"] == "analyst" and meta["training"]["time_window"] == ["2023-12-31", "2024-12-31"]
-    assert meta["calibration"]["method"] in ("isotonic", "platt")
+    assert meta["calibration"]["method"] in ("isotonic", "platt", "beta")
     assert set(trained.metrics["oot"]) >= {"auc", "gini", "ks", "brier", "rows"}

@@ -1,4 +1,10 @@
-"""Probability calibration of the booster's raw score: isotonic or Platt, chosen on validation.
+"""Probability calibration of the model's raw score (log-odds): Platt, beta or isotonic, chosen on validation.
+
+- platt: PD = sigmoid(a x raw + b): one slope for both tails.
+- beta (Kull et al. 2017, on q = sigmoid(raw)): logit PD = a ln q - b ln(1 - q) + c with a, b >= 0: the two
+  tails get their own slopes (a model can be too steep among good risks and too flat among bad ones), and the
+  PD stays non-decreasing in the raw score, so the monotone constraints still hold.
+- isotonic: a non-decreasing step function (creates ties).
 
 The calibrator is stored as plain numbers (method, thresholds, coefficients), so applying it is a
 numpy expression: fast on one row, identical on a batch, and no fitted estimator is unpickled.
@@ -21,27 +27,53 @@ PD_FLOOR = 1e-4  # isotonic steps can reach 0 or 1; no enterprise gets an exact 
 
 @dataclass(frozen=True)
 class Calibrator:
-    method: str  # "isotonic" | "platt"
+    method: str  # "isotonic" | "platt" | "beta"
     x: np.ndarray = field(default_factory=lambda: np.empty(0))  # isotonic: raw-score thresholds
     y: np.ndarray = field(default_factory=lambda: np.empty(0))  # isotonic: PD at the thresholds
-    a: float = 1.0  # platt: PD = 1 / (1 + exp(-(a * raw + b)))
+    a: float = 1.0  # platt: PD = 1 / (1 + exp(-(a * raw + b))); beta: the slopes of ln q and -ln(1 - q)
     b: float = 0.0
+    c: float = 0.0  # beta: the intercept
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
         raw = np.asarray(raw, dtype=np.float64)
         if self.method == "isotonic":
             p = np.interp(raw, self.x, self.y)
+        elif self.method == "beta":
+            log_q, log_1mq = _beta_logs(raw)
+            p = 1.0 / (1.0 + np.exp(-(self.a * log_q - self.b * log_1mq + self.c)))
         else:
             p = 1.0 / (1.0 + np.exp(-(self.a * raw + self.b)))
         return np.clip(p, PD_FLOOR, 1.0 - PD_FLOOR)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "x": self.x, "y": self.y, "a": self.a, "b": self.b}
+        return {"method": self.method, "x": self.x, "y": self.y, "a": self.a, "b": self.b, "c": self.c}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibrator:
         return cls(str(data["method"]), np.asarray(data["x"], np.float64), np.asarray(data["y"], np.float64),
-                   float(data["a"]), float(data["b"]))
+                   float(data["a"]), float(data["b"]), float(data.get("c", 0.0)))  # no c: before beta
+
+
+def _beta_logs(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ln q and ln(1 - q) for q = sigmoid(raw), without overflow: -log(1 + e^-raw) and -log(1 + e^raw)."""
+    return -np.logaddexp(0.0, -raw), -np.logaddexp(0.0, raw)
+
+
+def _fit_beta(raw: np.ndarray, y: np.ndarray) -> Calibrator:
+    """Logistic regression on (ln q, -ln(1 - q)); a negative slope is dropped and the other refitted (as in
+    the beta calibration paper), so the map stays non-decreasing; both negative: Platt."""
+    log_q, log_1mq = _beta_logs(raw)
+    features = np.column_stack([log_q, -log_1mq])
+    keep = [0, 1]
+    while keep:
+        lr = LogisticRegression(C=1e6, max_iter=1000).fit(features[:, keep], y)
+        coef = dict(zip(keep, lr.coef_[0], strict=True))
+        negative = [k for k, v in coef.items() if v < 0]
+        if not negative:
+            return Calibrator("beta", a=float(coef.get(0, 0.0)), b=float(coef.get(1, 0.0)),
+                              c=float(lr.intercept_[0]))
+        keep = [k for k in keep if k != min(negative, key=lambda k: coef[k])]
+    return _fit("platt", raw, y)
 
 
 def _fit(method: str, raw: np.ndarray, y: np.ndarray) -> Calibrator:
@@ -49,13 +81,16 @@ def _fit(method: str, raw: np.ndarray, y: np.ndarray) -> Calibrator:
         iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
         return Calibrator("isotonic", np.asarray(iso.X_thresholds_, np.float64), np.asarray(iso.y_thresholds_,
                                                                                              np.float64))
+    if method == "beta":
+        return _fit_beta(raw, y)
     lr = LogisticRegression(C=1e6, max_iter=1000).fit(raw.reshape(-1, 1), y)
     return Calibrator("platt", a=float(lr.coef_[0, 0]), b=float(lr.intercept_[0]))
 
 
 def fit_calibrator(raw: np.ndarray, y: np.ndarray, method: str = "auto", seed: int = 7
                    ) -> tuple[Calibrator, dict[str, Any]]:
-    """Fit on the validation fold; with `auto`, pick the method with the lower cross-validated Brier."""
+    """Fit on the validation fold; with `auto`, pick the method with the lower cross-validated Brier: the better
+    of Platt and beta (beta only when strictly lower), then isotonic only if it beats that by more than 0.5%."""
     raw = np.asarray(raw, np.float64)
     y = np.asarray(y, np.int8)
     scores: dict[str, float] = {}
@@ -63,13 +98,14 @@ def fit_calibrator(raw: np.ndarray, y: np.ndarray, method: str = "auto", seed: i
         folds = min(5, int(min(y.sum(), len(y) - y.sum())))
         if folds >= 2:
             splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-            for candidate in ("isotonic", "platt"):
+            for candidate in ("isotonic", "platt", "beta"):
                 pred = np.empty(len(y))
                 for fit_idx, test_idx in splitter.split(raw, y):
                     pred[test_idx] = _fit(candidate, raw[fit_idx], y[fit_idx])(raw[test_idx])
                 scores[candidate] = brier(y, pred)
-            # Platt keeps the ranking (no ties); it wins unless isotonic is clearly better.
-            method = "isotonic" if scores["isotonic"] < scores["platt"] * 0.995 else "platt"
+            # Platt and beta keep the ranking (no ties); isotonic wins only when clearly better.
+            smooth = "beta" if scores["beta"] < scores["platt"] else "platt"
+            method = "isotonic" if scores["isotonic"] < scores[smooth] * 0.995 else smooth
         else:
             method = "platt"
     calibrator = _fit(method, raw, y)

@@ -12,7 +12,7 @@ from training.errors import ConfigError
 from training.scorecard import ScorecardConfig
 
 DEFAULT_CONFIG_FILE = Path(__file__).resolve().parent / "model.yaml"
-Calibration = Literal["auto", "isotonic", "platt"]
+Calibration = Literal["auto", "isotonic", "platt", "beta"]
 Validation = Literal["auto", "holdout", "cv"]
 CvFinal = Literal["average", "refit"]
 
@@ -36,6 +36,7 @@ class Candidate:
     name: str
     family: str  # lightgbm | scorecard | blend (the best LightGBM candidate with the scorecard)
     params: dict[str, Any] = field(default_factory=dict)  # LightGBM parameters over `params`
+    min_rows: int = 0  # measured only with at least this many development rows (large shapes need data)
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ def load_config(path: str | Path | None = None) -> TrainConfig:
     bad = {k: v for k, v in monotone.items() if v not in (-1, 0, 1)}
     _check(not bad, f"monotone directions must be -1, 0 or 1: {bad}", path)
     calibration = data.get("calibration", "auto")
-    _check(calibration in ("auto", "isotonic", "platt"), "calibration must be auto, isotonic or platt", path)
+    _check(calibration in ("auto", "isotonic", "platt", "beta"), "calibration must be auto, isotonic, platt or beta",
+           path)
     validation = data.get("validation", "auto")
     _check(validation in ("auto", "holdout", "cv"), "validation must be auto, holdout or cv", path)
     cv_final = data.get("cv_final", "average")
@@ -152,7 +154,12 @@ def _selection(data: Any, path: Path) -> SelectionConfig:
         _check(not params or item["family"] == "lightgbm", f"candidate {item['name']!r}: only LightGBM "
                                                           "candidates take params", path)
         _check("monotone_constraints" not in params, "declare monotone constraints under `monotone:`", path)
-        candidates.append(Candidate(str(item["name"]), str(item["family"]), params))
+        unknown_keys = set(item) - {"name", "family", "params", "min_rows"}
+        _check(not unknown_keys, f"candidate {item['name']!r}: unknown keys {sorted(unknown_keys)}", path)
+        min_rows = item.get("min_rows", 0)
+        _check(isinstance(min_rows, int) and min_rows >= 0, f"candidate {item['name']!r}: min_rows must be an "
+                                                           "integer >= 0", path)
+        candidates.append(Candidate(str(item["name"]), str(item["family"]), params, int(min_rows)))
     names = [c.name for c in candidates]
     _check(len(set(names)) == len(names), "selection candidate names must be unique", path)
     families = {c.family for c in candidates}

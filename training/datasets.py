@@ -139,7 +139,7 @@ def select_features(frame: pd.DataFrame, categorical: tuple[str, ...] | None, ex
             distinct = col.nunique(dropna=True)
             if distinct == 0:
                 notes.append(f"{name}: left out (always missing)")
-            elif categorical is None and distinct > max_categories:
+            elif categorical is None and distinct > max_categories and distinct > 0.5 * col.notna().sum():
                 notes.append(f"{name}: left out ({distinct} distinct values: an identifier, not a category)")
             else:
                 columns[name] = _as_category_text(col)

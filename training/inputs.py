@@ -4,8 +4,8 @@ family does with missing values and categories (the model card's "categorical an
 Nothing is imputed: a missing value reaches the model as missing (NaN) and is information in its own
 right. LightGBM sends it down the side of each split that fits the training rows best; the scorecard
 gives it its own bin and weight of evidence. A category the training rows never had is encoded as
-missing. Text columns with more distinct values than `file.max_categories` look like identifiers and
-are left out (listed in the notes).
+missing. Text columns with more distinct values than `file.max_categories` and than half their rows look like
+identifiers and are left out (listed in the notes); other high-cardinality text stays a category.
 """
 
 from __future__ import annotations

@@ -62,6 +62,8 @@ class Evaluated:
     weight: float | None = None  # blend: weight of the LightGBM part (final)
     fold_weights: list[float] = field(default_factory=list)
     grown: list[int] = field(default_factory=list)  # LightGBM: rounds grown per fold (best + patience at most)
+    gbm_oof: np.ndarray | None = None  # blend: its LightGBM part's out-of-fold raw score
+    card_oof: np.ndarray | None = None  # blend: its scorecard's out-of-fold raw score
 
 
 @dataclass
@@ -216,7 +218,7 @@ def evaluate_blend(candidate: Candidate, gbm: Evaluated, card: Evaluated, y: np.
     figs["lightgbm_part"] = gbm.candidate.name
     final_oof = final_w * gbm.oof + (1 - final_w) * card.oof
     blended = Evaluated(candidate, final_oof, figs, gbm.iterations, gbm.models, gbm.params, final_w, fold_weights,
-                        gbm.grown)
+                        gbm.grown, gbm_oof=gbm.oof, card_oof=card.oof)
     if folds.mode == "holdout":
         blended.models = [BlendScorer(gbm.models[0], card.models[0], final_w)]
     return blended
@@ -274,6 +276,44 @@ def tie_margin(leader: Evaluated, other: Evaluated, crit: str, tolerance: float 
     return float(np.std(diff, ddof=1) / np.sqrt(len(diff)))
 
 
+@dataclass(frozen=True)
+class AveragingScale:
+    """How the mean of k fold models scores compared with one fold model, for calibrating the mean.
+
+    The calibrator learns from out-of-fold scores, each of one fold model; the final model is the mean of the
+    k fold models, whose scores vary less (their errors partly cancel). Taking an out-of-fold score as the sum
+    of the signal and one model's error, the best Platt slope for the mean is the out-of-fold slope divided
+    by `ratio` = Var(mean's score) / Var(one model's score). The out-of-fold scores are therefore mapped to
+    the mean's scale, `centre_mean + ratio x (score - centre_oof)`, before the calibrator is fitted: it then
+    applies to the final model's raw score as it is. Both variances are measured on the same development
+    rows (each model has trained on the same share of them), so the in-sample part cancels in the ratio.
+    """
+
+    ratio: float
+    centre_oof: float
+    centre_mean: float
+
+    def apply(self, oof: np.ndarray) -> np.ndarray:
+        return self.centre_mean + self.ratio * (np.asarray(oof, np.float64) - self.centre_oof)
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": "out-of-fold scores mapped to the scale of the mean of the fold models",
+                "variance_ratio": self.ratio, "centre_oof": self.centre_oof, "centre_mean": self.centre_mean}
+
+
+def scale_of_mean(each: np.ndarray, oof: np.ndarray) -> AveragingScale:
+    """`each`: the k fold models' raw scores of the same development rows (k x rows); `oof`: the out-of-fold
+    scores to be mapped."""
+    mean = each.mean(axis=0)
+    single = float(np.mean(each.var(axis=1)))
+    ratio = float(np.clip(mean.var() / single, 0.0, 1.0)) if single > 0 else 1.0
+    return AveragingScale(ratio, float(np.mean(oof)), float(mean.mean()))
+
+
+def averaging_scale(models: list[lgb.Booster], X_dev: np.ndarray, oof: np.ndarray) -> AveragingScale:
+    return scale_of_mean(np.array([b.predict(X_dev, raw_score=True) for b in models]), oof)
+
+
 def _final_lightgbm(X: np.ndarray, y: np.ndarray, rows: np.ndarray, spec: FeatureSpec, winner: Evaluated,
                     cfg: TrainConfig, progress: Progress | None) -> lgb.Booster:
     """cv: the mean of the k fold models (`cv_final: average`, each early-stopped on its own fold), or one
@@ -299,7 +339,11 @@ def select_model(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, 
     results: list[Evaluated] = []
     timings: dict[str, float] = {}
     best_gbm = card = None
+    dev_rows = len(split.dev)
+    skipped = [c for c in cfg.selection.candidates if c.min_rows > dev_rows]
     for candidate in cfg.selection.candidates:
+        if candidate in skipped:
+            continue
         start = time.perf_counter()
         if candidate.family == "lightgbm":
             result = evaluate_lightgbm(candidate, X, y, spec, folds, cfg, progress)
@@ -313,10 +357,12 @@ def select_model(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, 
         results.append(result)
         timings[candidate.name] = time.perf_counter() - start
     for candidate in cfg.selection.candidates:
-        if candidate.family == "blend" and best_gbm is not None and card is not None:
+        if candidate.family == "blend" and best_gbm is not None and card is not None and candidate not in skipped:
             start = time.perf_counter()
             results.append(evaluate_blend(candidate, best_gbm, card, y, folds, cfg))
             timings[candidate.name] = time.perf_counter() - start
+    measured = {r.candidate.name for r in results}
+    skipped = [c for c in cfg.selection.candidates if c.name not in measured]
     order = [c.name for c in cfg.selection.candidates]
     results.sort(key=lambda r: order.index(r.candidate.name))
     winner, reason = choose(results, cfg)
@@ -324,19 +370,27 @@ def select_model(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, 
     if progress is not None:
         progress(f"training the winner ({winner.candidate.name})", 0, 1)
     scorer: Scorer
+    cal_raw, scale = winner.oof, None
     if folds.mode == "holdout":
         model = winner.models[0]
         scorer = (LightGBMScorer(model) if family == "lightgbm" else ScorecardScorer(model)
                   if family == "scorecard" else model)
     else:
         dev = folds.rows
-        if family == "lightgbm":
-            scorer = LightGBMScorer(_final_lightgbm(X, y, dev, spec, winner, cfg, progress))
-        elif family == "scorecard":
+        if family == "scorecard":
             scorer = ScorecardScorer(_scorecard(X, y, dev, spec, cfg))
         else:
             booster = _final_lightgbm(X, y, dev, spec, winner, cfg, progress)
-            scorer = BlendScorer(booster, _scorecard(X, y, dev, spec, cfg), float(winner.weight))
+            gbm_oof = winner.oof if family == "lightgbm" else winner.gbm_oof
+            if cfg.cv_final == "average":
+                scale = averaging_scale(winner.models, X[dev], gbm_oof)
+                gbm_oof = scale.apply(gbm_oof)
+            if family == "lightgbm":
+                scorer, cal_raw = LightGBMScorer(booster), gbm_oof
+            else:
+                w = float(winner.weight)
+                scorer = BlendScorer(booster, _scorecard(X, y, dev, spec, cfg), w)
+                cal_raw = w * gbm_oof + (1 - w) * winner.card_oof
     report = {
         "mode": folds.mode, "folds": len(folds.pairs), "rows": int(len(folds.rows)),
         "criterion": cfg.selection.criterion, "tie_break": cfg.selection.tie_break,
@@ -345,5 +399,10 @@ def select_model(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, 
         "candidates": [{"name": r.candidate.name, "family": r.candidate.family, "params": r.candidate.params,
                         "seconds": round(timings.get(r.candidate.name, 0.0), 2),
                         **{k: v for k, v in r.figures.items()}} for r in results],
+        "skipped": [{"name": c.name, "family": c.family, "min_rows": c.min_rows,
+                     "reason": (f"fewer than {c.min_rows} development rows ({dev_rows})" if c.min_rows > dev_rows
+                                else "needs a measured lightgbm and scorecard candidate")} for c in skipped],
+        "calibration_scores": (scale.describe() if scale is not None else
+                               {"method": "out-of-fold scores as they are"}),
     }
-    return Selected(scorer, winner, folds, folds.rows, winner.oof, report)
+    return Selected(scorer, winner, folds, folds.rows, cal_raw, report)
