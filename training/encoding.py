@@ -74,7 +74,9 @@ class FeatureSpec:
         if present.any() and len(frame) > SMALL_FRAME_ROWS:
             # a column at a time: converting a block of mixed nullable dtypes at once is ~8x slower
             for pos, k in zip(self._numeric_pos[present], numeric[present], strict=True):
-                out[:, pos] = _as_float(frame.iloc[:, k])
+                column = frame.iloc[:, k]
+                # plain float64 already holds NaN for missing: copied once, straight into place
+                out[:, pos] = column.to_numpy(copy=False) if column.dtype == np.float64 else _as_float(column)
         elif present.any():  # a quote: one conversion of the whole (tiny) block has the least overhead
             block = frame.take(numeric[present], axis=1)
             try:
@@ -112,8 +114,20 @@ class FeatureSpec:
                    tuple(data["monotone"]))
 
 
-def build_spec(X: pd.DataFrame, categorical: tuple[str, ...], monotone: dict[str, int]) -> FeatureSpec:
-    """Vocabulary from the training rows (sorted, so the same data gives the same codes)."""
-    categories = {c: tuple(sorted(str(v) for v in X[c].dropna().unique())) for c in categorical}
+def take_rows(X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """`X[rows]` laid out column-major: per-feature statistics then read contiguous columns (a plain
+    `X[rows]` is row-major, and reading its columns one by one strides through all of it)."""
+    out = np.empty((len(rows), X.shape[1]), dtype=X.dtype, order="F")
+    for j in range(X.shape[1]):
+        np.take(X[:, j], rows, out=out[:, j])
+    return out
+
+
+def build_spec(X: pd.DataFrame, categorical: tuple[str, ...], monotone: dict[str, int],
+               rows: np.ndarray | None = None) -> FeatureSpec:
+    """Vocabulary from the training rows (`rows`, default all; sorted, so the same data gives the same codes)."""
+    # only the categorical columns are taken at `rows`: copying every row of every feature cost seconds
+    texts = X[list(categorical)] if rows is None else X[list(categorical)].iloc[rows]
+    categories = {c: tuple(sorted(str(v) for v in texts[c].dropna().unique())) for c in categorical}
     directions = tuple(int(monotone.get(n, 0)) if n not in categories else 0 for n in X.columns)
     return FeatureSpec(tuple(X.columns), categories, directions)
