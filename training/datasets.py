@@ -172,7 +172,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
         if suffix == ".csv":
             return pd.read_csv(path)
         if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
+            # a block per column, as Arrow holds them: consolidating a million rows of 140 columns into
+            # one block cost more than decoding the file; the features are taken a column at a time anyway
+            return pd.read_parquet(path, to_pandas_kwargs={"split_blocks": True, "self_destruct": True})
     except Exception as e:  # noqa: BLE001 - any reader failure is a bad file, said plainly
         raise DataError(f"cannot read {path}: {e}") from None
     raise DataError(f"data file {path}: unsupported format {suffix or '(none)'}; use .csv or .parquet")
