@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from training.artifacts import sha256_file
 from training.config import TrainConfig
@@ -163,21 +164,37 @@ def select_features(frame: pd.DataFrame, categorical: tuple[str, ...] | None, ex
 # From a file
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
+def read_table(path: str | Path, columns: Collection[str] | None = None) -> pd.DataFrame:
+    """The file as a frame; with `columns`, only those of them that the file has (the others are not read)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
     suffix = path.suffix.lower()
+    wanted = None if columns is None else set(columns)
     try:
         if suffix == ".csv":
-            return pd.read_csv(path)
+            return pd.read_csv(path, usecols=None if wanted is None else (lambda c: c in wanted))
         if suffix in (".parquet", ".pq"):
+            names = None if wanted is None else [c for c in pq.read_schema(path).names if c in wanted]
             # a block per column, as Arrow holds them: consolidating a million rows of 140 columns into
             # one block cost more than decoding the file; the features are taken a column at a time anyway
-            return pd.read_parquet(path, to_pandas_kwargs={"split_blocks": True, "self_destruct": True})
+            return pd.read_parquet(path, columns=names,
+                                   to_pandas_kwargs={"split_blocks": True, "self_destruct": True})
     except Exception as e:  # noqa: BLE001 - any reader failure is a bad file, said plainly
         raise DataError(f"cannot read {path}: {e}") from None
     raise DataError(f"data file {path}: unsupported format {suffix or '(none)'}; use .csv or .parquet")
+
+
+def table_columns(path: str | Path) -> list[str]:
+    """The column names of a data file, from its header (CSV) or schema (Parquet) only."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.is_file() or suffix not in (".csv", ".parquet", ".pq"):
+        return list(read_table(path).columns)  # the DataError read_table gives for such a path
+    try:
+        return list(pd.read_csv(path, nrows=0).columns) if suffix == ".csv" else list(pq.read_schema(path).names)
+    except Exception as e:  # noqa: BLE001 - any reader failure is a bad file, said plainly
+        raise DataError(f"cannot read {path}: {e}") from None
 
 
 def from_frame(frame: pd.DataFrame, target: str, config: TrainConfig, date_col: str | None = None,
