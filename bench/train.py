@@ -281,6 +281,10 @@ def scale_study(cfg: TrainConfig, rows: int, firms_per_region: int, bare_all: bo
           f"every row, calibrate, evaluate, report, artifacts): {t_pipeline:.1f} s")
     print(f"bare lgb.train (Dataset from the numpy matrix + {rounds} rounds, same params) on the pipeline's "
           f"{len(X_train):,} training rows: {t_bare_train:.1f} s -> pipeline / bare = {t_pipeline / t_bare_train:.2f}x")
+    if result.metadata["validation"]["mode"] == "cv":
+        print("note: development fits cross-validation here (<= cv_max_rows rows): the pipeline grew "
+              f"{result.metadata['validation']['folds']} fold models and a final one, the bare side one model; "
+              "the comparison is meant for holdout sizes (--rows 1000000)")
     if bare_all:
         t_bare_all = _bare_seconds(params, X, y, names, cats, rounds)
         print(f"bare lgb.train, same params and rounds, all {ds.rows:,} rows: {t_bare_all:.1f} s "
