@@ -24,10 +24,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import os
+import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -139,7 +142,8 @@ def selection_study(cfg: TrainConfig) -> None:
         print(f"out-of-time ({o['rows']:,} loans, {o['defaults']} defaults): AUC {o['auc']:.4f}  KS {o['ks']:.4f}  "
               f"Brier {o['brier']:.5f}; calibration {result.metadata['calibration']['method']}")
         stages = ", ".join(f"{k} {v:.1f}" for k, v in _grouped(result.timings).items())
-        print(f"training with selection and report: {seconds:.1f} s ({stages})")
+        print(f"training with selection and report: {seconds:.1f} s ({stages}; {_load()})")
+        _shipped_ratio(result, ds, seconds)
         X = model.encode(ds.X.iloc[result.split.oot])
         one = X[:1]
         row_frame = ds.X.iloc[result.split.oot[:1]]
@@ -150,6 +154,26 @@ def selection_study(cfg: TrainConfig) -> None:
         print(f"chosen model one-row cost (median, single thread): raw score {raw_ms:.3f} ms, contributions "
               f"(explanation) {contrib_ms:.3f} ms, assess (encode + PD + contributions + texts) {assess_ms:.3f} ms; "
               f"{trees} trees, {len(model.feature_names)} features")
+
+
+def _shipped_ratio(result: Any, ds: Any, seconds: float) -> None:
+    """The shipped configuration against one bare `lgb.train` of the final model's LightGBM parameters on the
+    development rows, with the mean of the folds' early-stopped rounds (what one refit would grow)."""
+    meta = result.metadata
+    if not meta["params"]:
+        print("shipped configuration: the winner is the scorecard (no LightGBM part): no bare lgb.train to compare")
+        return
+    folds = meta["validation"]["fold_best_iterations"] or [meta["best_iteration"]]
+    rounds = max(1, round(float(np.mean(folds))))
+    params = meta["params"] | {"monotone_constraints": list(result.spec.monotone)}
+    dev = result.split.dev
+    X = result.spec.encode(ds.X)[dev]
+    bare = _bare_seconds(params, X, ds.y[dev], lgb_feature_names(result.spec.names), result.spec.categorical_indices,
+                         rounds)
+    print(f"shipped configuration (model-family selection on): pipeline {seconds:.1f} s vs bare lgb.train of the final "
+          f"model's params on the {len(dev):,} development rows ({rounds} rounds = the folds' mean) {bare:.2f} s "
+          f"-> {seconds / bare:.1f}x ({_load()}); per candidate: "
+          + ", ".join(f"{c['name']} {c['seconds']:.1f} s" for c in meta["selection"]["candidates"]))
 
 
 def _grouped(timings: dict[str, float]) -> dict[str, float]:
@@ -195,11 +219,38 @@ def _loans_file(rows: int, firms_per_region: int) -> Path:
     return path
 
 
-def scale_study(cfg: TrainConfig, rows: int, firms_per_region: int) -> None:
+def _load() -> str:
+    return "load average " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def _bare_seconds(params: dict[str, Any], X: np.ndarray, y: np.ndarray, names: list[str], cats: list[int],
+                  rounds: int) -> float:
+    """A bare `lgb.train`: Dataset construction from the numpy matrix and `rounds` boosting rounds, timed."""
+    start = time.perf_counter()
+    lgb.train(params, lgb.Dataset(X, y, feature_name=names, categorical_feature=cats), num_boost_round=rounds)
+    return time.perf_counter() - start
+
+
+def _warm_memory(gigabytes: float) -> float:
+    """Touch (then free) this much fresh memory. On this VM the first touch of a page the guest never used
+    costs about 4 s per GB (the host backs it then), a later one almost nothing: without this the side that
+    runs first and holds more memory (the pipeline: the file's columns, the encoded matrix) pays the host's
+    page backing as well as its own work. Returns the seconds it took."""
+    start = time.perf_counter()
+    block = np.empty(int(gigabytes * (1 << 30)) // 8)
+    block[::512] = 0.0  # one write per 4 KiB page
+    del block
+    return time.perf_counter() - start
+
+
+def scale_study(cfg: TrainConfig, rows: int, firms_per_region: int, bare_all: bool, warm_gb: float) -> None:
     print(f"== full pipeline vs bare lgb.train on {rows:,} synthetic loans (LightGBM of `params`, no family "
           "selection, so both grow the same model) ==")
     cfg = dataclasses.replace(cfg, selection=dataclasses.replace(cfg.selection, candidates=()))
     path = _loans_file(rows, firms_per_region)
+    if warm_gb > 0:
+        print(f"memory warmed: {warm_gb:g} GB touched and freed in {_warm_memory(warm_gb):.1f} s (not timed)")
+    print(f"before: {_load()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         ds = from_file(path, "default_12m", cfg, date_col="loan_date",
@@ -207,33 +258,37 @@ def scale_study(cfg: TrainConfig, rows: int, firms_per_region: int) -> None:
         t_data = time.perf_counter() - start
         result = train_pipeline(ds, cfg, tmp, operator="bench")
         t_pipeline = time.perf_counter() - start
-    rounds = result.metadata["iterations_run"]
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1 << 20)
+    print(f"after the pipeline: {_load()}; peak memory of the process {peak_gb:.1f} GB", flush=True)
+    rounds = result.metadata["iterations_run"]  # every tree the pipeline grew (early stopping's patience too)
     params = result.metadata["params"] | {"monotone_constraints": list(result.spec.monotone)}
     X = result.spec.encode(ds.X)
     y = ds.y
     names = lgb_feature_names(result.spec.names)
     cats = result.spec.categorical_indices
-
-    def bare(rows_idx: np.ndarray | None) -> float:
-        data_x, data_y = (X, y) if rows_idx is None else (X[rows_idx], y[rows_idx])
-        start = time.perf_counter()
-        lgb.train(params, lgb.Dataset(data_x, data_y, feature_name=names, categorical_feature=cats),
-                  num_boost_round=rounds)
-        return time.perf_counter() - start
-
-    t_bare_all = bare(None)
-    t_bare_train = bare(result.split.train)
+    # exactly the rows the pipeline grows trees on, in the same encoding; their copy out of X is not timed
+    X_train, y_train = X[result.split.train], y[result.split.train]
+    t_bare_train = _bare_seconds(params, X_train, y_train, names, cats, rounds)
+    print(f"after the bare fit: {_load()}", flush=True)
     oot = result.metrics["oot"]
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
     print(f"pipeline stages: dataset from file {t_data:.1f} s, {stages}")
-    print(f"rows {ds.rows:,}; features {len(result.spec.names)}; training rows {len(result.split.train):,}; "
-          f"rounds run {rounds} (best {result.metadata['best_iteration']})")
+    print(f"rows {ds.rows:,}; features {len(result.spec.names)}; training rows {len(result.split.train):,} "
+          f"(validation {len(result.split.valid):,}, out-of-time {len(result.split.oot):,}); rounds grown {rounds} "
+          f"(kept {result.metadata['best_iteration']})")
     print(f"out-of-time: AUC {oot['auc']:.4f}  KS {oot['ks']:.4f}  Brier {oot['brier']:.5f}")
-    print(f"full pipeline (read file + dataset {t_data:.1f} s, train, calibrate, evaluate, report): {t_pipeline:.1f} s")
-    print(f"bare lgb.train, same params and rounds, all {rows:,} rows: {t_bare_all:.1f} s "
-          f"-> ratio {t_pipeline / t_bare_all:.2f}x")
-    print(f"bare lgb.train, same params and rounds, the pipeline's training rows only: {t_bare_train:.1f} s "
-          f"-> ratio {t_pipeline / t_bare_train:.2f}x")
+    print(f"full pipeline (read file + dataset {t_data:.1f} s, split, encode, train with early stopping, predict "
+          f"every row, calibrate, evaluate, report, artifacts): {t_pipeline:.1f} s")
+    print(f"bare lgb.train (Dataset from the numpy matrix + {rounds} rounds, same params) on the pipeline's "
+          f"{len(X_train):,} training rows: {t_bare_train:.1f} s -> pipeline / bare = {t_pipeline / t_bare_train:.2f}x")
+    if result.metadata["validation"]["mode"] == "cv":
+        print("note: development fits cross-validation here (<= cv_max_rows rows): the pipeline grew "
+              f"{result.metadata['validation']['folds']} fold models and a final one, the bare side one model; "
+              "the comparison is meant for holdout sizes (--rows 1000000)")
+    if bare_all:
+        t_bare_all = _bare_seconds(params, X, y, names, cats, rounds)
+        print(f"bare lgb.train, same params and rounds, all {ds.rows:,} rows: {t_bare_all:.1f} s "
+              f"-> pipeline / bare = {t_pipeline / t_bare_all:.2f}x ({_load()})")
 
 
 def main() -> None:
@@ -241,6 +296,10 @@ def main() -> None:
     parser.add_argument("--part", choices=("baseline", "selection", "shape", "scale", "all"), default="all")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--firms-per-region", type=int, default=200_000)
+    parser.add_argument("--warm-gb", type=float, default=8.0,
+                        help="scale: GB of memory touched before timing (0: none; see _warm_memory)")
+    parser.add_argument("--bare-all", action="store_true",
+                        help="scale: also time a bare lgb.train on every row (out-of-time included)")
     args = parser.parse_args()
     cfg = load_config()
     if args.part in ("baseline", "all"):
@@ -250,7 +309,7 @@ def main() -> None:
     if args.part in ("shape", "all"):
         shape_study(cfg)
     if args.part in ("scale", "all"):
-        scale_study(cfg, args.rows, args.firms_per_region)
+        scale_study(cfg, args.rows, args.firms_per_region, args.bare_all, args.warm_gb)
 
 
 if __name__ == "__main__":

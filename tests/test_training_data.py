@@ -11,7 +11,7 @@ import pytest
 from tests.factories import credit_codes, source_frame, valid_row
 from training.config import load_config
 from training.datasets import binary_target, from_frame, from_source_frames
-from training.encoding import build_spec
+from training.encoding import RowColumns, build_spec
 from training.errors import DataError
 from training.fit import split_dataset
 
@@ -98,6 +98,27 @@ def test_encoding_maps_unseen_and_missing_categories_to_missing() -> None:
     np.testing.assert_array_equal(encoded[:, 1], [1.0, np.nan, np.nan])
     big = pd.concat([new] * 200, ignore_index=True)  # the vectorised path must agree with the one-row path
     np.testing.assert_array_equal(spec.encode(big)[:3], encoded)
+
+
+def test_encoding_reads_plain_and_nullable_numbers_alike() -> None:
+    rows = 600  # above the one-quote size: the column-at-a-time path
+    a = np.where(np.arange(rows) % 3 == 0, np.nan, np.arange(rows, dtype=np.float64))
+    spec = build_spec(pd.DataFrame({"a": a}), (), {})
+    nullable = pd.DataFrame({"a": pd.array([None if np.isnan(v) else v for v in a], dtype="Float64")})
+    np.testing.assert_array_equal(spec.encode(pd.DataFrame({"a": a}))[:, 0], a)
+    np.testing.assert_array_equal(spec.encode(nullable)[:, 0], a)
+
+
+def test_vocabulary_from_training_rows_and_columns_of_row_subsets() -> None:
+    ds = from_frame(tabular(500), "bad", CFG)
+    rows = np.arange(0, 500, 7)
+    spec = build_spec(ds.X, ds.categorical, CFG.monotone, rows=rows)
+    assert spec == build_spec(ds.X.iloc[rows], ds.categorical, CFG.monotone)
+    X = spec.encode(ds.X)
+    columns = RowColumns(X, rows)
+    assert len(columns) == len(rows)
+    for j in range(X.shape[1]):
+        np.testing.assert_array_equal(columns.column(j), X[rows, j])
 
 
 def _loan_frames(loan_day: str, later_overdue: int) -> dict[str, pd.DataFrame]:

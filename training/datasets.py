@@ -9,14 +9,17 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
+from training.artifacts import sha256_file
 from training.config import TrainConfig
 from training.errors import DataError
 
@@ -70,22 +73,27 @@ def binary_target(values: pd.Series, name: str, positive: str | None = None) -> 
     missing = int(values.isna().sum())
     if missing:
         raise DataError(f"target column {name!r} has {missing} missing value(s); fill or remove those rows")
-    distinct = pd.unique(values)
+    codes, distinct = pd.factorize(values, sort=False)
     if len(distinct) > 2:
         shown = ", ".join(str(v) for v in list(distinct[:5]))
         raise DataError(f"target column {name!r} is not binary: {len(distinct)} distinct values ({shown}, ...)")
     if len(distinct) < 2:
         raise DataError(f"target column {name!r} has a single value ({distinct[0]!r}): nothing to learn")
-    text = values.astype(str).str.strip()
-    labels = sorted(pd.unique(text))
+    # the two values spelled as `astype(str)` spells the column: spelling a million rows costs seconds
+    spelled = pd.Series(distinct).astype(str).str.strip().to_numpy()
+    labels = sorted(set(spelled))
+
+    def rows_spelled(label: str) -> np.ndarray:
+        return (spelled == label)[codes].astype(np.int8)
+
     if positive is not None:
         if positive not in labels:
             raise DataError(f"--positive {positive!r} is not a value of {name!r} (values: {', '.join(labels)})")
-        return (text == positive).to_numpy().astype(np.int8)
+        return rows_spelled(positive)
     if pd.api.types.is_bool_dtype(values):
         return values.astype(bool).to_numpy().astype(np.int8)
     if pd.api.types.is_numeric_dtype(values):
-        if set(pd.unique(values.astype(float))) == {0.0, 1.0}:
+        if set(pd.Series(distinct).astype(float)) == {0.0, 1.0}:
             return values.astype(float).to_numpy().astype(np.int8)
         raise DataError(f"target column {name!r} has values {labels[0]} and {labels[1]}, not 0/1: "
                         "pass --positive VALUE for the bad outcome")
@@ -93,7 +101,7 @@ def binary_target(values: pd.Series, name: str, positive: str | None = None) -> 
     if len(hits) != 1:
         raise DataError(f"target column {name!r} has values {labels[0]!r} and {labels[1]!r}: "
                         "pass --positive VALUE for the bad outcome")
-    return (text == hits[0]).to_numpy().astype(np.int8)
+    return rows_spelled(hits[0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,34 +156,45 @@ def select_features(frame: pd.DataFrame, categorical: tuple[str, ...] | None, ex
             notes.append(f"{name}: left out (unsupported type {col.dtype})")
     if not columns:
         raise DataError("no usable feature columns (numbers, booleans or text categories)")
-    return pd.DataFrame(columns, index=frame.index), tuple(cats), notes
+    # copy=False: the columns as they are (no second copy of every feature into one block)
+    return pd.DataFrame(columns, index=frame.index, copy=False), tuple(cats), notes
 
 
 # ---------------------------------------------------------------------------------------------
 # From a file
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
+def read_table(path: str | Path, columns: Collection[str] | None = None) -> pd.DataFrame:
+    """The file as a frame; with `columns`, only those of them that the file has (the others are not read)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
     suffix = path.suffix.lower()
+    wanted = None if columns is None else set(columns)
     try:
         if suffix == ".csv":
-            return pd.read_csv(path)
+            return pd.read_csv(path, usecols=None if wanted is None else (lambda c: c in wanted))
         if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
+            names = None if wanted is None else [c for c in pq.read_schema(path).names if c in wanted]
+            # a block per column, as Arrow holds them: consolidating a million rows of 140 columns into
+            # one block cost more than decoding the file; the features are taken a column at a time anyway
+            return pd.read_parquet(path, columns=names,
+                                   to_pandas_kwargs={"split_blocks": True, "self_destruct": True})
     except Exception as e:  # noqa: BLE001 - any reader failure is a bad file, said plainly
         raise DataError(f"cannot read {path}: {e}") from None
     raise DataError(f"data file {path}: unsupported format {suffix or '(none)'}; use .csv or .parquet")
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def table_columns(path: str | Path) -> list[str]:
+    """The column names of a data file, from its header (CSV) or schema (Parquet) only."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.is_file() or suffix not in (".csv", ".parquet", ".pq"):
+        return list(read_table(path).columns)  # the DataError read_table gives for such a path
+    try:
+        return list(pd.read_csv(path, nrows=0).columns) if suffix == ".csv" else list(pq.read_schema(path).names)
+    except Exception as e:  # noqa: BLE001 - any reader failure is a bad file, said plainly
+        raise DataError(f"cannot read {path}: {e}") from None
 
 
 def from_frame(frame: pd.DataFrame, target: str, config: TrainConfig, date_col: str | None = None,
@@ -203,8 +222,11 @@ def from_frame(frame: pd.DataFrame, target: str, config: TrainConfig, date_col: 
 
 def from_file(path: str | Path, target: str, config: TrainConfig, date_col: str | None = None,
               positive: str | None = None, segment_cols: tuple[str, ...] = ()) -> Dataset:
-    frame = read_table(path)
-    source = {"kind": "file", "path": str(Path(path).resolve()), "file_sha256": file_sha256(path),
+    with ThreadPoolExecutor(1) as pool:  # hashing releases the GIL: it runs while the file is decoded
+        digest = pool.submit(sha256_file, path)
+        frame = read_table(path)  # a missing or unreadable file is a DataError before the digest is asked for
+        file_digest = digest.result()
+    source = {"kind": "file", "path": str(Path(path).resolve()), "file_sha256": file_digest,
               "target": target, "date_column": date_col, "positive": positive}
     return from_frame(frame, target, config, date_col, positive, segment_cols, source)
 

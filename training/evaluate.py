@@ -6,16 +6,17 @@ from pathlib import Path
 from typing import Any
 
 from training import metrics as m
-from training.datasets import binary_target, read_table
+from training.datasets import binary_target, read_table, table_columns
 from training.errors import DataError
 from training.serving import RiskModel
 
 
 def evaluate_file(model: RiskModel, path: str | Path, target: str, positive: str | None = None) -> dict[str, Any]:
     """AUC, Gini, KS, Brier and PSI against the model's development sample, for a file with outcomes."""
-    frame = read_table(path)
-    if target not in frame.columns:
-        raise DataError(f"{path} has no target column {target!r}; columns: {', '.join(map(str, frame.columns))}")
+    columns = table_columns(path)
+    if target not in columns:
+        raise DataError(f"{path} has no target column {target!r}; columns: {', '.join(map(str, columns))}")
+    frame = read_table(path, columns=[*model.spec.names, target])  # only what the model and the target need
     if frame.empty:
         raise DataError(f"{path} has no rows")
     y = binary_target(frame[target], target, positive)

@@ -89,7 +89,7 @@ class Fitted:
     params: dict[str, Any]
     mode: str = "holdout"  # "holdout" | "cv"
     valid_rows: np.ndarray | None = None  # rows whose out-of-sample raw score is in valid_raw
-    valid_raw: np.ndarray | None = None  # raw scores for calibration (validation fold, or out-of-fold)
+    valid_raw: np.ndarray | None = None  # raw scores for calibration (out-of-fold; Dask: validation fold)
     fold_iterations: list[int] = field(default_factory=list)
 
 
@@ -186,8 +186,8 @@ def fit_booster(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, c
     if validation_mode(cfg, len(dev)) == "holdout":
         booster, best, grown = _early_stopped(params, X, y, split.train, split.valid, spec, cfg, "training",
                                               progress)
-        raw = booster.predict(X[split.valid], raw_score=True, num_iteration=best)
-        return Fitted(booster, best, grown, params, "holdout", split.valid, raw)
+        # no valid_raw: the pipeline scores the validation fold with the saved model (with every other row)
+        return Fitted(booster, best, grown, params, "holdout", split.valid, None)
     folds = StratifiedKFold(n_splits=cfg.cv_folds, shuffle=True, random_state=cfg.seed)
     oof = np.empty(len(dev))
     iterations = []

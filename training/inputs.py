@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from training.datasets import Dataset
-from training.encoding import FeatureSpec
+from training.encoding import FeatureSpec, RowColumns
 
 RARE_SHARE_DEFAULT = 0.01
 
@@ -29,16 +29,15 @@ TREATMENT = {
 }
 
 
-def describe_inputs(ds: Dataset, spec: FeatureSpec, X: np.ndarray, dev: np.ndarray, scorer: Any
-                    ) -> dict[str, Any]:
+def describe_inputs(ds: Dataset, spec: FeatureSpec, dev: RowColumns, scorer: Any) -> dict[str, Any]:
+    """Per input its kind, missing share and categories on the development rows (`dev`: their encoded columns)."""
     family = scorer.family
     families = ("lightgbm", "scorecard") if family == "blend" else (family,)
     card = getattr(scorer, "scorecard", None)
     rare_share = RARE_SHARE_DEFAULT
     rows = []
-    Xd = X[dev]
     for j, name in enumerate(spec.names):
-        column = Xd[:, j]
+        column = dev.column(j)
         missing = float(np.isnan(column).mean()) if len(column) else 0.0
         entry: dict[str, Any] = {"feature": name, "kind": "categorical" if name in spec.categories else "numeric",
                                  "missing_share_dev": missing}

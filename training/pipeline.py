@@ -21,7 +21,7 @@ from training import metrics as m
 from training.calibration import Calibrator, fit_calibrator
 from training.config import TrainConfig
 from training.datasets import Dataset
-from training.encoding import FeatureSpec, build_spec
+from training.encoding import FeatureSpec, RowColumns, build_spec
 from training.families import Scorer, load_scorer
 from training.fit import Progress, Split, fit_booster, split_dataset
 from training.inputs import describe_inputs
@@ -99,7 +99,7 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
 
     step("splitting", 0, 1)
     split = split or split_dataset(ds, cfg)
-    spec = build_spec(ds.X.iloc[split.train], ds.categorical, cfg.monotone)
+    spec = build_spec(ds.X, ds.categorical, cfg.monotone, rows=split.train)
     notes = list(ds.notes)
     unknown = sorted(set(cfg.monotone) - set(spec.names))
     if unknown:
@@ -162,6 +162,7 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
     sample = np.sort(rng.choice(split.oot, size=min(SHAP_SAMPLE_ROWS, len(split.oot)), replace=False))
     contrib = scorer.contributions(X[sample])
     base_value = float(contrib[0, -1]) if len(sample) else scorer.base_value(len(spec.names))
+    dev_columns = RowColumns(X, split.dev)  # the input card and the feature reference, a column at a time
     finished = _now()
     metadata: dict[str, Any] = {
         "format": art.FORMAT,
@@ -182,7 +183,7 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
         "scorecard": ({"config": dataclasses.asdict(cfg.scorecard), "intercept": scorer.scorecard.intercept,
                        "features": scorer.scorecard.describe(spec.names)}
                       if hasattr(scorer, "scorecard") else None),
-        "inputs": describe_inputs(ds, spec, X, split.dev, scorer),
+        "inputs": describe_inputs(ds, spec, dev_columns, scorer),
         "training": {
             "source": ds.source,
             "time_window": list(ds.time_window()),
@@ -204,7 +205,7 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
         "libraries": _libraries(family, selection),
         "metrics": {k: v for k, v in metrics.items() if k != "segments_oot"},
         "score_reference": m.score_reference(p[split.dev]),
-        "feature_reference": m.feature_reference(X[split.dev], spec.names),  # for live PSI (monitoring)
+        "feature_reference": feature_reference(dev_columns, spec.names),  # for live PSI (monitoring)
     }
     metrics = clean_json(metrics)
     metadata = clean_json(metadata)
@@ -224,6 +225,14 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
     step("done", 1, 1)
     timings = {stage: round(marks[i + 1][1] - t, 3) for i, (stage, t) in enumerate(marks[:-1])}
     return TrainResult(out, metadata, metrics, booster, calibrator, spec, split, timings, scorer)
+
+
+def feature_reference(dev: RowColumns, names: tuple[str, ...]) -> dict[str, dict[str, list[float]]]:
+    """`metrics.feature_reference` of the development rows, one gathered column at a time."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for j, name in enumerate(names):
+        out |= m.feature_reference(dev.column(j)[:, None], [name])
+    return out
 
 
 def _libraries(family: str, selection: dict[str, Any] | None) -> dict[str, str]:
