@@ -50,7 +50,11 @@ class Live:
 def live_service(directory: Path, **settings: str) -> Iterator[Live]:
     with settings_env(**settings), running_service("sqlite", directory) as service:
         url = service.engine.url.render_as_string(hide_password=False)
-        with serve(create_app(database_url=url)) as base, httpx.Client(base_url=base, timeout=30) as http:
+        app = create_app(database_url=url)
+        with serve(app) as base, httpx.Client(base_url=base, timeout=30) as http:
+            # quotes are rendered ahead in a background thread after start: let it finish, so that what these
+            # tests time (rate limits per second) is the requests, not a thread sharing the GIL with them
+            assert app.state.quoting.wait_for_rebuilds(timeout=600)
             yield Live(base, service.engine, service.keys, service.codes, http)
 
 
