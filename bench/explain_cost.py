@@ -11,27 +11,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
-
-import numpy as np
 
 _BENCH = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH]  # bench/http.py shadows http
 sys.path.insert(0, str(_BENCH.parent))
 
+from bench.train import per_call_ms  # noqa: E402  (one timing helper for the benches)
 from training.datasets import read_table  # noqa: E402
 from training.serving import RiskModel  # noqa: E402
-
-
-def per_call_ms(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1e3)
 
 
 def main() -> None:

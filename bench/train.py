@@ -60,7 +60,8 @@ SHAPES = (  # (label, max_depth, num_leaves)
 )
 
 
-def _per_call_ms(fn, repeat: int = 400) -> float:  # type: ignore[no-untyped-def]
+def per_call_ms(fn, repeat: int = 400) -> float:  # type: ignore[no-untyped-def]
+    """Median milliseconds of one call of `fn` (after one warm-up call), single thread."""
     fn()
     times = []
     for _ in range(repeat):
@@ -93,8 +94,8 @@ def shape_study(cfg: TrainConfig) -> None:
             X = model.encode(ds.X.iloc[result.split.oot])
             one = X[:1]
             row_frame = ds.X.iloc[result.split.oot[:1]]
-            contrib_ms = _per_call_ms(lambda: model.contributions(one))  # noqa: B023
-            assess_ms = _per_call_ms(lambda: model.assess(row_frame), 200)  # noqa: B023
+            contrib_ms = per_call_ms(lambda: model.contributions(one))  # noqa: B023
+            assess_ms = per_call_ms(lambda: model.assess(row_frame), 200)  # noqa: B023
             y = ds.y[result.split.oot]
             preds[label] = (y, model.predict(X))
             rows.append({"shape": label, "trees": model.booster.num_trees(), "oot_auc": result.metrics["oot"]["auc"],
@@ -118,7 +119,7 @@ def shape_study(cfg: TrainConfig) -> None:
                   "monotone_constraints": list(spec.monotone)}
         booster = lgb.train(params, lgb.Dataset(X_all, ds.y, feature_name=lgb_feature_names(spec.names),
                                                 categorical_feature=spec.categorical_indices), 200)
-        ms = _per_call_ms(lambda: booster.predict(one, pred_contrib=True, num_threads=1))  # noqa: B023
+        ms = per_call_ms(lambda: booster.predict(one, pred_contrib=True, num_threads=1))  # noqa: B023
         print(f"  max_depth {depth:>2}: {booster.num_trees()} trees, {ms:.3f} ms")
 
 
@@ -147,9 +148,9 @@ def selection_study(cfg: TrainConfig) -> None:
         X = model.encode(ds.X.iloc[result.split.oot])
         one = X[:1]
         row_frame = ds.X.iloc[result.split.oot[:1]]
-        raw_ms = _per_call_ms(lambda: model.raw_score(one))
-        contrib_ms = _per_call_ms(lambda: model.contributions(one))
-        assess_ms = _per_call_ms(lambda: model.assess(row_frame), 200)
+        raw_ms = per_call_ms(lambda: model.raw_score(one))
+        contrib_ms = per_call_ms(lambda: model.contributions(one))
+        assess_ms = per_call_ms(lambda: model.assess(row_frame), 200)
         trees = model.booster.num_trees() if model.booster is not None else 0
         print(f"chosen model one-row cost (median, single thread): raw score {raw_ms:.3f} ms, contributions "
               f"(explanation) {contrib_ms:.3f} ms, assess (encode + PD + contributions + texts) {assess_ms:.3f} ms; "
