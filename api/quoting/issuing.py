@@ -89,11 +89,7 @@ def issue(quoter: Quoter, order: QuoteOrder) -> Issued:
     full_json = fast_json(full)
     principal = order.principal
     sent = fast_json(quoter.platform_view(full, order.as_of)) if principal.role is Role.platform else full_json
-    values = dict(quote_id=quote_id, credit_code=order.credit_code, as_of=order.as_of, created_at=created,
-                  expires_at=expires, api_key_id=principal.key_id, role=principal.role.value,
-                  consent_ref=order.consent_ref, idempotency_key=order.idempotency_key,
-                  request_json=order.request_json, snapshot_json=fast_json(snapshot).decode("utf-8"),
-                  response_json=full_json.decode("utf-8"), response_sha256=hashlib.sha256(full_json).hexdigest())
+    values = _row(order, quote_id, created, expires, fast_json(snapshot), full_json)
     # the HTTP service sets `shadow` on its quoter (api.http.lifecycle); the CLI's quoter has none
     shadow = getattr(quoter, "shadow", None)
     population = None
@@ -101,6 +97,17 @@ def issue(quoter: Quoter, order: QuoteOrder) -> Issued:
         state = quoter.state(order.as_of)  # in memory: the quote has just used it
         population = state.population if state.versions is versions else None
     return Issued(values, full, sent, order, versions, snapshot, shadow, population)
+
+
+def _row(order: QuoteOrder, quote_id: str, created: dt.datetime, expires: dt.datetime, snapshot_json: bytes,
+         body: bytes) -> dict[str, Any]:
+    """The `quotes` row of an issued quote, computed or assembled: one place for what is stored."""
+    principal = order.principal
+    return dict(quote_id=quote_id, credit_code=order.credit_code, as_of=order.as_of, created_at=created,
+                expires_at=expires, api_key_id=principal.key_id, role=principal.role.value,
+                consent_ref=order.consent_ref, idempotency_key=order.idempotency_key,
+                request_json=order.request_json, snapshot_json=snapshot_json.decode("utf-8"),
+                response_json=body.decode("utf-8"), response_sha256=hashlib.sha256(body).hexdigest())
 
 
 def _from_rendered(quoter: Quoter, order: QuoteOrder) -> Issued | None:
@@ -114,12 +121,7 @@ def _from_rendered(quoter: Quoter, order: QuoteOrder) -> Issued | None:
             "created_at": created.isoformat(), "consent_ref": order.consent_ref}
     versions = state.versions
     quote = assemble(rendered, order.products, versions.model_version, head, created)
-    principal = order.principal
-    values = dict(quote_id=quote_id, credit_code=order.credit_code, as_of=order.as_of, created_at=created,
-                  expires_at=quote.expires, api_key_id=principal.key_id, role=principal.role.value,
-                  consent_ref=order.consent_ref, idempotency_key=order.idempotency_key,
-                  request_json=order.request_json, snapshot_json=rendered.snapshot_json.decode("utf-8"),
-                  response_json=quote.body.decode("utf-8"), response_sha256=hashlib.sha256(quote.body).hexdigest())
+    values = _row(order, quote_id, created, quote.expires, rendered.snapshot_json, quote.body)
     shadow = getattr(quoter, "shadow", None)
     return Issued(values, quote.summary, quote.body, order, versions, StoredSnapshot(rendered), shadow,
                   state.population if shadow is not None else None)
