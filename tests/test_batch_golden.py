@@ -4,7 +4,10 @@ snapshot, engine, writer) on a small region gives the files the code gave before
 The digests were first computed with the main branch's code (commit 3635095) on this region, model and venv,
 and the speed work left them unchanged; they were recomputed once, at the merge of issue 16, whose calibrator
 (fitted on out-of-fold scores mapped to the scale of the mean of the fold models) changes the PDs of the same
-trees (`MODEL_TXT` is unchanged; the Dask run still writes the local run's bytes). A deliberate change of the
+trees (`MODEL_TXT` is unchanged; the Dask run still writes the local run's bytes); and recomputed again when a
+fresh install resolved newer library releases (main's code gave other bytes there, `MODEL_TXT` unchanged: the
+Platt coefficients are a library fit, Parquet files name their writer's version). Since then `constraints.txt`
+pins every release `make install` takes, so a fresh clone reproduces these bytes. A deliberate change of the
 output (a product rule, a column, a library upgrade that changes Parquet bytes) changes them: recompute them
 then, and say why in the commit.
 """
@@ -32,9 +35,9 @@ AS_OF = dt.date(2025, 12, 31)
 REPO = Path(__file__).resolve().parent.parent
 MODEL_TXT = "73e133573db0d4dd3935b53d5d5f4ffaf8b6a71c6d1fa5fbe1ea81281e266c57"
 GOLDEN = {
-    "k3.parquet": "fa4934b4af70402ca6bb841aa8b0a7952ec1af3d809c3cd1b9c29b7ebac468be",
-    "k0.parquet": "94c8fa4a022eb7a31770665db9f3e3dd612517bceced62bb3819ce2587886409",
-    "k0.csv": "9002465c9813e2a7287fd953eeda5025c1bc23e7f86a133f098fc0ce77d3d26a",
+    "k3.parquet": "03e6072ce07ab934ed06197bba9e6e5c6db71d66ba8e417af3948c60e267bb06",
+    "k0.parquet": "0e06aab80d389f697caaea9783b9e0308650fed5be6c86c5f7c29f037ae73547",
+    "k0.csv": "16c72134acfd7784512c652af9ab01013c9063967aba3c9495ebf28e4acbe1d7",
 }
 
 
