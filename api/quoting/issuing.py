@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from api.keys import Principal, Role
-from api.quoting.prerender import StoredSnapshot, assemble
+from api.quoting.prerender import Assembled, Parts, StoredSnapshot, assemble, split
 from api.quoting.service import Quoter
 from api.quoting.snapshot import fast_json
 from api.quoting.versions import Versions
@@ -70,33 +70,43 @@ class Issued:
 def issue(quoter: Quoter, order: QuoteOrder) -> Issued:
     """Compute and serialise a quote (no database writes). UnknownEnterpriseError when not in the store.
 
-    A bank role's quote without a requested amount is assembled from the parts rendered ahead for its state
-    (`api.quoting.prerender`) when its firm's are ready; otherwise it is computed: the same bytes either way."""
-    if order.requested_amount is None and order.principal.role is not Role.platform:
-        assembled = _from_rendered(quoter, order)
-        if assembled is not None:
-            return assembled
+    A quote without a requested amount is assembled from the parts rendered ahead for its state
+    (`api.quoting.prerender`) when its firm's are ready; otherwise it is computed, split into parts and
+    assembled the same way: the same bytes either way, for the bank's roles and for the platform."""
+    platform = order.principal.role is Role.platform
+    shadow = getattr(quoter, "shadow", None)  # set by the HTTP service (api.http.lifecycle); the CLI has none
+    if order.requested_amount is None:
+        state = quoter.state(order.as_of)
+        rendered = state.population.rendered(order.credit_code)
+        if rendered is not None and rendered.has(order.products, platform):
+            quote, created, quote_id = _assemble(order, rendered.parts, state.versions.model_version, platform)
+            values = _row(order, quote_id, created, quote.expires, rendered.snapshot_json, quote.body)
+            return Issued(values, quote.summary, quote.sent, order, state.versions, StoredSnapshot(rendered), shadow,
+                          state.population if shadow is not None else None)
     computed = quoter.quote(order.credit_code, order.as_of, order.products, order.requested_amount)
     if computed is None:
         raise UnknownEnterpriseError(f"enterprise {order.credit_code} is not in the store as of {order.as_of}")
     body, snapshot, versions = computed
-    created = dt.datetime.now(dt.UTC)
-    expires = created + dt.timedelta(days=min(q["expiry_days"] for q in body["quotes"]))
-    quote_id = str(uuid.uuid4())
-    full = {"quote_id": quote_id, "credit_code": order.credit_code, "as_of": order.as_of.isoformat(),
-            "created_at": created.isoformat(), "expires_at": expires.isoformat(),
-            "consent_ref": order.consent_ref, **body}
-    full_json = fast_json(full)
-    principal = order.principal
-    sent = fast_json(quoter.platform_view(full, order.as_of)) if principal.role is Role.platform else full_json
-    values = _row(order, quote_id, created, expires, fast_json(snapshot), full_json)
-    # the HTTP service sets `shadow` on its quoter (api.http.lifecycle); the CLI's quoter has none
-    shadow = getattr(quoter, "shadow", None)
+    parts = split(body, quoter.platform_narrowing(order.as_of) if platform else None)
+    quote, created, quote_id = _assemble(order, parts, versions.model_version, platform)
+    head = quote.summary
+    full = {**{k: head[k] for k in HEADER_FIELDS}, **body}  # the whole body, every field of each quote
+    values = _row(order, quote_id, created, quote.expires, fast_json(snapshot), quote.body)
     population = None
     if shadow is not None:
         state = quoter.state(order.as_of)  # in memory: the quote has just used it
         population = state.population if state.versions is versions else None
-    return Issued(values, full, sent, order, versions, snapshot, shadow, population)
+    return Issued(values, full, quote.sent, order, versions, snapshot, shadow, population)
+
+
+def _assemble(order: QuoteOrder, parts: Parts, model_version: str | None, platform: bool
+              ) -> tuple[Assembled, dt.datetime, str]:
+    created = dt.datetime.now(dt.UTC)
+    quote_id = str(uuid.uuid4())
+    head = {"quote_id": quote_id, "credit_code": order.credit_code, "as_of": order.as_of.isoformat(),
+            "created_at": created.isoformat(), "consent_ref": order.consent_ref}
+    return assemble(parts, order.products, model_version, head, created, order.requested_amount, platform), \
+        created, quote_id
 
 
 def _row(order: QuoteOrder, quote_id: str, created: dt.datetime, expires: dt.datetime, snapshot_json: bytes,
@@ -110,23 +120,7 @@ def _row(order: QuoteOrder, quote_id: str, created: dt.datetime, expires: dt.dat
                 response_json=body.decode("utf-8"), response_sha256=hashlib.sha256(body).hexdigest())
 
 
-def _from_rendered(quoter: Quoter, order: QuoteOrder) -> Issued | None:
-    state = quoter.state(order.as_of)
-    rendered = state.population.rendered(order.credit_code)
-    if rendered is None or any(p not in rendered.fragments for p in order.products):
-        return None
-    created = dt.datetime.now(dt.UTC)
-    quote_id = str(uuid.uuid4())
-    head = {"quote_id": quote_id, "credit_code": order.credit_code, "as_of": order.as_of.isoformat(),
-            "created_at": created.isoformat(), "consent_ref": order.consent_ref}
-    versions = state.versions
-    quote = assemble(rendered, order.products, versions.model_version, head, created)
-    values = _row(order, quote_id, created, quote.expires, rendered.snapshot_json, quote.body)
-    shadow = getattr(quoter, "shadow", None)
-    return Issued(values, quote.summary, quote.body, order, versions, StoredSnapshot(rendered), shadow,
-                  state.population if shadow is not None else None)
-
-
+HEADER_FIELDS = ("quote_id", "credit_code", "as_of", "created_at", "expires_at", "consent_ref")
 INSERT_QUOTE = quotes.insert()  # one statement object: compiled once, values bound per quote
 
 

@@ -210,7 +210,7 @@ def _replayed(previous: sa.Row, order: QuoteOrder, service: QuotingService) -> R
         raise ProblemError(409, "this Idempotency-Key was already used with a different request body",
                            errors=[{"field": "Idempotency-Key", "message": "reused with a different body"}])
     if order.principal.role is Role.platform:
-        content = fast_json(service.platform_view(json.loads(previous.response_json), previous.as_of))
+        content = service.platform_json(json.loads(previous.response_json), previous.as_of)
     else:
         content = previous.response_json.encode("utf-8")
     return _json_response(content, previous.quote_id, replayed=True)
@@ -230,7 +230,7 @@ def get_quote(quote_id: str, request: Request,
               principal: Principal = Depends(QuoteReaders)) -> Response:
     row = _load(request, quote_id, principal)
     if principal.role is Role.platform:
-        content = fast_json(_service(request).platform_view(json.loads(row.response_json), row.as_of))
+        content = _service(request).platform_json(json.loads(row.response_json), row.as_of)
     elif found := overrides.for_quote(request.app.state.engine, quote_id):  # officers' overrides, beside it
         content = fast_json({**json.loads(row.response_json), "overrides": found})
     else:
