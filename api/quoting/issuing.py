@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -45,7 +45,7 @@ class QuoteOrder:
 class ShadowSink(Protocol):
     """Takes issued quotes to score them with challenger models off the hot path (api.monitoring.shadow)."""
 
-    def offer(self, issued: Issued) -> None: ...
+    def offer(self, issued: list[Issued]) -> None: ...
 
     def drain(self, conn: sa.Connection) -> None: ...
 
@@ -124,24 +124,47 @@ HEADER_FIELDS = ("quote_id", "credit_code", "as_of", "created_at", "expires_at",
 INSERT_QUOTE = quotes.insert()  # one statement object: compiled once, values bound per quote
 
 
-def writes(issued: Issued) -> Callable[[sa.Connection], None]:
+def writes(issued: Issued) -> QuoteWrite:
     """The statements that store an issued quote and its audit row (run in the writer's transaction)."""
+    return QuoteWrite(issued)
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteWrite:
+    """One issued quote's writes; the group writer runs neighbouring ones together (`together`)."""
+
+    issued: Issued
+
+    def __call__(self, conn: sa.Connection) -> None:
+        store_quotes(conn, [self.issued])
+
+    @staticmethod
+    def together(conn: sa.Connection, group: list[QuoteWrite]) -> None:
+        store_quotes(conn, [w.issued for w in group])
+
+
+def store_quotes(conn: sa.Connection, group: list[Issued]) -> None:
+    """Store issued quotes, each with its audit row, in the caller's transaction: one statement per table for
+    the whole group (a statement costs more than its rows), the audit rows chained in the group's order."""
+    # The quote rows first: on SQLite their INSERT takes the write lock before the audit head is read.
+    conn.execute(INSERT_QUOTE, [issued.values for issued in group])
+    audit.append_many(conn, [_audit_entry(issued) for issued in group])
+    shadows: dict[int, tuple[ShadowSink, list[Issued]]] = {}
+    for issued in group:
+        if issued.shadow is not None:
+            shadows.setdefault(id(issued.shadow), (issued.shadow, []))[1].append(issued)
+    for shadow, offered in shadows.values():
+        shadow.offer(offered)  # one queue put; scored in the background
+        shadow.drain(conn)  # challenger rows scored earlier ride in this transaction
+
+
+def _audit_entry(issued: Issued) -> audit.Entry:
     values = issued.values
     principal = issued.order.principal
-
-    def write(conn: sa.Connection) -> None:
-        # The quote row first: on SQLite its INSERT takes the write lock before the audit head is read.
-        conn.execute(INSERT_QUOTE, values)
-        audit.append(conn, principal.name, "quote.create", f"quote:{values['quote_id']}",
-                     {"credit_code": values["credit_code"], "role": principal.role.value,
-                      "consent_ref": values["consent_ref"], "products": issued.order.products,
-                      "model_version": issued.versions.model_version,
-                      "source_as_of": issued.snapshot["source_as_of"]})
-        if issued.shadow is not None:
-            issued.shadow.offer(issued)  # a queue put; scored in the background
-            issued.shadow.drain(conn)  # challenger rows scored earlier ride in this transaction
-
-    return write
+    return (principal.name, "quote.create", f"quote:{values['quote_id']}",
+            {"credit_code": values["credit_code"], "role": principal.role.value, "consent_ref": values["consent_ref"],
+             "products": issued.order.products, "model_version": issued.versions.model_version,
+             "source_as_of": issued.snapshot["source_as_of"]})
 
 
 def stored(conn: sa.Connection, key_id: int, idempotency_key: str) -> sa.Row | None:
