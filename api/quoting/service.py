@@ -24,7 +24,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,12 @@ class DateState:
     mark: tuple[int, str | None, int]  # (newest ingestion batch, model version, product-version epoch)
     checked_at: float
     definitions: tuple[ProductDefinition, ...]  # every version known when built (those in force: `versions`)
+    # (today, products asked for) -> the products a request quotes: a pure function of the state, checked once
+    chosen: dict[tuple[dt.date, tuple[str, ...] | None], tuple[str, ...]] = field(
+        default_factory=dict, compare=False, repr=False)
+
+
+MAX_CHOSEN = 256  # product lists remembered per state (`Quoter.products_for`)
 
 
 def narrowing_of(definitions: Sequence[ProductDefinition], as_of: dt.date) -> dict[str, list[str] | None]:
@@ -342,8 +348,19 @@ class Quoter:
 
     def products_for(self, as_of: dt.date, wanted: list[str] | None) -> list[str]:
         """The products a request quotes: `wanted` (checked to be in force on `as_of`, with their reference
-        rates) or all in force. VersionsError names the field at fault."""
-        return list(in_force(as_of, wanted, self._definitions_for(as_of))[0])
+        rates) or all in force. VersionsError names the field at fault (an error is never remembered: checked
+        again on every request)."""
+        state = self._states.get(as_of)
+        if state is None:
+            return list(in_force(as_of, wanted, self.definitions)[0])
+        key = (dt.date.today(), None if wanted is None else tuple(wanted))
+        chosen = state.chosen.get(key)
+        if chosen is None:
+            chosen = tuple(in_force(as_of, wanted, state.definitions)[0])
+            if len(state.chosen) >= MAX_CHOSEN:  # callers choose the lists: bounded
+                state.chosen.clear()
+            state.chosen[key] = chosen
+        return list(chosen)
 
     def platform_narrowing(self, as_of: dt.date) -> dict[str, list[str] | None]:
         """Per product, the quote fields the platform may see under the definitions in force on `as_of`."""
