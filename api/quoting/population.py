@@ -29,7 +29,8 @@ from scoring.engine import all_fields
 BLOCK = 4096
 MAX_BLOCKS = 64  # 262,144 enterprises' results per population at most
 # Blocks whose quotes are rendered ahead (`Population.render`), at most: a demo firm's five products and
-# snapshot are ~26 KB of JSON, so 32,768 firms are ~0.9 GB per worker process. The firms of later blocks are
+# snapshot are ~26 KB of JSON and the platform's view of its products ~10 KB more, so 32,768 firms are ~1.2 GB
+# per worker process. The firms of later blocks are
 # quoted through the compute path (the same bytes, from the kept blocks), as before rendering ahead.
 MAX_RENDERED_BLOCKS = 8
 

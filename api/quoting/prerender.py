@@ -49,6 +49,16 @@ class Parts:
     platform_risk_json: bytes
 
 
+_FIELD_SETS: dict[frozenset[str], frozenset[str]] = {}  # the few distinct sets, one object each
+
+
+def _shared(fields: frozenset[str]) -> frozenset[str]:
+    """One object per distinct set of field names: a set per product per rendered firm would cost kilobytes."""
+    if len(_FIELD_SETS) > 1024:  # never expected: the sets depend on the products' definitions only
+        _FIELD_SETS.clear()
+    return _FIELD_SETS.setdefault(fields, fields)
+
+
 def split(body: Mapping[str, Any], narrowing: Narrowing | None = None) -> Parts:
     """The parts of a quote body (`quote_body`'s `quotes` and `risk`); with `narrowing`, the platform's view too."""
     fragments = {}
@@ -71,7 +81,7 @@ def split(body: Mapping[str, Any], narrowing: Narrowing | None = None) -> Parts:
         if narrowing is not None:
             view = platform_quote(narrowing, quote, risk_reasons)
             platform[code] = fast_json(view)
-            shown[code] = frozenset(view)
+            shown[code] = _shared(frozenset(view))
     risk = body["risk"]
     return Parts(fragments, offers, risk, fast_json(risk), platform, shown,
                  fast_json(platform_risk(risk)) if narrowing is not None else b"")
