@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
 
@@ -123,34 +123,51 @@ def _texts(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: item[k] for k in ("code", "zh", "en") if k in item} for item in items]
 
 
+def platform_quote(narrowing: Mapping[str, tuple[str, ...] | list[str] | None], quote: dict[str, Any],
+                   risk_reasons: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None
+                   ) -> dict[str, Any]:
+    """The platform's view of one product's quote: the whitelist, narrowed further by the product's
+    `platform_fields` (`narrowing`: product code -> its platform_fields, None = the whole whitelist); risk
+    factors as texts worded without any value (`risk_reasons`: a memo of `platform_risk_reasons`)."""
+    narrowed = narrowing.get(quote["product"])
+    allowed = [f for f in PLATFORM_FIELDS if narrowed is None or f in narrowed or f in ALWAYS_FOR_PLATFORM]
+    view = {k: quote[k] for k in allowed if k in quote}
+    view["reasons"] = _texts(quote.get("reasons", []))
+    if "risk_reasons" in allowed:
+        view["risk_reasons"] = (risk_reasons or platform_risk_reasons)(quote.get("risk_factors", []))
+    return view
+
+
+def platform_risk_reasons(factors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return _texts([risk_factor(f, Audience.platform) for f in factors])
+
+
+def platform_best_offer(best: dict[str, Any] | None, shown: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The best offer as the platform sees it: only the fields it sees of that product's quote (`shown`)."""
+    return None if best is None else {k: v for k, v in best.items() if k in shown}
+
+
+def platform_risk(risk: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if risk is None else {"pd": risk.get("pd")}
+
+
 def platform_view(narrowing: Mapping[str, tuple[str, ...] | list[str] | None], body: dict[str, Any]
                   ) -> dict[str, Any]:
-    """The platform's view of a quote body: a whitelist, narrowed further by each product's
-    `platform_fields` (`narrowing`: product code -> its platform_fields, None = the whole whitelist);
-    risk factors as texts worded without any value."""
-    quotes = []
+    """The platform's view of a quote body: each product's `platform_quote`, the best offer and the risk
+    block narrowed to what it may see."""
     rendered: dict[str, list[dict[str, Any]]] = {}  # the firm's factors are the same in every product's quote
 
     def risk_reasons(factors: list[dict[str, Any]]) -> list[dict[str, Any]]:
         key = repr([(f["feature"], f.get("value"), f["contribution"], f.get("withheld")) for f in factors])
         if key not in rendered:
-            rendered[key] = _texts([risk_factor(f, Audience.platform) for f in factors])
+            rendered[key] = platform_risk_reasons(factors)
         return rendered[key]
 
-    for quote in body["quotes"]:
-        narrowed = narrowing.get(quote["product"])
-        allowed = [f for f in PLATFORM_FIELDS if narrowed is None or f in narrowed or f in ALWAYS_FOR_PLATFORM]
-        view = {k: quote[k] for k in allowed if k in quote}
-        view["reasons"] = _texts(quote.get("reasons", []))
-        if "risk_reasons" in allowed:
-            view["risk_reasons"] = risk_reasons(quote.get("risk_factors", []))
-        quotes.append(view)
+    quotes = [platform_quote(narrowing, quote, risk_reasons) for quote in body["quotes"]]
     best = body.get("best_offer")
     if best is not None:
-        shown = next((q for q in quotes if q["product"] == best["product"]), {})
-        best = {k: v for k, v in best.items() if k in shown}
-    risk = body.get("risk")
-    return {**body, "quotes": quotes, "best_offer": best, "risk": None if risk is None else {"pd": risk.get("pd")}}
+        best = platform_best_offer(best, next((q for q in quotes if q["product"] == best["product"]), {}))
+    return {**body, "quotes": quotes, "best_offer": best, "risk": platform_risk(body.get("risk"))}
 
 
 # ------------------------------------------------------------------ profile

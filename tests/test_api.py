@@ -158,6 +158,47 @@ def test_unknown_enterprise_missing_consent_and_oversized_body(svc: Service) -> 
     assert _count_quotes(svc) == before
 
 
+def test_the_usual_quote_request_skips_dependency_solving_with_the_same_answer(
+        svc: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.http.routers import quotes as quotes_router
+
+    taken: list[bool] = []
+    plain = quotes_router._plain_arguments
+
+    def watched(request, body):  # type: ignore[no-untyped-def]
+        found = plain(request, body)
+        taken.append(found is not None)
+        return found
+
+    def same(response) -> dict:  # type: ignore[no-untyped-def]
+        return {k: v for k, v in response.json().items() if k not in ("quote_id", "created_at", "expires_at")}
+
+    monkeypatch.setattr(quotes_router, "_plain_arguments", watched)
+    _quote(svc)  # the key is now in the process's cache
+    fast = _quote(svc, products=["tax_credit", "per_mu"], consent_ref="AUTH-9")
+    keyed = svc.client.post("/v1/quotes", json={"credit_code": svc.codes[1]},
+                            headers={**svc.headers(Role.loan_officer), "Idempotency-Key": "usual-1"})
+    assert taken[-2:] == [True, True] and fast.status_code == keyed.status_code == 201
+    monkeypatch.setattr(quotes_router, "_plain_arguments", lambda request, body: None)  # FastAPI's own handler
+    solved = _quote(svc, products=["tax_credit", "per_mu"], consent_ref="AUTH-9")
+    assert solved.status_code == 201 and same(solved) == same(fast)
+    again = svc.client.post("/v1/quotes", json={"credit_code": svc.codes[1]},
+                            headers={**svc.headers(Role.loan_officer), "Idempotency-Key": "usual-1"})
+    assert again.json() == keyed.json() and again.headers["Idempotent-Replayed"] == "true"
+
+    monkeypatch.setattr(quotes_router, "_plain_arguments", watched)
+    taken.clear()
+    too_long = svc.client.post("/v1/quotes", json={"credit_code": svc.codes[0]},
+                               headers={**svc.headers(Role.loan_officer), "Idempotency-Key": "k" * 129})
+    text = svc.client.post("/v1/quotes", content=b'{"credit_code": "x"}',
+                           headers={**svc.headers(Role.loan_officer), "Content-Type": "text/plain"})
+    strict = _quote(svc, requested_amount_cny="3000000")
+    assert taken == [False, False, False]  # each answered by FastAPI's handler, with its field-level errors
+    assert too_long.status_code == 422 and too_long.json()["errors"][0]["field"] == "Idempotency-Key"
+    assert text.status_code == 422
+    assert strict.status_code == 422 and strict.json()["errors"][0]["field"] == "requested_amount_cny"
+
+
 def test_authentication_is_required(svc: Service) -> None:
     assert svc.client.post("/v1/quotes", json={"credit_code": svc.codes[0]}).status_code == 401
     bad = svc.client.post("/v1/quotes", json={"credit_code": svc.codes[0]}, headers={"Authorization": "Bearer nope"})

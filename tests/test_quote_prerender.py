@@ -24,6 +24,7 @@ from features.ingest import ingest_directory
 from features.synthetic import generate_region, write_region
 
 OFFICER = Principal(key_id=1, name="officer", role=Role.loan_officer)
+PLATFORM = Principal(key_id=2, name="platform", role=Role.platform)
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +42,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> QuotingService:
 
 
 def _order(code: str, products: list[str], amount: float | None = None, as_of: dt.date | None = None,
-           consent_ref: str | None = None) -> QuoteOrder:
-    return QuoteOrder(code, as_of or dt.date.today(), products, amount, consent_ref, "{}", None, OFFICER)
+           consent_ref: str | None = None, principal: Principal = OFFICER) -> QuoteOrder:
+    return QuoteOrder(code, as_of or dt.date.today(), products, amount, consent_ref, "{}", None, principal)
 
 
 def _computed(service: QuotingService, order: QuoteOrder, quote_id: str, created: dt.datetime) -> bytes:
@@ -70,7 +71,9 @@ def test_rendered_quotes_are_the_computed_bytes(service: QuotingService) -> None
     orders = []
     for k, code in enumerate(state.population.frame.index):
         chosen = list(rng.permutation(products)[: 1 + k % len(products)])  # subsets, in many orders
-        orders.append(_order(code, products if k % 3 == 0 else chosen, consent_ref="AUTH-1" if k % 2 else None))
+        platform = k % 4 == 1  # the platform's view, rendered ahead the same way (it always sends a consent)
+        orders.append(_order(code, products if k % 3 == 0 else chosen, consent_ref="AUTH-1" if k % 2 else None,
+                             principal=PLATFORM if platform else OFFICER))
     eligible = 0
     for order in orders:
         issued = issue(service, order)
@@ -79,8 +82,13 @@ def test_rendered_quotes_are_the_computed_bytes(service: QuotingService) -> None
             "taken from the rendered parts (a computed quote carries every field)"
         values = issued.values
         expected = _computed(service, order, values["quote_id"], values["created_at"])
-        assert issued.sent == expected
-        assert values["response_json"].encode("utf-8") == expected
+        assert values["response_json"].encode("utf-8") == expected  # stored: the bank's view, whoever asked
+        if order.principal.role is Role.platform:
+            seen = fast_json(service.platform_view(json.loads(expected), order.as_of))
+            assert issued.sent == seen
+            assert service.platform_json(json.loads(expected), order.as_of) == seen  # read back (GET, replayed)
+        else:
+            assert issued.sent == expected
         assert values["expires_at"].isoformat() in expected.decode("utf-8")
         snapshot = state.population.snapshot(order.credit_code)
         assert values["snapshot_json"].encode("utf-8") == fast_json(snapshot)
@@ -98,6 +106,12 @@ def test_what_is_not_rendered_is_computed(service: QuotingService) -> None:
     assert "product_version" in with_amount.full["quotes"][0]  # the whole computed body
     assert with_amount.sent == _computed(service, _order(code, products, amount=1_000_000.0),
                                          with_amount.values["quote_id"], with_amount.values["created_at"])
+    platform = issue(service, _order(code, products, amount=1_000_000.0, consent_ref="AUTH-2", principal=PLATFORM))
+    assert "product_version" in platform.full["quotes"][0]
+    stored = platform.values["response_json"].encode("utf-8")
+    assert stored == _computed(service, _order(code, products, amount=1_000_000.0, consent_ref="AUTH-2"),
+                               platform.values["quote_id"], platform.values["created_at"])
+    assert platform.sent == fast_json(service.platform_view(json.loads(stored), dt.date.today()))
 
 
 def test_no_request_renders(service: QuotingService, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,13 +1,14 @@
 """The challenger in shadow: every registered challenger model scores every live quote beside the champion,
 without changing the quote; its PD and the decisions it would give are stored keyed by quote id.
 
-Off the hot path: the writer's transaction only queues the issued quote (`offer`, a queue put). A background
+Off the hot path: the writer's transaction only queues its group's issued quotes (`offer`, one queue put: a put
+per quote would wake the scorer's thread per quote, to contend for the GIL with requests). A background
 thread per process takes the queued quotes in groups and scores them through the quote's one path
 (`score_rows` with the challenger as the model), vectorised like the champion: a quote taken from the date's
 population is an array take from a block of `BLOCK` rows scored once with the challenger (kept, least recently
 used dropped; `Issued.population`); a quote whose population was being replaced as it was issued is scored
 from its snapshot (the replay decoder), its group in one call. The scored rows ride in the next quote's
-transaction (`drain`, called by `api.quoting.issuing.writes` in the writer's group: no commit of their own);
+transaction (`drain`, called by `api.quoting.issuing.store_quotes` in the writer's group: no commit of their own);
 when no quote comes within
 `IDLE_SECONDS`, they go through the service's group writer on their own, never waited for. A quote whose
 transaction failed may leave a shadow row behind; reports join on `quotes`, so it is never counted. Rows in a
@@ -75,16 +76,16 @@ class ShadowScorer:
 
     # ------------------------------------------------------------------ producer side (the quote path)
 
-    def offer(self, issued: Any) -> None:  # api.quoting.issuing.Issued
-        """Queue an issued quote for shadow scoring (cheap: no scoring, no I/O)."""
+    def offer(self, issued: list[Any]) -> None:  # of api.quoting.issuing.Issued
+        """Queue issued quotes for shadow scoring (cheap: no scoring, no I/O)."""
         if self._thread is None:
             with self._start_lock:
                 if self._thread is None:
                     self._thread = threading.Thread(target=self._run, name="shadow-scorer", daemon=True)
                     self._thread.start()
         with self._pending_lock:
-            self._pending += 1
-        self._queue.put(issued)
+            self._pending += len(issued)
+        self._queue.put(list(issued))
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every queued quote is scored and stored (tests, benchmarks, orderly shutdown)."""
@@ -121,7 +122,7 @@ class ShadowScorer:
             if first is None:
                 self._write_ready()
                 return
-            group = [first]
+            group = list(first)
             deadline = time.monotonic() + GATHER_SECONDS
             while len(group) < MAX_GROUP:
                 try:
@@ -131,7 +132,7 @@ class ShadowScorer:
                 if item is None:
                     self._queue.put(None)
                     break
-                group.append(item)
+                group.extend(item)
             try:
                 self.score(group)
             except Exception:  # noqa: BLE001 - shadow scoring never affects quoting; logged, group dropped

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from api.quoting.body import RISK_FACTORS, quote_body
-from api.quoting.prerender import Rendered, render_firm
+from api.quoting.prerender import Narrowing, Rendered, render_firm
 from api.quoting.snapshot import RowEncoder, fast_json
 from api.quoting.versions import Versions
 from scoring import ProductResult, evaluate_all, extract
@@ -29,7 +29,8 @@ from scoring.engine import all_fields
 BLOCK = 4096
 MAX_BLOCKS = 64  # 262,144 enterprises' results per population at most
 # Blocks whose quotes are rendered ahead (`Population.render`), at most: a demo firm's five products and
-# snapshot are ~26 KB of JSON, so 32,768 firms are ~0.9 GB per worker process. The firms of later blocks are
+# snapshot are ~26 KB of JSON and the platform's view of its products ~10 KB more, so 32,768 firms are ~1.2 GB
+# per worker process. The firms of later blocks are
 # quoted through the compute path (the same bytes, from the kept blocks), as before rendering ahead.
 MAX_RENDERED_BLOCKS = 8
 
@@ -116,13 +117,16 @@ class Population:
     def blocks(self) -> int:
         return -(-len(self.frame) // BLOCK)
 
-    def render(self, blocks: list[int] | None = None, previous: Population | None = None) -> None:
+    def render(self, blocks: list[int] | None = None, previous: Population | None = None,
+               narrowing: Narrowing | None = None) -> None:
         """Render the quote parts of these blocks' firms (default: every block, up to MAX_RENDERED_BLOCKS),
-        for `rendered` to serve. Called while a state is built or rebuilt, before or beside its swap.
+        for `rendered` to serve; the platform's view too under `narrowing` (its fields per product under this
+        state's definitions). Called while a state is built or rebuilt, before or beside its swap.
 
         A firm whose snapshot is byte for byte the one it had in `previous` (the state this one replaces)
         keeps its parts: the snapshot holds every input of the quote (features, sources' dates, versions with
-        their cut-offs), which is why a replay from it is identical. A small batch re-renders only its firms."""
+        their cut-offs; the definitions, hence the platform's fields), which is why a replay from it is identical.
+        A small batch re-renders only its firms."""
         for b in range(self.blocks) if blocks is None else blocks:
             if b in self._rendered or b >= self.blocks or len(self._rendered) >= MAX_RENDERED_BLOCKS:
                 continue
@@ -139,7 +143,7 @@ class Population:
                 if scored is None:
                     scored, _ = self.block(b * BLOCK)
                 parts.append(render_firm(self.versions, scored.results, i, self.risk(scored, i), snapshot,
-                                         snapshot_json))
+                                         snapshot_json, narrowing))
             self._rendered[b] = parts
 
     def rendered_blocks(self) -> list[int]:

@@ -23,7 +23,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ import sqlalchemy as sa
 
 from api.quoting.body import platform_body
 from api.quoting.population import BLOCK, Population
+from api.quoting.prerender import platform_json
 from api.quoting.snapshot import canonical_json, features_from_json
 from api.quoting.versions import (
     Versions,
@@ -90,6 +92,24 @@ class DateState:
     mark: tuple[int, str | None, int]  # (newest ingestion batch, model version, product-version epoch)
     checked_at: float
     definitions: tuple[ProductDefinition, ...]  # every version known when built (those in force: `versions`)
+    # (today, products asked for) -> the products a request quotes: a pure function of the state, checked once
+    chosen: dict[tuple[dt.date, tuple[str, ...] | None], tuple[str, ...]] = field(
+        default_factory=dict, compare=False, repr=False)
+
+
+MAX_CHOSEN = 256  # product lists remembered per state (`Quoter.products_for`)
+
+
+def narrowing_of(definitions: Sequence[ProductDefinition], as_of: dt.date) -> dict[str, list[str] | None]:
+    """Per product, the quote fields the platform may see under `definitions` in force on `as_of`."""
+    return {c: d.platform_fields for c, d in definitions_in_force(definitions, as_of).items()}
+
+
+def render_ahead(state: DateState, previous: DateState | None = None) -> None:
+    """Render a state's quotes ahead, both views (the platform's under the state's own definitions)."""
+    as_of = state.versions.as_of
+    narrowing = narrowing_of(state.definitions, as_of) if as_of is not None else None
+    state.population.render(previous=None if previous is None else previous.population, narrowing=narrowing)
 
 
 def _seconds_to_midnight() -> float:
@@ -242,7 +262,7 @@ class Quoter:
 
     def _render(self, state: DateState) -> None:
         try:
-            state.population.render()
+            render_ahead(state)
         except Exception:  # noqa: BLE001 - its quotes are then computed per request, the same bytes
             log.exception("rendering the quotes of %s ahead failed", state.versions.as_of)
         finally:
@@ -265,7 +285,7 @@ class Quoter:
                 if as_of not in self._states:
                     state = self._build(as_of, self._mark(), ahead=True)
                     if self.PRERENDER:
-                        state.population.render()
+                        render_ahead(state)
                     self._put(as_of, state)
         except Exception:  # noqa: BLE001 - the date is then built on its first use, as without prewarming
             log.exception("building the quoting state of %s ahead failed", as_of)
@@ -306,7 +326,7 @@ class Quoter:
                 if previous is not None:  # the blocks quotes were using, computed before the swap, not by a quote
                     state.population.warm(previous.population.hot_blocks())
                 if self.PRERENDER:  # and every quote's parts: after the swap, requests only assemble them
-                    state.population.render(previous=None if previous is None else previous.population)
+                    render_ahead(state, previous)
             if as_of in self._states:  # unless dropped from the cache meanwhile
                 self._put(as_of, state)
         except Exception:  # noqa: BLE001 - the previous state keeps serving; the next check tries again
@@ -328,15 +348,30 @@ class Quoter:
 
     def products_for(self, as_of: dt.date, wanted: list[str] | None) -> list[str]:
         """The products a request quotes: `wanted` (checked to be in force on `as_of`, with their reference
-        rates) or all in force. VersionsError names the field at fault."""
-        return list(in_force(as_of, wanted, self._definitions_for(as_of))[0])
+        rates) or all in force. VersionsError names the field at fault (an error is never remembered: checked
+        again on every request)."""
+        state = self._states.get(as_of)
+        if state is None:
+            return list(in_force(as_of, wanted, self.definitions)[0])
+        key = (dt.date.today(), None if wanted is None else tuple(wanted))
+        chosen = state.chosen.get(key)
+        if chosen is None:
+            chosen = tuple(in_force(as_of, wanted, state.definitions)[0])
+            if len(state.chosen) >= MAX_CHOSEN:  # callers choose the lists: bounded
+                state.chosen.clear()
+            state.chosen[key] = chosen
+        return list(chosen)
 
     def platform_narrowing(self, as_of: dt.date) -> dict[str, list[str] | None]:
         """Per product, the quote fields the platform may see under the definitions in force on `as_of`."""
-        return {c: d.platform_fields for c, d in definitions_in_force(self._definitions_for(as_of), as_of).items()}
+        return narrowing_of(self._definitions_for(as_of), as_of)
 
     def platform_view(self, body: dict[str, Any], as_of: dt.date) -> dict[str, Any]:
         return platform_body(self.platform_narrowing(as_of), body)
+
+    def platform_json(self, body: dict[str, Any], as_of: dt.date) -> bytes:
+        """The platform's view of a stored quote body, as the bytes it was sent."""
+        return platform_json(self.platform_narrowing(as_of), body)
 
     def quote(self, credit_code: str, as_of: dt.date, products: list[str], requested_amount: float | None
               ) -> tuple[dict[str, Any], dict[str, Any], Versions] | None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import queue
 import threading
 import time
@@ -133,8 +134,14 @@ class GroupWriter:
     def _commit(self, group: list[_Entry]) -> None:
         try:
             with self._turn(), self.engine.begin() as conn:
-                for entry in group:
-                    entry.write(conn)
+                # neighbouring writes of one kind that can run together (`together(conn, writes)`, e.g. quotes:
+                # one INSERT per table for the lot) do; any other write runs alone
+                for together, entries in itertools.groupby(group, key=lambda e: getattr(e.write, "together", None)):
+                    if together is None:
+                        for entry in entries:
+                            entry.write(conn)
+                    else:
+                        together(conn, [entry.write for entry in entries])
         except Exception as error:  # noqa: BLE001 - handed to the waiting requests
             if len(group) == 1 or not isinstance(error, ROW_ERRORS):
                 for entry in group:  # the database itself failed: every quote of the group at once

@@ -61,6 +61,17 @@ def row_hash(prev_hash: str, seq: int, at: str, actor: str, action: str, subject
 
 def append(conn: sa.Connection, actor: str, action: str, subject: str, detail: dict | None = None) -> int:
     """Append one audit row inside the caller's transaction; returns its sequence number."""
+    return append_many(conn, [(actor, action, subject, detail)])[-1]
+
+
+Entry = tuple[str, str, str, dict | None]  # actor, action, subject, detail
+
+
+def append_many(conn: sa.Connection, entries: list[Entry]) -> list[int]:
+    """Append audit rows, chained in the given order, inside the caller's transaction (the head is read and
+    moved once for all of them: a group of quotes pays one look-up); returns their sequence numbers."""
+    if not entries:
+        return []
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_ID})
     elif conn.dialect.name == "sqlite":
@@ -68,18 +79,21 @@ def append(conn: sa.Connection, actor: str, action: str, subject: str, detail: d
         # so that no other writer can read the same head between our read and our insert
         conn.exec_driver_sql(_SQLITE_TAKE_WRITE_LOCK)  # plain SQL: nothing to compile on the quote path
     head = conn.execute(_READ_HEAD).first()
-    prev_seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS)
-    seq = prev_seq + 1
-    at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
-    detail_json = _canonical(detail or {})
-    digest = row_hash(prev_hash, seq, at, actor, action, subject, detail_json)
-    conn.execute(_INSERT_ROW, {"seq": seq, "at": at, "actor": actor, "action": action, "subject": subject,
-                               "detail_json": detail_json, "prev_hash": prev_hash, "hash": digest})
+    seq, digest = (head.seq, head.hash) if head else (0, GENESIS)
+    rows = []
+    for actor, action, subject, detail in entries:
+        prev_hash, seq = digest, seq + 1
+        at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+        detail_json = _canonical(detail or {})
+        digest = row_hash(prev_hash, seq, at, actor, action, subject, detail_json)
+        rows.append({"seq": seq, "at": at, "actor": actor, "action": action, "subject": subject,
+                     "detail_json": detail_json, "prev_hash": prev_hash, "hash": digest})
+    conn.execute(_INSERT_ROW, rows)
     if head:
         conn.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": digest})
     else:
         conn.execute(audit_head.insert(), {"id": 1, "seq": seq, "hash": digest})
-    return seq
+    return [r["seq"] for r in rows]
 
 
 @dataclass

@@ -192,7 +192,7 @@ def issue_quote(request: Request, csrf: Annotated[str, Form(max_length=128)] = "
                 collateral: Annotated[str, Form(max_length=16)] = "any",
                 consent_ref: Annotated[str, Form(max_length=128)] = "",
                 form_id: Annotated[str, Form(max_length=64)] = "") -> Response:
-    from api.http.routers.quotes import QuoteRequest, _answer, _issue, _lookup, _order
+    from api.http.quote_flow import QuoteRequest, answer, issue_checked, lookup, order_of
     from api.quoting.issuing import writes
     from api.quoting.snapshot import canonical_json
 
@@ -235,22 +235,22 @@ def issue_quote(request: Request, csrf: Annotated[str, Form(max_length=128)] = "
     request_hash = hashlib.sha256(canonical_json(body.model_dump(mode="json")).encode("utf-8")).hexdigest()
     idempotency = f"ui-{form_id}-{request_hash[:16]}" if form_id else None
     try:
-        order = _order(body, session.principal, service, idempotency)
-        previous = _lookup(service, session.principal, idempotency) if idempotency else None
+        order = order_of(body, session.principal, service, idempotency)
+        previous = lookup(service, session.principal, idempotency) if idempotency else None
         if previous is not None:
             return RedirectResponse(f"/ui/quotes/{previous.quote_id}", status_code=303)
-        issued = _issue(service, order)
+        issued = issue_checked(service, order)
         failure: BaseException | None = None
         try:
             service.writer.submit(writes(issued)).result()  # committed before it is shown
-        except Exception as error:  # noqa: BLE001 - judged by the API's own _answer below
+        except Exception as error:  # noqa: BLE001 - judged by the API's own `answer` below
             failure = error
         if isinstance(failure, sa.exc.IntegrityError) and idempotency:  # the same form, sent concurrently
-            previous = _lookup(service, session.principal, idempotency)
+            previous = lookup(service, session.principal, idempotency)
             if previous is not None:
                 return RedirectResponse(f"/ui/quotes/{previous.quote_id}", status_code=303)
         # the API's bookkeeping of a write (readiness, metrics); a store failure is its 503, nothing shown
-        _answer(service, issued, failure, request.app.state)
+        answer(service, issued, failure, request.app.state)
     except ProblemError as error:
         field = error.errors[0]["field"] if error.errors else "credit_code"
         key = {404: "unknown_firm", 503: "unavailable"}.get(error.status, "bad_request")
