@@ -7,7 +7,6 @@ non-zero exit; a finished run prints its summary and writes it beside the output
 from __future__ import annotations
 
 import datetime as dt
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -22,20 +21,6 @@ if TYPE_CHECKING:  # the batch engine (pandas, pyarrow) loads only when a run st
 
 batch_app = typer.Typer(help="Whole-region batch runs (全覆盖预授信 / 授信白名单).", no_args_is_help=True)
 out = Console()
-
-
-def import_lightgbm_to_predict() -> None:
-    """Import LightGBM without its optional scikit-learn estimator classes, for a process that only predicts
-    with a Booster: LightGBM imports scikit-learn (and through it scipy.stats) whenever it is installed, about
-    2 s of a 5 s start, for classes a run never uses. scikit-learn itself stays importable afterwards; only
-    `lightgbm.LGBMClassifier` and its kin are unusable in this process. A no-op once either is imported."""
-    if "lightgbm" in sys.modules or "sklearn" in sys.modules:
-        return
-    sys.modules["sklearn"] = None  # type: ignore[assignment]  # `import sklearn` raises ImportError meanwhile
-    try:
-        import lightgbm  # noqa: F401
-    finally:
-        del sys.modules["sklearn"]
 
 
 def _products(values: list[str] | None) -> list[str] | None:
@@ -68,6 +53,8 @@ def precredit_command(
     models_dir: ModelsDirOption = None,
 ) -> None:
     """Score every enterprise on every product; resumable by partition; prints and writes a summary."""
+    from training.predict_only import import_lightgbm_to_predict
+
     import_lightgbm_to_predict()  # before the engine: this process scores, it never fits
     from api.precredit.run import BatchInputError, output_format
 
