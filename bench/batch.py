@@ -44,7 +44,9 @@ from bench.reference import reference_model, timed_predict  # noqa: E402
 AS_OF = dt.date(2025, 12, 31)
 MODEL_FIRMS = 20_000
 SKLEARN_IMPORTS = "import sklearn.isotonic, sklearn.linear_model, sklearn.model_selection"
-RUN_IMPORTS = ("import api.cli.main, api.cli.batch, api.database, api.precredit.inputs, api.precredit.run, "
+# what `indexloan batch precredit` imports, in its order: LightGBM first, without scikit-learn (predict_only)
+RUN_IMPORTS = ("import api.cli.main, api.cli.batch; from training.predict_only import import_lightgbm_to_predict; "
+               "import_lightgbm_to_predict(); import api.database, api.precredit.inputs, api.precredit.run, "
                "api.workbench.store, features.store.snapshot")
 
 
@@ -133,15 +135,16 @@ def precredit(url: str, model: Path, out: Path, *args: str) -> tuple[float, floa
     return seconds, peak.gb, summary
 
 
-def breakdown(url: str, model_dir: Path, n: int) -> tuple[float, float, float, float, int]:
-    """Interpreter + imports (a fresh process), of which a process importing only what training.calibration
-    imports (scikit-learn: used to fit a calibrator, not to apply one), snapshot read, build_context seconds;
+def breakdown(url: str, model_dir: Path, n: int) -> tuple[float, float, float, float, float, int]:
+    """Interpreter + imports (a fresh process importing what the run imports), a process importing scikit-learn
+    alone (which the run no longer imports), the store's freshness check, snapshot read (the check included),
+    build_context seconds;
     the rows, pickled, of the first partition (what a task carried before workers read their own)."""
     import sqlalchemy as sa
 
     from api.precredit.inputs import build_context, load_model, run_columns
     from api.precredit.run import partition_bounds, payload_bytes
-    from features.store.snapshot import population_features
+    from features.store.snapshot import fingerprint, population_features
 
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", RUN_IMPORTS], check=True, env=env())
@@ -152,13 +155,17 @@ def breakdown(url: str, model_dir: Path, n: int) -> tuple[float, float, float, f
     engine = sa.create_engine(url)
     model = load_model(None, None, model_dir)
     t0 = time.perf_counter()
+    with engine.connect() as conn:
+        fingerprint(conn)
+    t_check = time.perf_counter() - t0
+    t0 = time.perf_counter()
     features = population_features(AS_OF, engine, run_columns(AS_OF, None, model))
     t_read = time.perf_counter() - t0
     t0 = time.perf_counter()
     _, _, narrowed = build_context(features, AS_OF, None, 0, model)
     t_ctx = time.perf_counter() - t0
     a, b = partition_bounds(n, None)[0]
-    return t_imports, t_sklearn, t_read, t_ctx, payload_bytes(narrowed.sort_index().iloc[a:b])
+    return t_imports, t_sklearn, t_check, t_read, t_ctx, payload_bytes(narrowed.sort_index().iloc[a:b])
 
 
 def bench_region(firms: int, args: argparse.Namespace, reference, model_dir: Path) -> None:  # type: ignore[no-untyped-def]
@@ -211,11 +218,12 @@ def bench_region(firms: int, args: argparse.Namespace, reference, model_dir: Pat
                   f"{sent['rows_from']}); once per worker: context {sent['context_bytes'] / 1024**2:.2f} MB + "
                   f"columns {sent['columns_bytes']:,} B; per worker {rate / workers:,.0f} firms/s")
         if name == "local":
-            t_imports, t_sklearn, t_read, t_ctx, before = breakdown(url, model_dir, n)
+            t_imports, t_sklearn, t_check, t_read, t_ctx, before = breakdown(url, model_dir, n)
             rest = seconds - summary["run"]["seconds"] - t_imports - t_read - t_ctx
-            print(f"        breakdown of {seconds:.2f} s: interpreter + imports {t_imports:.2f} (a process importing "
-                  f"only scikit-learn's calibration modules: {t_sklearn:.2f}), snapshot read "
-                  f"{t_read:.2f}, build_context {t_ctx:.2f}, run_precredit {summary['run']['seconds']:.2f} "
+            print(f"        breakdown of {seconds:.2f} s: interpreter + imports {t_imports:.2f} (scikit-learn, not "
+                  f"imported by the run, alone: {t_sklearn:.2f}), snapshot read {t_read:.2f} (of which the "
+                  f"freshness check {t_check:.2f}), build_context {t_ctx:.2f}, run_precredit "
+                  f"{summary['run']['seconds']:.2f} "
                   f"(of which champion raw_score ~{t_champ:.2f} + encode ~{t_encode:.2f}), the rest (store "
                   f"checks, model and product loading, summary) {rest:.2f}; before workers fetched their rows, "
                   f"a partition's task carried {before / 1024**2:.1f} MB")

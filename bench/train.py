@@ -244,10 +244,13 @@ def _warm_memory(gigabytes: float) -> float:
     return time.perf_counter() - start
 
 
-def scale_study(cfg: TrainConfig, rows: int, firms_per_region: int, bare_all: bool, warm_gb: float) -> None:
+def scale_study(cfg: TrainConfig, rows: int, firms_per_region: int, bare_all: bool, warm_gb: float,
+                validation: str | None = None) -> None:
     print(f"== full pipeline vs bare lgb.train on {rows:,} synthetic loans (LightGBM of `params`, no family "
           "selection, so both grow the same model) ==")
     cfg = dataclasses.replace(cfg, selection=dataclasses.replace(cfg.selection, candidates=()))
+    if validation is not None:  # e.g. holdout on fewer rows than cv_max_rows, to iterate faster than on 1M
+        cfg = dataclasses.replace(cfg, validation=validation)
     path = _loans_file(rows, firms_per_region)
     if warm_gb > 0:
         print(f"memory warmed: {warm_gb:g} GB touched and freed in {_warm_memory(warm_gb):.1f} s (not timed)")
@@ -299,6 +302,8 @@ def main() -> None:
     parser.add_argument("--firms-per-region", type=int, default=200_000)
     parser.add_argument("--warm-gb", type=float, default=8.0,
                         help="scale: GB of memory touched before timing (0: none; see _warm_memory)")
+    parser.add_argument("--validation", choices=("auto", "holdout", "cv"), default=None,
+                        help="scale: the pipeline's validation mode (default: the config's)")
     parser.add_argument("--bare-all", action="store_true",
                         help="scale: also time a bare lgb.train on every row (out-of-time included)")
     args = parser.parse_args()
@@ -310,7 +315,7 @@ def main() -> None:
     if args.part in ("shape", "all"):
         shape_study(cfg)
     if args.part in ("scale", "all"):
-        scale_study(cfg, args.rows, args.firms_per_region, args.bare_all, args.warm_gb)
+        scale_study(cfg, args.rows, args.firms_per_region, args.bare_all, args.warm_gb, args.validation)
 
 
 if __name__ == "__main__":

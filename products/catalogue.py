@@ -111,7 +111,21 @@ def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, d
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
 
+class _FastStrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The same constructor on libyaml's parser: the same data, parsed ~10x faster (a run's start parses
+    every product file). Its error messages differ, so a file it refuses is parsed again by `_StrictLoader`."""
+
+
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+_FastStrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def _parse_yaml(text: str) -> Any:
+    """`text` as _StrictLoader reads it (data, or the exception it raises), on the fast parser when it can."""
+    try:
+        return yaml.load(text, Loader=_FastStrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except (yaml.YAMLError, RecursionError, ValueError):
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - the reference parser, for its messages
 
 
 def _read_yaml(path: Path) -> Any:
@@ -133,7 +147,7 @@ def _read_yaml(path: Path) -> Any:
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        return _parse_yaml(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""

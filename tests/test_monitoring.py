@@ -253,3 +253,19 @@ def test_a_batch_run_is_a_sample_with_the_populations_figures(svc: Service, tmp_
     url = svc.engine.url.render_as_string(hide_password=False)
     result = CliRunner().invoke(cli, ["monitor", "--current", str(not_a_run), "--database-url", url])
     assert result.exit_code == 2 and "--current" in result.output, result.output
+
+
+def test_bin_shares_count_as_searchsorted_bins_them() -> None:
+    """`bin_shares` counts by one comparison per edge; the bins are `searchsorted(edges, v, "right")`'s
+    (left-closed), infinities in the first and last bins, NaN in the missing bin, exactly."""
+    from training import metrics as tm
+
+    rng = np.random.default_rng(5)
+    for n in (0, 1, 7, 1000, 5000):
+        values = rng.choice([np.nan, np.inf, -np.inf, 0.0, 1.0, 2.5, 3.0], size=n)
+        values[: n // 2] = rng.normal(size=n // 2)
+        for edges in (tm.bin_edges(values), np.array([0.0, 1.0, 2.5]), np.zeros(0)):
+            finite = values[~np.isnan(values)]
+            expected = np.bincount(np.searchsorted(edges, finite, side="right"), minlength=len(edges) + 1)
+            shares = tm.bin_shares(edges, values)
+            assert shares.tobytes() == (np.r_[expected, np.isnan(values).sum()] / max(n, 1)).tobytes()

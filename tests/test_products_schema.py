@@ -366,3 +366,24 @@ def test_a_stored_definition_of_an_older_rule_set_still_rebuilds_for_replay():
     data["guarantee"]["fee_pct_by_grade"]["C"] = 250  # the schema's own bounds still hold
     with pytest.raises(DefinitionError):
         parse_definition(data, stored=True)
+
+
+def test_the_fast_yaml_parser_reads_what_the_reference_parser_reads(tmp_path: Path):
+    """Product files are parsed on libyaml (a run's start parses every one): the same data as the pure-Python
+    SafeLoader for every YAML file of the repository, and the reference parser's own messages on broken ones."""
+    from products import catalogue
+
+    repo = DEFINITIONS_DIR.parents[1]
+    files = sorted({*repo.glob("products/**/*.yaml"), *repo.glob("scoring/**/*.yaml"),
+                    *repo.glob("training/**/*.yaml"), *repo.glob("api/**/*.yaml")})
+    assert len(files) >= 8
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert catalogue._parse_yaml(text) == yaml.load(text, Loader=catalogue._StrictLoader), path  # noqa: S506
+    assert catalogue._FastStrictLoader is not catalogue._StrictLoader
+    for broken in ("code: [unclosed\n", "a: 1\na: 2\n", "a: b: c\n", "- x\ny: 1\n"):
+        with pytest.raises(yaml.YAMLError) as fast:
+            catalogue._parse_yaml(broken)
+        with pytest.raises(yaml.YAMLError) as reference:
+            yaml.load(broken, Loader=catalogue._StrictLoader)  # noqa: S506
+        assert str(fast.value) == str(reference.value)

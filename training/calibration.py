@@ -16,9 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
 
 from training.metrics import brier
 
@@ -62,6 +59,8 @@ def _beta_logs(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _fit_beta(raw: np.ndarray, y: np.ndarray) -> Calibrator:
     """Logistic regression on (ln q, -ln(1 - q)); a negative slope is dropped and the other refitted (as in
     the beta calibration paper), so the map stays non-decreasing; both negative: Platt."""
+    from sklearn.linear_model import LogisticRegression  # fitting only: applying a calibrator needs numpy alone
+
     log_q, log_1mq = _beta_logs(raw)
     features = np.column_stack([log_q, -log_1mq])
     keep = [0, 1]
@@ -77,6 +76,9 @@ def _fit_beta(raw: np.ndarray, y: np.ndarray) -> Calibrator:
 
 
 def _fit(method: str, raw: np.ndarray, y: np.ndarray) -> Calibrator:
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.linear_model import LogisticRegression
+
     if method == "isotonic":
         iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
         return Calibrator("isotonic", np.asarray(iso.X_thresholds_, np.float64), np.asarray(iso.y_thresholds_,
@@ -97,6 +99,8 @@ def fit_calibrator(raw: np.ndarray, y: np.ndarray, method: str = "auto", seed: i
     if method == "auto":
         folds = min(5, int(min(y.sum(), len(y) - y.sum())))
         if folds >= 2:
+            from sklearn.model_selection import StratifiedKFold
+
             splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
             for candidate in ("isotonic", "platt", "beta"):
                 pred = np.empty(len(y))

@@ -67,18 +67,21 @@ def bin_edges(reference: np.ndarray, bins: int = 10) -> np.ndarray:
     values gets one bin per value). An infinite value (a ratio over a zero base) falls in the first or last
     bin; NaN is missing."""
     values = np.asarray(reference, dtype=np.float64)
-    values = values[np.isfinite(values)]
+    values = values[np.isfinite(values)]  # a copy of our own: the quantiles may reorder it in place
     if len(values) == 0:
         return np.zeros(0)
-    return np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]))
+    return np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1], overwrite_input=True))
 
 
 def bin_shares(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Shares of `values` in the bins of `edges` (left-closed at each edge), then one last bin for missing."""
+    """Shares of `values` in the bins of `edges` (sorted; left-closed at each edge), then one last bin for
+    missing. Counted as `searchsorted(edges, values, "right")` would bin them, by one comparison pass per edge
+    (a handful of edges, a million values: several times faster, and no copy of the values)."""
     values = np.asarray(values, dtype=np.float64)
-    missing = np.isnan(values)
-    counts = np.bincount(np.searchsorted(edges, values[~missing], side="right"), minlength=len(edges) + 1)
-    return np.r_[counts, missing.sum()] / max(len(values), 1)
+    missing = int(np.count_nonzero(np.isnan(values)))
+    at_or_above = [np.count_nonzero(values >= edge) for edge in edges]  # NaN compares False: never counted
+    counts = -np.diff(np.array([len(values) - missing, *at_or_above, 0], dtype=np.int64))
+    return np.r_[counts, missing] / max(len(values), 1)
 
 
 def psi_shares(expected: np.ndarray, actual: np.ndarray) -> float:

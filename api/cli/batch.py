@@ -53,6 +53,9 @@ def precredit_command(
     models_dir: ModelsDirOption = None,
 ) -> None:
     """Score every enterprise on every product; resumable by partition; prints and writes a summary."""
+    from training.predict_only import import_lightgbm_to_predict
+
+    import_lightgbm_to_predict()  # before the engine: this process scores, it never fits
     from api.precredit.run import BatchInputError, output_format
 
     try:

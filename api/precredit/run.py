@@ -299,8 +299,9 @@ def _run_dask(ctx: BatchContext, columns: Columns, tasks: list[PartitionTask], s
 
     cluster = None
     if scheduler is None:
+        # workers only score: they import LightGBM without scikit-learn, as the CLI does (training.predict_only)
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None, silence_logs=40)
+                               dashboard_address=None, silence_logs=40, preload=["training.predict_only"])
         client = Client(cluster)
     else:
         try:

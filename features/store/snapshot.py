@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from features.settings import get_settings
 from features.sources import GOVERNMENT_SOURCES
 from features.store.load import load_features
-from features.store.tables import source_table
+from features.store.tables import batches, source_table
 
 FORMAT = "indexloan-feature-snapshot/2"  # 2: row groups of ROW_GROUP_ROWS
 _META_KEY = b"indexloan"
@@ -72,12 +72,17 @@ class Fingerprint:
 
 
 def fingerprint(conn: sa.Connection) -> Fingerprint:
+    """Per source, its stored rows and its newest batch that stored any. The newest batch comes from the
+    batches table (one row per ingested file; rows reach a source table only with their batch), not from
+    `max(batch_id)` over the source table, a scan of every row; the count reads only the primary key's
+    index and still sees rows removed behind ingestion's back, which the batches table cannot."""
+    query = (sa.select(batches.c.source, sa.func.max(batches.c.id)).where(batches.c.rows_accepted > 0)
+             .group_by(batches.c.source))
+    newest = {str(source): int(top) for source, top in conn.execute(query).all()}
     out: dict[str, tuple[int, int]] = {}
     for name in GOVERNMENT_SOURCES:
-        table = source_table(name)
-        rows, newest = conn.execute(sa.select(sa.func.count(), sa.func.coalesce(sa.func.max(table.c.batch_id), 0))
-                                    ).one()
-        out[name] = (int(rows), int(newest))
+        rows = conn.execute(sa.select(sa.func.count()).select_from(source_table(name))).scalar_one()
+        out[name] = (int(rows), newest.get(name, 0))
     return Fingerprint(out)
 
 
