@@ -64,6 +64,7 @@ class Evaluated:
     grown: list[int] = field(default_factory=list)  # LightGBM: rounds grown per fold (best + patience at most)
     gbm_oof: np.ndarray | None = None  # blend: its LightGBM part's out-of-fold raw score
     card_oof: np.ndarray | None = None  # blend: its scorecard's out-of-fold raw score
+    parts: list[Evaluated] = field(default_factory=list)  # mean (or a blend of it): the LightGBM shapes averaged
 
 
 @dataclass
@@ -184,6 +185,30 @@ def evaluate_scorecard(candidate: Candidate, X: np.ndarray, y: np.ndarray, spec:
     return Evaluated(candidate, oof, figs, models=models if folds.mode == "holdout" else [])
 
 
+def evaluate_mean(candidate: Candidate, shapes: list[Evaluated], y: np.ndarray, folds: Folds,
+                  cfg: TrainConfig) -> Evaluated:
+    """The mean in log-odds of LightGBM shapes already measured on the same folds: its out-of-fold score is the
+    mean of theirs, and its model per fold one booster holding all their fold trees, each scaled by 1/S (exact
+    TreeSHAP, monotone where every shape is). Shapes err differently (depth 1 misses interactions, deeper ones
+    overfit small data), so their mean often ranks and calibrates better than the best one alone."""
+    oof = np.mean([s.oof for s in shapes], axis=0)
+    models = [average_boosters([s.models[k] for s in shapes]) for k in range(len(shapes[0].models))]
+    iterations = [int(sum(s.iterations[k] for s in shapes)) for k in range(len(shapes[0].iterations))]
+    grown = [int(sum(s.grown[k] for s in shapes)) for k in range(len(shapes[0].grown))]
+    figs = figures(oof, y[folds.rows], folds, cfg)
+    figs["trees"] = float(np.mean(iterations))
+    figs["shapes"] = [s.candidate.name for s in shapes]
+    params = {"mean_of": {s.candidate.name: {k: v for k, v in (s.params or {}).items() if k != "monotone_constraints"}
+                          for s in shapes}}
+    return Evaluated(candidate, oof, figs, iterations, models, params, grown=grown, parts=list(shapes))
+
+
+def mean_shapes(candidate: Candidate, measured: list[Evaluated]) -> list[Evaluated]:
+    """The LightGBM shapes a mean candidate averages: those named in its `of` (when measured), else all."""
+    shapes = [r for r in measured if r.candidate.family == "lightgbm"]
+    return [r for r in shapes if r.candidate.name in candidate.of] if candidate.of else shapes
+
+
 def _weight_measure(cfg: TrainConfig) -> str:
     return cfg.selection.criterion if cfg.selection.criterion in ("auc", "ks") else "auc"
 
@@ -218,7 +243,7 @@ def evaluate_blend(candidate: Candidate, gbm: Evaluated, card: Evaluated, y: np.
     figs["lightgbm_part"] = gbm.candidate.name
     final_oof = final_w * gbm.oof + (1 - final_w) * card.oof
     blended = Evaluated(candidate, final_oof, figs, gbm.iterations, gbm.models, gbm.params, final_w, fold_weights,
-                        gbm.grown, gbm_oof=gbm.oof, card_oof=card.oof)
+                        gbm.grown, gbm_oof=gbm.oof, card_oof=card.oof, parts=gbm.parts)
     if folds.mode == "holdout":
         blended.models = [BlendScorer(gbm.models[0], card.models[0], final_w)]
     return blended
@@ -320,6 +345,8 @@ def _final_lightgbm(X: np.ndarray, y: np.ndarray, rows: np.ndarray, spec: Featur
     model refitted on every development row with the mean of their rounds (`cv_final: refit`)."""
     if cfg.cv_final == "average":
         return average_boosters(winner.models)
+    if winner.parts:  # a mean of shapes: each shape refitted, then averaged
+        return average_boosters([_final_lightgbm(X, y, rows, spec, part, cfg, progress) for part in winner.parts])
     params, iterations = winner.params or {}, winner.iterations
     rounds = max(1, round(float(np.mean(iterations))))
     full = lgb.Dataset(X[rows], y[rows], feature_name=lgb_feature_names(spec.names),
@@ -333,8 +360,35 @@ def _final_lightgbm(X: np.ndarray, y: np.ndarray, rows: np.ndarray, spec: Featur
     return lgb.Booster(model_str=booster.model_to_string())
 
 
-def select_model(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, cfg: TrainConfig,
-                 progress: Progress | None = None) -> Selected:
+def build_winner(winner: Evaluated, X: np.ndarray, y: np.ndarray, spec: FeatureSpec, folds: Folds,
+                 cfg: TrainConfig, progress: Progress | None = None
+                 ) -> tuple[Scorer, np.ndarray, AveragingScale | None]:
+    """The final model of a measured candidate, and the raw scores of `folds.rows` its calibrator learns from."""
+    family = "lightgbm" if winner.candidate.family == "mean" else winner.candidate.family
+    scorer: Scorer
+    cal_raw, scale = winner.oof, None
+    if folds.mode == "holdout":
+        model = winner.models[0]
+        scorer = (LightGBMScorer(model) if family == "lightgbm" else ScorecardScorer(model)
+                  if family == "scorecard" else model)
+        return scorer, cal_raw, scale
+    dev = folds.rows
+    if family == "scorecard":
+        return ScorecardScorer(_scorecard(X, y, dev, spec, cfg)), cal_raw, scale
+    booster = _final_lightgbm(X, y, dev, spec, winner, cfg, progress)
+    gbm_oof = winner.oof if family == "lightgbm" else winner.gbm_oof
+    if cfg.cv_final == "average":
+        scale = averaging_scale(winner.models, X[dev], gbm_oof)
+        gbm_oof = scale.apply(gbm_oof)
+    if family == "lightgbm":
+        return LightGBMScorer(booster), gbm_oof, scale
+    w = float(winner.weight)
+    return BlendScorer(booster, _scorecard(X, y, dev, spec, cfg), w), w * gbm_oof + (1 - w) * winner.card_oof, scale
+
+
+def measure_candidates(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, cfg: TrainConfig,
+                       progress: Progress | None = None) -> tuple[Folds, list[Evaluated], dict[str, float]]:
+    """Every configured candidate scored out of fold on the same folds of the development rows, in their order."""
     folds = make_folds(y, split, cfg)
     results: list[Evaluated] = []
     timings: dict[str, float] = {}
@@ -356,41 +410,38 @@ def select_model(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, 
             continue  # blends after every LightGBM shape and the scorecard are known
         results.append(result)
         timings[candidate.name] = time.perf_counter() - start
+    for candidate in cfg.selection.candidates:  # means after every LightGBM shape is known
+        shapes = mean_shapes(candidate, results) if candidate.family == "mean" else []
+        if len(shapes) >= 2 and candidate not in skipped:
+            assert best_gbm is not None
+            start = time.perf_counter()
+            result = evaluate_mean(candidate, shapes, y, folds, cfg)
+            if SIGN[cfg.selection.criterion] * result.figures[cfg.selection.criterion] > \
+                    SIGN[cfg.selection.criterion] * best_gbm.figures[cfg.selection.criterion]:
+                best_gbm = result
+            results.append(result)
+            timings[candidate.name] = time.perf_counter() - start
     for candidate in cfg.selection.candidates:
         if candidate.family == "blend" and best_gbm is not None and card is not None and candidate not in skipped:
             start = time.perf_counter()
             results.append(evaluate_blend(candidate, best_gbm, card, y, folds, cfg))
             timings[candidate.name] = time.perf_counter() - start
-    measured = {r.candidate.name for r in results}
-    skipped = [c for c in cfg.selection.candidates if c.name not in measured]
     order = [c.name for c in cfg.selection.candidates]
     results.sort(key=lambda r: order.index(r.candidate.name))
+    return folds, results, timings
+
+
+def select_model(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, cfg: TrainConfig,
+                 progress: Progress | None = None) -> Selected:
+    folds, results, timings = measure_candidates(X, y, split, spec, cfg, progress)
+    dev_rows = len(split.dev)
+    measured = {r.candidate.name for r in results}
+    skipped = [c for c in cfg.selection.candidates if c.name not in measured]
     winner, reason = choose(results, cfg)
-    family = winner.candidate.family
+    family = "lightgbm" if winner.candidate.family == "mean" else winner.candidate.family  # a mean is one booster
     if progress is not None:
         progress(f"training the winner ({winner.candidate.name})", 0, 1)
-    scorer: Scorer
-    cal_raw, scale = winner.oof, None
-    if folds.mode == "holdout":
-        model = winner.models[0]
-        scorer = (LightGBMScorer(model) if family == "lightgbm" else ScorecardScorer(model)
-                  if family == "scorecard" else model)
-    else:
-        dev = folds.rows
-        if family == "scorecard":
-            scorer = ScorecardScorer(_scorecard(X, y, dev, spec, cfg))
-        else:
-            booster = _final_lightgbm(X, y, dev, spec, winner, cfg, progress)
-            gbm_oof = winner.oof if family == "lightgbm" else winner.gbm_oof
-            if cfg.cv_final == "average":
-                scale = averaging_scale(winner.models, X[dev], gbm_oof)
-                gbm_oof = scale.apply(gbm_oof)
-            if family == "lightgbm":
-                scorer, cal_raw = LightGBMScorer(booster), gbm_oof
-            else:
-                w = float(winner.weight)
-                scorer = BlendScorer(booster, _scorecard(X, y, dev, spec, cfg), w)
-                cal_raw = w * gbm_oof + (1 - w) * winner.card_oof
+    scorer, cal_raw, scale = build_winner(winner, X, y, spec, folds, cfg, progress)
     report = {
         "mode": folds.mode, "folds": len(folds.pairs), "rows": int(len(folds.rows)),
         "criterion": cfg.selection.criterion, "tie_break": cfg.selection.tie_break,
@@ -401,6 +452,7 @@ def select_model(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, 
                         **{k: v for k, v in r.figures.items()}} for r in results],
         "skipped": [{"name": c.name, "family": c.family, "min_rows": c.min_rows,
                      "reason": (f"fewer than {c.min_rows} development rows ({dev_rows})" if c.min_rows > dev_rows
+                                else "needs two measured lightgbm candidates" if c.family == "mean"
                                 else "needs a measured lightgbm and scorecard candidate")} for c in skipped],
         "calibration_scores": (scale.describe() if scale is not None else
                                {"method": "out-of-fold scores as they are"}),
