@@ -418,3 +418,25 @@ def test_a_mean_needs_lightgbm_shapes(tmp_path: Path) -> None:
     path.write_text(text.replace("    - {name: scorecard, family: scorecard}", of_scorecard), encoding="utf-8")
     with pytest.raises(ConfigError, match="for a mean candidate only"):
         load_config(path)
+
+
+def test_repeated_folds_score_every_row_once_per_repeat_and_average_the_scores(dataset) -> None:
+    """cv_repeats: every repeat shuffles its own folds; a row's out-of-fold score is the mean of its one
+    out-of-fold model per repeat; the fold figures are those of the first repeat's folds."""
+    cfg = dataclasses.replace(_config("lightgbm depth 2"), cv_repeats=2)
+    split = Split(np.arange(dataset.rows), np.empty(0, np.int64), np.empty(0, np.int64), "test")
+    spec = build_spec(dataset.X, dataset.categorical, cfg.monotone, rows=split.train)
+    X = spec.encode(dataset.X)
+    folds, results, _ = measure_candidates(X, dataset.y, split, spec, cfg)
+    gbm = results[0]
+    assert folds.repeats == 2 and len(folds.pairs) == len(gbm.models) == 2 * cfg.cv_folds
+    want = np.zeros(len(folds.rows))
+    for booster, (fitted, scored) in zip(gbm.models, folds.pairs, strict=True):
+        assert not np.isin(scored, fitted).any()
+        want[np.searchsorted(folds.rows, scored)] += booster.predict(X[scored], raw_score=True) / 2
+    assert np.abs(gbm.oof - want).max() < 1e-12
+    for r in range(2):  # each repeat scores every row exactly once
+        scored = np.concatenate([b for _, b in folds.pairs[r * cfg.cv_folds:(r + 1) * cfg.cv_folds]])
+        assert np.array_equal(np.sort(scored), folds.rows)
+    assert not np.array_equal(folds.pairs[0][1], folds.pairs[cfg.cv_folds][1])
+    assert len(gbm.figures["folds"]) == cfg.cv_folds

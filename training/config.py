@@ -61,6 +61,7 @@ class TrainConfig:
     calibration: Calibration = "auto"
     validation: Validation = "auto"
     cv_folds: int = 5
+    cv_repeats: int = 1  # model-family selection: repeated k-fold (each repeat its own shuffle)
     cv_max_rows: int = 200_000
     cv_final: CvFinal = "average"
     monotone: dict[str, int] = field(default_factory=dict)
@@ -93,8 +94,8 @@ def load_config(path: str | Path | None = None) -> TrainConfig:
         raise ConfigError(f"{path}: invalid YAML: {e}") from None
     _check(isinstance(data, dict), "the configuration must be a mapping", path)
     known = {"seed", "params", "num_boost_round", "early_stopping_rounds", "validation_fraction", "oot_share",
-             "calibration", "validation", "cv_folds", "cv_max_rows", "cv_final", "monotone", "store", "file",
-             "selection", "scorecard"}
+             "calibration", "validation", "cv_folds", "cv_repeats", "cv_max_rows", "cv_final", "monotone", "store",
+             "file", "selection", "scorecard"}
     unknown = set(data) - known
     _check(not unknown, f"unknown keys {sorted(unknown)}", path)
     monotone = {str(k): int(v) for k, v in (data.get("monotone") or {}).items()}
@@ -120,6 +121,7 @@ def load_config(path: str | Path | None = None) -> TrainConfig:
         calibration=calibration,
         validation=validation,
         cv_folds=int(data.get("cv_folds", 5)),
+        cv_repeats=int(data.get("cv_repeats", 1)),
         cv_max_rows=int(data.get("cv_max_rows", 200_000)),
         cv_final=cv_final,
         monotone=monotone,
@@ -136,6 +138,7 @@ def load_config(path: str | Path | None = None) -> TrainConfig:
     _check(0 < cfg.oot_share < 0.9, "oot_share must be in (0, 0.9)", path)
     _check(cfg.num_boost_round >= 1, "num_boost_round must be >= 1", path)
     _check(2 <= cfg.cv_folds <= 20, "cv_folds must be between 2 and 20", path)
+    _check(1 <= cfg.cv_repeats <= 10, "cv_repeats must be between 1 and 10", path)
     return cfg
 
 

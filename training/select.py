@@ -46,9 +46,10 @@ SIGN = {"auc": 1.0, "ks": 1.0, "brier": -1.0}
 @dataclass
 class Folds:
     mode: str  # "cv" | "holdout"
-    pairs: list[tuple[np.ndarray, np.ndarray]]  # (rows fitted, rows scored) per fold
+    pairs: list[tuple[np.ndarray, np.ndarray]]  # (rows fitted, rows scored) per fold; with repeats, repeat by repeat
     rows: np.ndarray  # the out-of-fold rows (development in cv, the validation fold in holdout)
-    fold_of: np.ndarray  # fold number of each of `rows`
+    fold_of: np.ndarray  # fold number of each of `rows` in the first repeat (the folds the figures are given by)
+    repeats: int = 1  # cv_repeats: each row is scored out of fold once per repeat, by a model of that repeat
 
 
 @dataclass
@@ -81,17 +82,24 @@ def make_folds(y: np.ndarray, split: Split, cfg: TrainConfig) -> Folds:
     dev = split.dev
     if validation_mode(cfg, len(dev)) == "holdout":
         return Folds("holdout", [(split.train, split.valid)], split.valid, np.zeros(len(split.valid), np.int64))
-    splitter = StratifiedKFold(n_splits=cfg.cv_folds, shuffle=True, random_state=cfg.seed)
     pairs, fold_of = [], np.empty(len(dev), np.int64)
-    for k, (a, b) in enumerate(splitter.split(dev, y[dev])):
-        pairs.append((dev[a], dev[b]))
-        fold_of[b] = k
-    return Folds("cv", pairs, dev, fold_of)
+    for repeat in range(cfg.cv_repeats):
+        splitter = StratifiedKFold(n_splits=cfg.cv_folds, shuffle=True, random_state=cfg.seed + repeat)
+        for k, (a, b) in enumerate(splitter.split(dev, y[dev])):
+            pairs.append((dev[a], dev[b]))
+            if repeat == 0:
+                fold_of[b] = k
+    return Folds("cv", pairs, dev, fold_of, cfg.cv_repeats)
+
+
+def _pair_positions(folds: Folds) -> list[np.ndarray]:
+    """Positions within `folds.rows` (sorted) of each pair's scored rows."""
+    return [np.searchsorted(folds.rows, scored) for _, scored in folds.pairs]
 
 
 def _positions(folds: Folds) -> list[np.ndarray]:
-    """Positions within `folds.rows` of each fold's scored rows."""
-    return [np.flatnonzero(folds.fold_of == k) for k in range(len(folds.pairs))]
+    """Positions within `folds.rows` of each fold's scored rows (of the first repeat)."""
+    return [np.flatnonzero(folds.fold_of == k) for k in range(len(folds.pairs) // folds.repeats)]
 
 
 def _metric_groups(y: np.ndarray, folds: Folds, seed: int) -> list[np.ndarray]:
@@ -155,13 +163,13 @@ def _scorecard(X: np.ndarray, y: np.ndarray, rows: np.ndarray, spec: FeatureSpec
 def evaluate_lightgbm(candidate: Candidate, X: np.ndarray, y: np.ndarray, spec: FeatureSpec, folds: Folds,
                       cfg: TrainConfig, progress: Progress | None) -> Evaluated:
     params = _lgb_params(cfg, spec, candidate)
-    oof = np.empty(len(folds.rows))
-    positions = _positions(folds)
+    oof = np.zeros(len(folds.rows))
     iterations, models, grown = [], [], []
-    for k, ((fit_rows, eval_rows), pos) in enumerate(zip(folds.pairs, positions, strict=True)):
+    for k, ((fit_rows, eval_rows), pos) in enumerate(zip(folds.pairs, _pair_positions(folds), strict=True)):
         booster, best, ran = _early_stopped(params, X, y, fit_rows, eval_rows, spec, cfg,
                                           f"{candidate.name}: fold {k + 1}/{len(folds.pairs)}", progress)
-        oof[pos] = booster.predict(X[eval_rows], raw_score=True, num_iteration=best)
+        # with repeats, a row's out-of-fold score is the mean of its one out-of-fold model per repeat
+        oof[pos] += booster.predict(X[eval_rows], raw_score=True, num_iteration=best) / folds.repeats
         iterations.append(best)
         grown.append(ran)
         models.append(lgb.Booster(model_str=booster.model_to_string(num_iteration=best)))
@@ -172,13 +180,13 @@ def evaluate_lightgbm(candidate: Candidate, X: np.ndarray, y: np.ndarray, spec: 
 
 def evaluate_scorecard(candidate: Candidate, X: np.ndarray, y: np.ndarray, spec: FeatureSpec, folds: Folds,
                        cfg: TrainConfig, progress: Progress | None) -> Evaluated:
-    oof = np.empty(len(folds.rows))
+    oof = np.zeros(len(folds.rows))
     models = []
-    for k, ((fit_rows, eval_rows), pos) in enumerate(zip(folds.pairs, _positions(folds), strict=True)):
+    for k, ((fit_rows, eval_rows), pos) in enumerate(zip(folds.pairs, _pair_positions(folds), strict=True)):
         if progress is not None:
             progress(f"{candidate.name}: fold {k + 1}/{len(folds.pairs)}", k, len(folds.pairs))
         card = _scorecard(X, y, fit_rows, spec, cfg)
-        oof[pos] = card.raw_score(X[eval_rows])
+        oof[pos] += card.raw_score(X[eval_rows]) / folds.repeats
         models.append(card)
     figs = figures(oof, y[folds.rows], folds, cfg)
     figs["features_with_points"] = float(np.mean([len(c.features) for c in models]))
@@ -326,17 +334,20 @@ class AveragingScale:
                 "variance_ratio": self.ratio, "centre_oof": self.centre_oof, "centre_mean": self.centre_mean}
 
 
-def scale_of_mean(each: np.ndarray, oof: np.ndarray) -> AveragingScale:
-    """`each`: the k fold models' raw scores of the same development rows (k x rows); `oof`: the out-of-fold
-    scores to be mapped."""
+def scale_of_mean(each: np.ndarray, oof: np.ndarray, repeats: int = 1) -> AveragingScale:
+    """`each`: the fold models' raw scores of the same development rows (models x rows, repeat by repeat);
+    `oof`: the out-of-fold scores to be mapped. With repeats an out-of-fold score is the mean of one model per
+    repeat, so its spread is compared with that of such means (the k-th fold model of every repeat)."""
     mean = each.mean(axis=0)
-    single = float(np.mean(each.var(axis=1)))
+    like_oof = each.reshape(repeats, -1, each.shape[1]).mean(axis=0)
+    single = float(np.mean(like_oof.var(axis=1)))
     ratio = float(np.clip(mean.var() / single, 0.0, 1.0)) if single > 0 else 1.0
     return AveragingScale(ratio, float(np.mean(oof)), float(mean.mean()))
 
 
-def averaging_scale(models: list[lgb.Booster], X_dev: np.ndarray, oof: np.ndarray) -> AveragingScale:
-    return scale_of_mean(np.array([b.predict(X_dev, raw_score=True) for b in models]), oof)
+def averaging_scale(models: list[lgb.Booster], X_dev: np.ndarray, oof: np.ndarray, repeats: int = 1
+                    ) -> AveragingScale:
+    return scale_of_mean(np.array([b.predict(X_dev, raw_score=True) for b in models]), oof, repeats)
 
 
 def _final_lightgbm(X: np.ndarray, y: np.ndarray, rows: np.ndarray, spec: FeatureSpec, winner: Evaluated,
@@ -378,7 +389,7 @@ def build_winner(winner: Evaluated, X: np.ndarray, y: np.ndarray, spec: FeatureS
     booster = _final_lightgbm(X, y, dev, spec, winner, cfg, progress)
     gbm_oof = winner.oof if family == "lightgbm" else winner.gbm_oof
     if cfg.cv_final == "average":
-        scale = averaging_scale(winner.models, X[dev], gbm_oof)
+        scale = averaging_scale(winner.models, X[dev], gbm_oof, folds.repeats)
         gbm_oof = scale.apply(gbm_oof)
     if family == "lightgbm":
         return LightGBMScorer(booster), gbm_oof, scale
@@ -443,7 +454,8 @@ def select_model(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, 
         progress(f"training the winner ({winner.candidate.name})", 0, 1)
     scorer, cal_raw, scale = build_winner(winner, X, y, spec, folds, cfg, progress)
     report = {
-        "mode": folds.mode, "folds": len(folds.pairs), "rows": int(len(folds.rows)),
+        "mode": folds.mode, "folds": len(folds.pairs) // folds.repeats, "repeats": folds.repeats,
+        "rows": int(len(folds.rows)),
         "criterion": cfg.selection.criterion, "tie_break": cfg.selection.tie_break,
         "tolerance": cfg.selection.tolerance, "blend_weights": list(cfg.selection.blend_weights),
         "winner": winner.candidate.name, "family": family, "reason": reason,
