@@ -2,7 +2,9 @@
 
 Every candidate of `selection.candidates` (LightGBM at a few tree shapes, the WoE scorecard, and the blend
 of the best LightGBM shape with the scorecard in log-odds) is scored out of fold on the development rows,
-with the same folds for all: the k folds of `cv` validation, or the one validation fold of `holdout`.
+with the same folds for all: the k folds of `cv` validation (`cv_repeats` times, each repeat shuffled anew: a
+row's out-of-fold score is then the mean of its out-of-fold models, one per repeat), or the one validation
+fold of `holdout`.
 The out-of-time (or evaluation) rows are never used. Figures per candidate: AUC and KS of the raw score per
 fold, and the Brier score of its calibrated PD (each out-of-fold row calibrated by a calibrator fitted on
 the other rows, as the final calibration would be) - mean and standard deviation over folds. The winner
@@ -11,7 +13,8 @@ has the best `criterion` (AUC unless configured); candidates within `tolerance` 
 margin data-driven: a candidate ties when it is behind the leader by at most the standard error of their
 paired per-fold differences (a difference the folds cannot tell from noise).
 
-The blend's weight is chosen from `blend_weights` on the other folds' out-of-fold scores for each fold
+A `mean` candidate averages LightGBM shapes already measured (no training of its own). The blend's weight is
+chosen from `blend_weights` on the other folds' out-of-fold scores for each fold
 (cross-fitted, so its figures are out of sample too), and on all of them for the final model.
 
 The winner is then the final model: with `cv`, its LightGBM part is the mean of its k fold models (one
@@ -454,8 +457,8 @@ def select_model(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, 
         progress(f"training the winner ({winner.candidate.name})", 0, 1)
     scorer, cal_raw, scale = build_winner(winner, X, y, spec, folds, cfg, progress)
     report = {
-        "mode": folds.mode, "folds": len(folds.pairs) // folds.repeats, "repeats": folds.repeats,
-        "rows": int(len(folds.rows)),
+        "mode": folds.mode, "folds": len(folds.pairs) // folds.repeats, "rows": int(len(folds.rows)),
+        **({"repeats": folds.repeats} if folds.repeats > 1 else {}),  # absent: one (cards before repeats too)
         "criterion": cfg.selection.criterion, "tie_break": cfg.selection.tie_break,
         "tolerance": cfg.selection.tolerance, "blend_weights": list(cfg.selection.blend_weights),
         "winner": winner.candidate.name, "family": family, "reason": reason,
