@@ -252,6 +252,7 @@ def test_selection_configuration_is_checked(tmp_path: Path) -> None:
         "  tolerance: se ": "  winner: nobody\n  tolerance: se ",
         "  tolerance: se": "  tolerance: -1",
         "cv_final: average": "cv_final: bagged",
+        "\ncv_repeats: ": "\ncv_repeats: 0 #",
     }
     for old, new in cases.items():
         assert old in text, old
