@@ -84,3 +84,26 @@ def test_beta_never_decreases_even_when_the_data_pulls_a_slope_negative() -> Non
     beta, _ = fit_calibrator(raw, y, "beta")
     assert beta.a >= 0 and beta.b >= 0
     assert (np.diff(beta(np.linspace(-8, 8, 801))) >= 0).all()
+
+
+def test_with_repeated_folds_the_mapping_compares_the_mean_with_a_mean_of_one_model_per_repeat() -> None:
+    """cv_repeats: a row's out-of-fold score is the mean of one model per repeat (already less spread than one
+    model's), and the final model the mean of all of them: the ratio is of those two spreads."""
+    rng = np.random.default_rng(5)
+    n, k, repeats = 20_000, 5, 2
+    signal = rng.normal(size=n)
+    y = (rng.random(n) < _sigmoid(1.5 * signal - 1.5)).astype(np.int8)
+    each = _fold_scores(rng, signal, k * repeats, 0.8)  # repeat by repeat
+    folds = [rng.integers(0, k, n) for _ in range(repeats)]
+    oof = np.mean([each[r * k + folds[r], np.arange(n)] for r in range(repeats)], axis=0)
+    scale = scale_of_mean(each, oof, repeats)
+    assert 0.72 < scale.ratio < 0.9  # (1 + 0.64 / 10) / (1 + 0.64 / 2) = 0.81
+    assert scale.ratio > scale_of_mean(each, oof).ratio  # not the spread of one model: (1 + .064) / 1.64 = 0.65
+    as_is, _ = fit_calibrator(oof, y, "platt")
+    mapped, _ = fit_calibrator(scale.apply(oof), y, "platt")
+    fresh = rng.normal(size=n)
+    y_new = (rng.random(n) < _sigmoid(1.5 * fresh - 1.5)).astype(np.int8)
+    mean_new = _fold_scores(rng, fresh, k * repeats, 0.8).mean(axis=0)
+    best, _ = fit_calibrator(mean_new, y_new, "platt")
+    assert abs(mapped.a - best.a) < 0.4 * abs(as_is.a - best.a)
+    assert brier(y_new, mapped(mean_new)) < brier(y_new, as_is(mean_new))

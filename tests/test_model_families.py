@@ -19,13 +19,14 @@ import sqlalchemy as sa
 from training import artifacts as art
 from training.config import Candidate, ConfigError, SelectionConfig, load_config
 from training.datasets import Dataset, from_frame
+from training.encoding import build_spec
 from training.errors import ArtifactIntegrityError
 from training.families import average_boosters
 from training.fit import Split
 from training.pipeline import train_pipeline
 from training.registry import Registry
 from training.scorecard import QUANTUM
-from training.select import Evaluated, choose
+from training.select import Evaluated, choose, measure_candidates
 from training.serving import RiskModel
 
 MONOTONE = {"overdue": 1, "grade": -1, "income": -1}
@@ -35,9 +36,11 @@ CANDIDATES = (Candidate("lightgbm depth 2", "lightgbm"),
 # the shipped deep shape, measured here without its row minimum (this sample is smaller)
 DEEP = dataclasses.replace(next(c for c in load_config().selection.candidates if c.name == "lightgbm depth 6"),
                            min_rows=0)
-FAMILY_OF = {"lightgbm": "lightgbm depth 2", "scorecard": "scorecard", "blend": "blend", "deep": DEEP.name}
+MEAN = Candidate("mean of shapes", "mean", of=("lightgbm depth 2", "lightgbm depth 1"))
+FAMILY_OF = {"lightgbm": "lightgbm depth 2", "scorecard": "scorecard", "blend": "blend", "deep": DEEP.name,
+             "mean": MEAN.name}
 NEEDED = {"lightgbm depth 2": CANDIDATES[:1], "scorecard": CANDIDATES[2:3], "blend": (CANDIDATES[0], *CANDIDATES[2:]),
-          DEEP.name: (DEEP,)}
+          DEEP.name: (DEEP,), MEAN.name: (*CANDIDATES[:2], MEAN)}
 
 
 def _config(winner: str = "auto"):  # type: ignore[no-untyped-def]
@@ -94,10 +97,10 @@ def _metadata(directory: Path) -> dict:
     return json.loads((directory / "metadata.json").read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize("family", ["lightgbm", "scorecard", "blend", "deep"])
+@pytest.mark.parametrize("family", ["lightgbm", "scorecard", "blend", "deep", "mean"])
 def test_pd_is_monotone_in_every_declared_feature_for_every_family(dataset, trained, family: str) -> None:
     model = RiskModel.from_dir(trained[family])
-    expected = "lightgbm" if family == "deep" else family
+    expected = "lightgbm" if family in ("deep", "mean") else family
     assert model.family == expected and _metadata(trained[family])["family"] == expected
     rows = dataset.X.iloc[:300]
     for feature, direction in MONOTONE.items():
@@ -249,6 +252,7 @@ def test_selection_configuration_is_checked(tmp_path: Path) -> None:
         "  tolerance: se ": "  winner: nobody\n  tolerance: se ",
         "  tolerance: se": "  tolerance: -1",
         "cv_final: average": "cv_final: bagged",
+        "\ncv_repeats: ": "\ncv_repeats: 0 #",
     }
     for old, new in cases.items():
         assert old in text, old
@@ -365,3 +369,75 @@ def test_the_calibrator_of_a_mean_of_fold_models_learns_from_scores_on_its_scale
     assert 0 < scale["variance_ratio"] < 1
     card = _metadata(trained["scorecard"])["selection"]["calibration_scores"]
     assert "variance_ratio" not in card  # the refitted scorecard is one model: its scores as they are
+
+
+def test_the_mean_of_shapes_averages_their_out_of_fold_scores_and_fold_models(dataset) -> None:
+    """The mean candidate is measured on the shapes' own out-of-fold scores, and its fold model scores (and
+    explains) as the mean of theirs: one LightGBM booster with every shape's trees."""
+    cfg = _config(MEAN.name)
+    split = Split(np.arange(dataset.rows), np.empty(0, np.int64), np.empty(0, np.int64), "test")
+    spec = build_spec(dataset.X, dataset.categorical, cfg.monotone, rows=split.train)
+    X = spec.encode(dataset.X)
+    _, results, _ = measure_candidates(X, dataset.y, split, spec, cfg)
+    by = {r.candidate.name: r for r in results}
+    shapes, mean = [by["lightgbm depth 2"], by["lightgbm depth 1"]], by[MEAN.name]
+    assert mean.figures["shapes"] == ["lightgbm depth 2", "lightgbm depth 1"]
+    assert np.allclose(mean.oof, (shapes[0].oof + shapes[1].oof) / 2, rtol=0, atol=1e-12)
+    rows = X[:300]
+    for k, booster in enumerate(mean.models):
+        each = [s.models[k] for s in shapes]
+        assert booster.num_trees() == sum(b.num_trees() for b in each) == mean.iterations[k]
+        want = np.mean([b.predict(rows, raw_score=True) for b in each], axis=0)
+        assert np.abs(booster.predict(rows, raw_score=True) - want).max() < 1e-12
+        want_shap = np.mean([b.predict(rows, pred_contrib=True) for b in each], axis=0)
+        assert np.abs(booster.predict(rows, pred_contrib=True) - want_shap).max() < 1e-12
+
+
+def test_a_mean_winner_is_one_lightgbm_model_with_exact_treeshap(dataset, trained) -> None:
+    meta = _metadata(trained["mean"])
+    sel = meta["selection"]
+    assert sel["winner"] == MEAN.name and meta["family"] == "lightgbm" and set(meta["params"]["mean_of"]) == \
+        {"lightgbm depth 2", "lightgbm depth 1"}
+    model = RiskModel.from_dir(trained["mean"])
+    assert model.booster.num_trees() == sum(meta["validation"]["fold_best_iterations"])
+    X = model.encode(dataset.X.iloc[:400])
+    raw, _, contrib = model.scores(X)
+    assert np.abs(contrib.sum(axis=1) - raw).max() < 1e-9
+    assert 0 < sel["calibration_scores"]["variance_ratio"] < 1
+
+
+def test_a_mean_needs_lightgbm_shapes(tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parent.parent / "training" / "model.yaml").read_text(encoding="utf-8")
+    path = tmp_path / "model.yaml"
+    for bad in ("of: [scorecard]", "of: [no such shape]"):
+        path.write_text(text.replace("    - {name: blend, family: blend}",
+                                     f"    - {{name: m, family: mean, {bad}}}\n    - {{name: blend, family: blend}}"),
+                        encoding="utf-8")
+        with pytest.raises(ConfigError, match="a mean needs"):
+            load_config(path)
+    of_scorecard = "    - {name: scorecard, family: scorecard, of: [lightgbm depth 2]}"
+    path.write_text(text.replace("    - {name: scorecard, family: scorecard}", of_scorecard), encoding="utf-8")
+    with pytest.raises(ConfigError, match="for a mean candidate only"):
+        load_config(path)
+
+
+def test_repeated_folds_score_every_row_once_per_repeat_and_average_the_scores(dataset) -> None:
+    """cv_repeats: every repeat shuffles its own folds; a row's out-of-fold score is the mean of its one
+    out-of-fold model per repeat; the fold figures are those of the first repeat's folds."""
+    cfg = dataclasses.replace(_config("lightgbm depth 2"), cv_repeats=2)
+    split = Split(np.arange(dataset.rows), np.empty(0, np.int64), np.empty(0, np.int64), "test")
+    spec = build_spec(dataset.X, dataset.categorical, cfg.monotone, rows=split.train)
+    X = spec.encode(dataset.X)
+    folds, results, _ = measure_candidates(X, dataset.y, split, spec, cfg)
+    gbm = results[0]
+    assert folds.repeats == 2 and len(folds.pairs) == len(gbm.models) == 2 * cfg.cv_folds
+    want = np.zeros(len(folds.rows))
+    for booster, (fitted, scored) in zip(gbm.models, folds.pairs, strict=True):
+        assert not np.isin(scored, fitted).any()
+        want[np.searchsorted(folds.rows, scored)] += booster.predict(X[scored], raw_score=True) / 2
+    assert np.abs(gbm.oof - want).max() < 1e-12
+    for r in range(2):  # each repeat scores every row exactly once
+        scored = np.concatenate([b for _, b in folds.pairs[r * cfg.cv_folds:(r + 1) * cfg.cv_folds]])
+        assert np.array_equal(np.sort(scored), folds.rows)
+    assert not np.array_equal(folds.pairs[0][1], folds.pairs[cfg.cv_folds][1])
+    assert len(gbm.figures["folds"]) == cfg.cv_folds

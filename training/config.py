@@ -26,7 +26,7 @@ class StoreConfig:
 
 Criterion = Literal["auc", "ks", "brier"]
 CRITERIA = ("auc", "ks", "brier")
-FAMILY_NAMES = ("lightgbm", "scorecard", "blend")
+FAMILY_NAMES = ("lightgbm", "scorecard", "mean", "blend")
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,10 @@ class Candidate:
     """One model family (and, for LightGBM, a tree shape) competing in the inner cross-validation."""
 
     name: str
-    family: str  # lightgbm | scorecard | blend (the best LightGBM candidate with the scorecard)
+    family: str  # lightgbm | scorecard | mean (of LightGBM shapes) | blend (best LightGBM or mean + scorecard)
     params: dict[str, Any] = field(default_factory=dict)  # LightGBM parameters over `params`
     min_rows: int = 0  # measured only with at least this many development rows (large shapes need data)
+    of: tuple[str, ...] = ()  # mean: the LightGBM candidates it averages (empty: every measured one)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class TrainConfig:
     calibration: Calibration = "auto"
     validation: Validation = "auto"
     cv_folds: int = 5
+    cv_repeats: int = 1  # model-family selection: repeated k-fold (each repeat its own shuffle)
     cv_max_rows: int = 200_000
     cv_final: CvFinal = "average"
     monotone: dict[str, int] = field(default_factory=dict)
@@ -92,8 +94,8 @@ def load_config(path: str | Path | None = None) -> TrainConfig:
         raise ConfigError(f"{path}: invalid YAML: {e}") from None
     _check(isinstance(data, dict), "the configuration must be a mapping", path)
     known = {"seed", "params", "num_boost_round", "early_stopping_rounds", "validation_fraction", "oot_share",
-             "calibration", "validation", "cv_folds", "cv_max_rows", "cv_final", "monotone", "store", "file",
-             "selection", "scorecard"}
+             "calibration", "validation", "cv_folds", "cv_repeats", "cv_max_rows", "cv_final", "monotone", "store",
+             "file", "selection", "scorecard"}
     unknown = set(data) - known
     _check(not unknown, f"unknown keys {sorted(unknown)}", path)
     monotone = {str(k): int(v) for k, v in (data.get("monotone") or {}).items()}
@@ -119,6 +121,7 @@ def load_config(path: str | Path | None = None) -> TrainConfig:
         calibration=calibration,
         validation=validation,
         cv_folds=int(data.get("cv_folds", 5)),
+        cv_repeats=int(data.get("cv_repeats", 1)),
         cv_max_rows=int(data.get("cv_max_rows", 200_000)),
         cv_final=cv_final,
         monotone=monotone,
@@ -135,6 +138,7 @@ def load_config(path: str | Path | None = None) -> TrainConfig:
     _check(0 < cfg.oot_share < 0.9, "oot_share must be in (0, 0.9)", path)
     _check(cfg.num_boost_round >= 1, "num_boost_round must be >= 1", path)
     _check(2 <= cfg.cv_folds <= 20, "cv_folds must be between 2 and 20", path)
+    _check(1 <= cfg.cv_repeats <= 10, "cv_repeats must be between 1 and 10", path)
     return cfg
 
 
@@ -154,14 +158,22 @@ def _selection(data: Any, path: Path) -> SelectionConfig:
         _check(not params or item["family"] == "lightgbm", f"candidate {item['name']!r}: only LightGBM "
                                                           "candidates take params", path)
         _check("monotone_constraints" not in params, "declare monotone constraints under `monotone:`", path)
-        unknown_keys = set(item) - {"name", "family", "params", "min_rows"}
+        unknown_keys = set(item) - {"name", "family", "params", "min_rows", "of"}
         _check(not unknown_keys, f"candidate {item['name']!r}: unknown keys {sorted(unknown_keys)}", path)
         min_rows = item.get("min_rows", 0)
         _check(isinstance(min_rows, int) and min_rows >= 0, f"candidate {item['name']!r}: min_rows must be an "
                                                            "integer >= 0", path)
-        candidates.append(Candidate(str(item["name"]), str(item["family"]), params, int(min_rows)))
+        of = item.get("of") or []
+        _check(isinstance(of, list) and (not of or item["family"] == "mean"),
+               f"candidate {item['name']!r}: `of` is a list, for a mean candidate only", path)
+        candidates.append(Candidate(str(item["name"]), str(item["family"]), params, int(min_rows),
+                                    tuple(str(x) for x in of)))
     names = [c.name for c in candidates]
     _check(len(set(names)) == len(names), "selection candidate names must be unique", path)
+    gbm_names = {c.name for c in candidates if c.family == "lightgbm"}
+    for c in candidates:
+        _check(c.family != "mean" or (gbm_names and set(c.of) <= gbm_names),
+               f"candidate {c.name!r}: a mean needs lightgbm candidates (and `of` names only them)", path)
     families = {c.family for c in candidates}
     _check("blend" not in families or {"lightgbm", "scorecard"} <= families,
            "a blend candidate needs a lightgbm and a scorecard candidate", path)

@@ -197,7 +197,7 @@ def _selection_section(selection: dict[str, Any] | None) -> list[str]:
         rows.append({"candidate": c["name"] + (" (chosen)" if c["name"] == selection["winner"] else ""),
                      "family": c["family"], "AUC": c["auc"], "AUC sd": c["auc_sd"], "KS": c["ks"],
                      "Brier (calibrated)": c["brier"], "Brier sd": c["brier_sd"],
-                     "detail": json.dumps({k: c[k] for k in ("params", "trees", "weight", "fold_weights",
+                     "detail": json.dumps({k: c[k] for k in ("params", "trees", "shapes", "weight", "fold_weights",
                                                              "lightgbm_part", "features_with_points") if k in c})})
     return ["<h2>Model family selection</h2>",
             f"<p>Candidates scored out of fold on {where} only (the {html.escape('out-of-time')} rows are not used); "

@@ -2,7 +2,9 @@
 
 Every candidate of `selection.candidates` (LightGBM at a few tree shapes, the WoE scorecard, and the blend
 of the best LightGBM shape with the scorecard in log-odds) is scored out of fold on the development rows,
-with the same folds for all: the k folds of `cv` validation, or the one validation fold of `holdout`.
+with the same folds for all: the k folds of `cv` validation (`cv_repeats` times, each repeat shuffled anew: a
+row's out-of-fold score is then the mean of its out-of-fold models, one per repeat), or the one validation
+fold of `holdout`.
 The out-of-time (or evaluation) rows are never used. Figures per candidate: AUC and KS of the raw score per
 fold, and the Brier score of its calibrated PD (each out-of-fold row calibrated by a calibrator fitted on
 the other rows, as the final calibration would be) - mean and standard deviation over folds. The winner
@@ -11,7 +13,8 @@ has the best `criterion` (AUC unless configured); candidates within `tolerance` 
 margin data-driven: a candidate ties when it is behind the leader by at most the standard error of their
 paired per-fold differences (a difference the folds cannot tell from noise).
 
-The blend's weight is chosen from `blend_weights` on the other folds' out-of-fold scores for each fold
+A `mean` candidate averages LightGBM shapes already measured (no training of its own). The blend's weight is
+chosen from `blend_weights` on the other folds' out-of-fold scores for each fold
 (cross-fitted, so its figures are out of sample too), and on all of them for the final model.
 
 The winner is then the final model: with `cv`, its LightGBM part is the mean of its k fold models (one
@@ -46,9 +49,10 @@ SIGN = {"auc": 1.0, "ks": 1.0, "brier": -1.0}
 @dataclass
 class Folds:
     mode: str  # "cv" | "holdout"
-    pairs: list[tuple[np.ndarray, np.ndarray]]  # (rows fitted, rows scored) per fold
+    pairs: list[tuple[np.ndarray, np.ndarray]]  # (rows fitted, rows scored) per fold; with repeats, repeat by repeat
     rows: np.ndarray  # the out-of-fold rows (development in cv, the validation fold in holdout)
-    fold_of: np.ndarray  # fold number of each of `rows`
+    fold_of: np.ndarray  # fold number of each of `rows` in the first repeat (the folds the figures are given by)
+    repeats: int = 1  # cv_repeats: each row is scored out of fold once per repeat, by a model of that repeat
 
 
 @dataclass
@@ -64,6 +68,7 @@ class Evaluated:
     grown: list[int] = field(default_factory=list)  # LightGBM: rounds grown per fold (best + patience at most)
     gbm_oof: np.ndarray | None = None  # blend: its LightGBM part's out-of-fold raw score
     card_oof: np.ndarray | None = None  # blend: its scorecard's out-of-fold raw score
+    parts: list[Evaluated] = field(default_factory=list)  # mean (or a blend of it): the LightGBM shapes averaged
 
 
 @dataclass
@@ -80,17 +85,24 @@ def make_folds(y: np.ndarray, split: Split, cfg: TrainConfig) -> Folds:
     dev = split.dev
     if validation_mode(cfg, len(dev)) == "holdout":
         return Folds("holdout", [(split.train, split.valid)], split.valid, np.zeros(len(split.valid), np.int64))
-    splitter = StratifiedKFold(n_splits=cfg.cv_folds, shuffle=True, random_state=cfg.seed)
     pairs, fold_of = [], np.empty(len(dev), np.int64)
-    for k, (a, b) in enumerate(splitter.split(dev, y[dev])):
-        pairs.append((dev[a], dev[b]))
-        fold_of[b] = k
-    return Folds("cv", pairs, dev, fold_of)
+    for repeat in range(cfg.cv_repeats):
+        splitter = StratifiedKFold(n_splits=cfg.cv_folds, shuffle=True, random_state=cfg.seed + repeat)
+        for k, (a, b) in enumerate(splitter.split(dev, y[dev])):
+            pairs.append((dev[a], dev[b]))
+            if repeat == 0:
+                fold_of[b] = k
+    return Folds("cv", pairs, dev, fold_of, cfg.cv_repeats)
+
+
+def _pair_positions(folds: Folds) -> list[np.ndarray]:
+    """Positions within `folds.rows` (sorted) of each pair's scored rows."""
+    return [np.searchsorted(folds.rows, scored) for _, scored in folds.pairs]
 
 
 def _positions(folds: Folds) -> list[np.ndarray]:
-    """Positions within `folds.rows` of each fold's scored rows."""
-    return [np.flatnonzero(folds.fold_of == k) for k in range(len(folds.pairs))]
+    """Positions within `folds.rows` of each fold's scored rows (of the first repeat)."""
+    return [np.flatnonzero(folds.fold_of == k) for k in range(len(folds.pairs) // folds.repeats)]
 
 
 def _metric_groups(y: np.ndarray, folds: Folds, seed: int) -> list[np.ndarray]:
@@ -154,13 +166,13 @@ def _scorecard(X: np.ndarray, y: np.ndarray, rows: np.ndarray, spec: FeatureSpec
 def evaluate_lightgbm(candidate: Candidate, X: np.ndarray, y: np.ndarray, spec: FeatureSpec, folds: Folds,
                       cfg: TrainConfig, progress: Progress | None) -> Evaluated:
     params = _lgb_params(cfg, spec, candidate)
-    oof = np.empty(len(folds.rows))
-    positions = _positions(folds)
+    oof = np.zeros(len(folds.rows))
     iterations, models, grown = [], [], []
-    for k, ((fit_rows, eval_rows), pos) in enumerate(zip(folds.pairs, positions, strict=True)):
+    for k, ((fit_rows, eval_rows), pos) in enumerate(zip(folds.pairs, _pair_positions(folds), strict=True)):
         booster, best, ran = _early_stopped(params, X, y, fit_rows, eval_rows, spec, cfg,
                                           f"{candidate.name}: fold {k + 1}/{len(folds.pairs)}", progress)
-        oof[pos] = booster.predict(X[eval_rows], raw_score=True, num_iteration=best)
+        # with repeats, a row's out-of-fold score is the mean of its one out-of-fold model per repeat
+        oof[pos] += booster.predict(X[eval_rows], raw_score=True, num_iteration=best) / folds.repeats
         iterations.append(best)
         grown.append(ran)
         models.append(lgb.Booster(model_str=booster.model_to_string(num_iteration=best)))
@@ -171,17 +183,41 @@ def evaluate_lightgbm(candidate: Candidate, X: np.ndarray, y: np.ndarray, spec: 
 
 def evaluate_scorecard(candidate: Candidate, X: np.ndarray, y: np.ndarray, spec: FeatureSpec, folds: Folds,
                        cfg: TrainConfig, progress: Progress | None) -> Evaluated:
-    oof = np.empty(len(folds.rows))
+    oof = np.zeros(len(folds.rows))
     models = []
-    for k, ((fit_rows, eval_rows), pos) in enumerate(zip(folds.pairs, _positions(folds), strict=True)):
+    for k, ((fit_rows, eval_rows), pos) in enumerate(zip(folds.pairs, _pair_positions(folds), strict=True)):
         if progress is not None:
             progress(f"{candidate.name}: fold {k + 1}/{len(folds.pairs)}", k, len(folds.pairs))
         card = _scorecard(X, y, fit_rows, spec, cfg)
-        oof[pos] = card.raw_score(X[eval_rows])
+        oof[pos] += card.raw_score(X[eval_rows]) / folds.repeats
         models.append(card)
     figs = figures(oof, y[folds.rows], folds, cfg)
     figs["features_with_points"] = float(np.mean([len(c.features) for c in models]))
     return Evaluated(candidate, oof, figs, models=models if folds.mode == "holdout" else [])
+
+
+def evaluate_mean(candidate: Candidate, shapes: list[Evaluated], y: np.ndarray, folds: Folds,
+                  cfg: TrainConfig) -> Evaluated:
+    """The mean in log-odds of LightGBM shapes already measured on the same folds: its out-of-fold score is the
+    mean of theirs, and its model per fold one booster holding all their fold trees, each scaled by 1/S (exact
+    TreeSHAP, monotone where every shape is). Shapes err differently (depth 1 misses interactions, deeper ones
+    overfit small data), so their mean often ranks and calibrates better than the best one alone."""
+    oof = np.mean([s.oof for s in shapes], axis=0)
+    models = [average_boosters([s.models[k] for s in shapes]) for k in range(len(shapes[0].models))]
+    iterations = [int(sum(s.iterations[k] for s in shapes)) for k in range(len(shapes[0].iterations))]
+    grown = [int(sum(s.grown[k] for s in shapes)) for k in range(len(shapes[0].grown))]
+    figs = figures(oof, y[folds.rows], folds, cfg)
+    figs["trees"] = float(np.mean(iterations))
+    figs["shapes"] = [s.candidate.name for s in shapes]
+    params = {"mean_of": {s.candidate.name: {k: v for k, v in (s.params or {}).items() if k != "monotone_constraints"}
+                          for s in shapes}}
+    return Evaluated(candidate, oof, figs, iterations, models, params, grown=grown, parts=list(shapes))
+
+
+def mean_shapes(candidate: Candidate, measured: list[Evaluated]) -> list[Evaluated]:
+    """The LightGBM shapes a mean candidate averages: those named in its `of` (when measured), else all."""
+    shapes = [r for r in measured if r.candidate.family == "lightgbm"]
+    return [r for r in shapes if r.candidate.name in candidate.of] if candidate.of else shapes
 
 
 def _weight_measure(cfg: TrainConfig) -> str:
@@ -218,7 +254,7 @@ def evaluate_blend(candidate: Candidate, gbm: Evaluated, card: Evaluated, y: np.
     figs["lightgbm_part"] = gbm.candidate.name
     final_oof = final_w * gbm.oof + (1 - final_w) * card.oof
     blended = Evaluated(candidate, final_oof, figs, gbm.iterations, gbm.models, gbm.params, final_w, fold_weights,
-                        gbm.grown, gbm_oof=gbm.oof, card_oof=card.oof)
+                        gbm.grown, gbm_oof=gbm.oof, card_oof=card.oof, parts=gbm.parts)
     if folds.mode == "holdout":
         blended.models = [BlendScorer(gbm.models[0], card.models[0], final_w)]
     return blended
@@ -301,17 +337,20 @@ class AveragingScale:
                 "variance_ratio": self.ratio, "centre_oof": self.centre_oof, "centre_mean": self.centre_mean}
 
 
-def scale_of_mean(each: np.ndarray, oof: np.ndarray) -> AveragingScale:
-    """`each`: the k fold models' raw scores of the same development rows (k x rows); `oof`: the out-of-fold
-    scores to be mapped."""
+def scale_of_mean(each: np.ndarray, oof: np.ndarray, repeats: int = 1) -> AveragingScale:
+    """`each`: the fold models' raw scores of the same development rows (models x rows, repeat by repeat);
+    `oof`: the out-of-fold scores to be mapped. With repeats an out-of-fold score is the mean of one model per
+    repeat, so its spread is compared with that of such means (the k-th fold model of every repeat)."""
     mean = each.mean(axis=0)
-    single = float(np.mean(each.var(axis=1)))
+    like_oof = each.reshape(repeats, -1, each.shape[1]).mean(axis=0)
+    single = float(np.mean(like_oof.var(axis=1)))
     ratio = float(np.clip(mean.var() / single, 0.0, 1.0)) if single > 0 else 1.0
     return AveragingScale(ratio, float(np.mean(oof)), float(mean.mean()))
 
 
-def averaging_scale(models: list[lgb.Booster], X_dev: np.ndarray, oof: np.ndarray) -> AveragingScale:
-    return scale_of_mean(np.array([b.predict(X_dev, raw_score=True) for b in models]), oof)
+def averaging_scale(models: list[lgb.Booster], X_dev: np.ndarray, oof: np.ndarray, repeats: int = 1
+                    ) -> AveragingScale:
+    return scale_of_mean(np.array([b.predict(X_dev, raw_score=True) for b in models]), oof, repeats)
 
 
 def _final_lightgbm(X: np.ndarray, y: np.ndarray, rows: np.ndarray, spec: FeatureSpec, winner: Evaluated,
@@ -320,6 +359,8 @@ def _final_lightgbm(X: np.ndarray, y: np.ndarray, rows: np.ndarray, spec: Featur
     model refitted on every development row with the mean of their rounds (`cv_final: refit`)."""
     if cfg.cv_final == "average":
         return average_boosters(winner.models)
+    if winner.parts:  # a mean of shapes: each shape refitted, then averaged
+        return average_boosters([_final_lightgbm(X, y, rows, spec, part, cfg, progress) for part in winner.parts])
     params, iterations = winner.params or {}, winner.iterations
     rounds = max(1, round(float(np.mean(iterations))))
     full = lgb.Dataset(X[rows], y[rows], feature_name=lgb_feature_names(spec.names),
@@ -333,8 +374,35 @@ def _final_lightgbm(X: np.ndarray, y: np.ndarray, rows: np.ndarray, spec: Featur
     return lgb.Booster(model_str=booster.model_to_string())
 
 
-def select_model(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, cfg: TrainConfig,
-                 progress: Progress | None = None) -> Selected:
+def build_winner(winner: Evaluated, X: np.ndarray, y: np.ndarray, spec: FeatureSpec, folds: Folds,
+                 cfg: TrainConfig, progress: Progress | None = None
+                 ) -> tuple[Scorer, np.ndarray, AveragingScale | None]:
+    """The final model of a measured candidate, and the raw scores of `folds.rows` its calibrator learns from."""
+    family = "lightgbm" if winner.candidate.family == "mean" else winner.candidate.family
+    scorer: Scorer
+    cal_raw, scale = winner.oof, None
+    if folds.mode == "holdout":
+        model = winner.models[0]
+        scorer = (LightGBMScorer(model) if family == "lightgbm" else ScorecardScorer(model)
+                  if family == "scorecard" else model)
+        return scorer, cal_raw, scale
+    dev = folds.rows
+    if family == "scorecard":
+        return ScorecardScorer(_scorecard(X, y, dev, spec, cfg)), cal_raw, scale
+    booster = _final_lightgbm(X, y, dev, spec, winner, cfg, progress)
+    gbm_oof = winner.oof if family == "lightgbm" else winner.gbm_oof
+    if cfg.cv_final == "average":
+        scale = averaging_scale(winner.models, X[dev], gbm_oof, folds.repeats)
+        gbm_oof = scale.apply(gbm_oof)
+    if family == "lightgbm":
+        return LightGBMScorer(booster), gbm_oof, scale
+    w = float(winner.weight)
+    return BlendScorer(booster, _scorecard(X, y, dev, spec, cfg), w), w * gbm_oof + (1 - w) * winner.card_oof, scale
+
+
+def measure_candidates(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, cfg: TrainConfig,
+                       progress: Progress | None = None) -> tuple[Folds, list[Evaluated], dict[str, float]]:
+    """Every configured candidate scored out of fold on the same folds of the development rows, in their order."""
     folds = make_folds(y, split, cfg)
     results: list[Evaluated] = []
     timings: dict[str, float] = {}
@@ -356,43 +424,41 @@ def select_model(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, 
             continue  # blends after every LightGBM shape and the scorecard are known
         results.append(result)
         timings[candidate.name] = time.perf_counter() - start
+    for candidate in cfg.selection.candidates:  # means after every LightGBM shape is known
+        shapes = mean_shapes(candidate, results) if candidate.family == "mean" else []
+        if len(shapes) >= 2 and candidate not in skipped:
+            assert best_gbm is not None
+            start = time.perf_counter()
+            result = evaluate_mean(candidate, shapes, y, folds, cfg)
+            if SIGN[cfg.selection.criterion] * result.figures[cfg.selection.criterion] > \
+                    SIGN[cfg.selection.criterion] * best_gbm.figures[cfg.selection.criterion]:
+                best_gbm = result
+            results.append(result)
+            timings[candidate.name] = time.perf_counter() - start
     for candidate in cfg.selection.candidates:
         if candidate.family == "blend" and best_gbm is not None and card is not None and candidate not in skipped:
             start = time.perf_counter()
             results.append(evaluate_blend(candidate, best_gbm, card, y, folds, cfg))
             timings[candidate.name] = time.perf_counter() - start
-    measured = {r.candidate.name for r in results}
-    skipped = [c for c in cfg.selection.candidates if c.name not in measured]
     order = [c.name for c in cfg.selection.candidates]
     results.sort(key=lambda r: order.index(r.candidate.name))
+    return folds, results, timings
+
+
+def select_model(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, cfg: TrainConfig,
+                 progress: Progress | None = None) -> Selected:
+    folds, results, timings = measure_candidates(X, y, split, spec, cfg, progress)
+    dev_rows = len(split.dev)
+    measured = {r.candidate.name for r in results}
+    skipped = [c for c in cfg.selection.candidates if c.name not in measured]
     winner, reason = choose(results, cfg)
-    family = winner.candidate.family
+    family = "lightgbm" if winner.candidate.family == "mean" else winner.candidate.family  # a mean is one booster
     if progress is not None:
         progress(f"training the winner ({winner.candidate.name})", 0, 1)
-    scorer: Scorer
-    cal_raw, scale = winner.oof, None
-    if folds.mode == "holdout":
-        model = winner.models[0]
-        scorer = (LightGBMScorer(model) if family == "lightgbm" else ScorecardScorer(model)
-                  if family == "scorecard" else model)
-    else:
-        dev = folds.rows
-        if family == "scorecard":
-            scorer = ScorecardScorer(_scorecard(X, y, dev, spec, cfg))
-        else:
-            booster = _final_lightgbm(X, y, dev, spec, winner, cfg, progress)
-            gbm_oof = winner.oof if family == "lightgbm" else winner.gbm_oof
-            if cfg.cv_final == "average":
-                scale = averaging_scale(winner.models, X[dev], gbm_oof)
-                gbm_oof = scale.apply(gbm_oof)
-            if family == "lightgbm":
-                scorer, cal_raw = LightGBMScorer(booster), gbm_oof
-            else:
-                w = float(winner.weight)
-                scorer = BlendScorer(booster, _scorecard(X, y, dev, spec, cfg), w)
-                cal_raw = w * gbm_oof + (1 - w) * winner.card_oof
+    scorer, cal_raw, scale = build_winner(winner, X, y, spec, folds, cfg, progress)
     report = {
-        "mode": folds.mode, "folds": len(folds.pairs), "rows": int(len(folds.rows)),
+        "mode": folds.mode, "folds": len(folds.pairs) // folds.repeats, "rows": int(len(folds.rows)),
+        **({"repeats": folds.repeats} if folds.repeats > 1 else {}),  # absent: one (cards before repeats too)
         "criterion": cfg.selection.criterion, "tie_break": cfg.selection.tie_break,
         "tolerance": cfg.selection.tolerance, "blend_weights": list(cfg.selection.blend_weights),
         "winner": winner.candidate.name, "family": family, "reason": reason,
@@ -401,6 +467,7 @@ def select_model(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, 
                         **{k: v for k, v in r.figures.items()}} for r in results],
         "skipped": [{"name": c.name, "family": c.family, "min_rows": c.min_rows,
                      "reason": (f"fewer than {c.min_rows} development rows ({dev_rows})" if c.min_rows > dev_rows
+                                else "needs two measured lightgbm candidates" if c.family == "mean"
                                 else "needs a measured lightgbm and scorecard candidate")} for c in skipped],
         "calibration_scores": (scale.describe() if scale is not None else
                                {"method": "out-of-fold scores as they are"}),
