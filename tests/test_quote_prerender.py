@@ -114,6 +114,23 @@ def test_what_is_not_rendered_is_computed(service: QuotingService) -> None:
     assert platform.sent == fast_json(service.platform_view(json.loads(stored), dt.date.today()))
 
 
+def test_a_requests_products_are_checked_once_per_state_and_errors_every_time(service: QuotingService) -> None:
+    from api.quoting.versions import VersionsError
+
+    today = dt.date.today()
+    state = service.state(today)
+    everything = service.products_for(today, None)
+    everything.append("not-a-product")  # the caller's list: what is remembered must not change with it
+    assert "not-a-product" not in service.products_for(today, None)
+    some = service.products_for(today, [everything[1], everything[0]])
+    assert some == [everything[1], everything[0]]
+    assert (today, (everything[1], everything[0])) in state.chosen  # remembered for the state
+    for _ in range(2):  # an unknown product is refused on every request, never remembered
+        with pytest.raises(VersionsError):
+            service.products_for(today, ["no_such_product"])
+    assert not any(key[1] == ("no_such_product",) for key in state.chosen)
+
+
 def test_no_request_renders(service: QuotingService, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     render_firm = population_module.render_firm

@@ -61,7 +61,8 @@ def _service(request: Request) -> QuotingService:
     return request.app.state.quoting
 
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
+MAX_IDEMPOTENCY_KEY = 128  # both readers of the header: FastAPI's (`IdempotencyKey`) and `_plain_arguments`
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=MAX_IDEMPOTENCY_KEY)]
 
 
 async def _any_role(request: Request,
@@ -97,9 +98,6 @@ async def create_quote(body: QuoteRequest, request: Request, principal: Principa
     except Exception as error:  # noqa: BLE001 - turned into the response below
         return await anyio.to_thread.run_sync(answer, service, issued, error, request.app.state)
     return answer(service, issued, None, request.app.state)
-
-
-MAX_IDEMPOTENCY_KEY = 128  # IdempotencyKey's max_length
 
 
 def _plain_arguments(request: Request, body: bytes) -> tuple[QuoteRequest, Principal, str | None] | None:
