@@ -8,14 +8,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from api.quoting.versions import Versions
-from api.visibility import PLATFORM_FIELDS, platform_view, quote_view, risk_factor
+from api.visibility import PLATFORM_FIELDS, quote_view, risk_factor
 from products.policy import default_calendar
 from products.visibility import Audience
 from scoring import ProductResult, quote_dict
 from scoring.deadlines import service_deadlines
 
 RISK_FACTORS = 5  # SHAP risk factors shown per quote
-__all__ = ["PLATFORM_FIELDS", "RISK_FACTORS", "best_offer", "platform_body", "quote_body"]
+__all__ = ["PLATFORM_FIELDS", "RISK_FACTORS", "best_offer", "quote_body"]
 
 
 def best_offer(quotes: list[dict[str, Any]], requested_amount: float | None) -> dict[str, Any] | None:
@@ -52,9 +52,3 @@ def quote_body(versions: Versions, results: Mapping[str, ProductResult], i: int,
         "model_version": versions.model_version,
         "risk": None if risk is None else {k: risk[k] for k in ("pd", "raw_score", "base_value")},
     }
-
-
-def platform_body(narrowing: Mapping[str, tuple[str, ...] | list[str] | None], body: dict[str, Any]
-                  ) -> dict[str, Any]:
-    """The platform's view of a quote body (`api.visibility.platform_view`, the one output filter)."""
-    return platform_view(narrowing, body)

@@ -124,14 +124,10 @@ HEADER_FIELDS = ("quote_id", "credit_code", "as_of", "created_at", "expires_at",
 INSERT_QUOTE = quotes.insert()  # one statement object: compiled once, values bound per quote
 
 
-def writes(issued: Issued) -> QuoteWrite:
-    """The statements that store an issued quote and its audit row (run in the writer's transaction)."""
-    return QuoteWrite(issued)
-
-
 @dataclass(frozen=True, slots=True)
 class QuoteWrite:
-    """One issued quote's writes; the group writer runs neighbouring ones together (`together`)."""
+    """The statements that store one issued quote and its audit row, run in the writer's transaction; the group
+    writer runs neighbouring ones together (`together`)."""
 
     issued: Issued
 

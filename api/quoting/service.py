@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from api.quoting.body import platform_body
 from api.quoting.population import BLOCK, Population
 from api.quoting.prerender import platform_json
 from api.quoting.snapshot import canonical_json, features_from_json
@@ -46,6 +45,7 @@ from api.quoting.versions import (
 )
 from api.quoting.writer import GroupWriter
 from api.tables import config_blobs
+from api.visibility import platform_view
 from api.workbench.store import ProductVersions
 from features.settings import get_settings
 from features.store import audit
@@ -367,7 +367,7 @@ class Quoter:
         return narrowing_of(self._definitions_for(as_of), as_of)
 
     def platform_view(self, body: dict[str, Any], as_of: dt.date) -> dict[str, Any]:
-        return platform_body(self.platform_narrowing(as_of), body)
+        return platform_view(self.platform_narrowing(as_of), body)
 
     def platform_json(self, body: dict[str, Any], as_of: dt.date) -> bytes:
         """The platform's view of a stored quote body, as the bytes it was sent."""

@@ -22,7 +22,7 @@ from api.http.quote_flow import QuoteRequest, answer, issue_checked, lookup, ord
 from api.keys import Principal, Role
 from api.monitoring import overrides
 from api.quoting.diff import differences
-from api.quoting.issuing import writes
+from api.quoting.issuing import QuoteWrite
 from api.quoting.service import QuotingService
 from api.quoting.snapshot import fast_json
 from api.quoting.versions import VersionsError
@@ -90,7 +90,7 @@ async def create_quote(body: QuoteRequest, request: Request, principal: Principa
         issued = issue_checked(service, order)
     else:
         issued = await anyio.to_thread.run_sync(issue_checked, service, order)
-    future = service.writer.submit(writes(issued), getattr(request.state, "deadline", None))
+    future = service.writer.submit(QuoteWrite(issued), getattr(request.state, "deadline", None))
     try:
         # The writer thread commits; the event loop serves others meanwhile. Shielded: the writer's future is
         # never cancelled from here (a request given up on must not disturb the writer).

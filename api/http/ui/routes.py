@@ -193,7 +193,7 @@ def issue_quote(request: Request, csrf: Annotated[str, Form(max_length=128)] = "
                 consent_ref: Annotated[str, Form(max_length=128)] = "",
                 form_id: Annotated[str, Form(max_length=64)] = "") -> Response:
     from api.http.quote_flow import QuoteRequest, answer, issue_checked, lookup, order_of
-    from api.quoting.issuing import writes
+    from api.quoting.issuing import QuoteWrite
     from api.quoting.snapshot import canonical_json
 
     session = session_of(request, *QUOTE_ROLES)
@@ -242,7 +242,7 @@ def issue_quote(request: Request, csrf: Annotated[str, Form(max_length=128)] = "
         issued = issue_checked(service, order)
         failure: BaseException | None = None
         try:
-            service.writer.submit(writes(issued)).result()  # committed before it is shown
+            service.writer.submit(QuoteWrite(issued)).result()  # committed before it is shown
         except Exception as error:  # noqa: BLE001 - judged by the API's own `answer` below
             failure = error
         if isinstance(failure, sa.exc.IntegrityError) and idempotency:  # the same form, sent concurrently
