@@ -21,8 +21,6 @@ import sqlalchemy as sa
 import uvicorn
 from fastapi import FastAPI
 
-from api.http.protocol import SPEC as HTTP_PROTOCOL
-
 START_TIMEOUT_SECONDS = 30.0
 SERVE_TIMEOUT_SECONDS = 120.0  # a subprocess service migrates, builds its quoting state and forks workers
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +34,7 @@ def serve(app: FastAPI) -> Iterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", http=HTTP_PROTOCOL))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + START_TIMEOUT_SECONDS

@@ -277,8 +277,6 @@ def serve(
 
     import uvicorn
 
-    from api.http.protocol import SPEC as HTTP_PROTOCOL
-
     open_store(database_url)  # migrate once, before workers start
     if database_url:
         os.environ["INDEXLOAN_DATABASE_URL"] = database_url
@@ -288,8 +286,7 @@ def serve(
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
         # log level info: uvicorn's supervisor logs a worker's death ("Child process [pid] died") at info
-        uvicorn.run("api.http.server:app", host=host, port=port, workers=workers, log_level="info", access_log=False,
-                    http=HTTP_PROTOCOL)  # one socket write per response
+        uvicorn.run("api.http.server:app", host=host, port=port, workers=workers, log_level="info", access_log=False)
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
