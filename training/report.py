@@ -7,6 +7,7 @@ import html
 import io
 import json
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import lightgbm as lgb
@@ -22,6 +23,7 @@ from training.encoding import FeatureSpec  # noqa: E402
 from training.fit import Split  # noqa: E402
 
 DEPENDENCE_PLOTS = 4
+SHAP_PLOT_SEED = 0  # shap's plots jitter and shuffle points with numpy's global generator: seeded, same picture
 CURVE_POINTS = 2000  # points drawn per ROC or KS curve
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI","Noto Sans CJK SC",sans-serif;margin:2em auto;max-width:1100px;
@@ -148,6 +150,8 @@ def _shap_plots(spec: FeatureSpec, X: np.ndarray, contrib: np.ndarray, importanc
     import shap
 
     frame = pd.DataFrame(X, columns=list(spec.names))
+    state = np.random.get_state()
+    np.random.seed(SHAP_PLOT_SEED)
     with warnings.catch_warnings():  # infinite ratios (e.g. electricity year on year) upset shap's colour scale
         warnings.simplefilter("ignore")
         shap.summary_plot(contrib[:, :-1], frame, show=False, max_display=15, plot_size=(7, 6))
@@ -158,6 +162,7 @@ def _shap_plots(spec: FeatureSpec, X: np.ndarray, contrib: np.ndarray, importanc
                                  show=False)
             ax.set_title(f"SHAP dependence: {name}")
             out.append(_png(fig))
+    np.random.set_state(state)
     return out
 
 
@@ -167,6 +172,24 @@ def _shap_section(spec: FeatureSpec, X: np.ndarray, contrib: np.ndarray, importa
             "<h3>SHAP dependence plots</h3><p class='note'>The features with the largest mean |SHAP|: "
             "contribution against the feature's value (categories as their code).</p>",
             "<div class='grid'>", *dependence, "</div>"]
+
+
+@dataclass(frozen=True)
+class Explanations:
+    """The report's explanation part: the explained sample's SHAP plots and the feature importance. It needs the
+    model only (not its scores or calibrator), so the pipeline renders it while the calibrator is fitted."""
+
+    rows: int
+    importance: pd.DataFrame
+    shap_html: list[str]
+    importance_plot: str
+
+
+def explanations(spec: FeatureSpec, booster: lgb.Booster | None, X_sample: np.ndarray, contrib: np.ndarray
+                 ) -> Explanations:
+    importance = _importance(spec, booster, contrib)
+    return Explanations(len(X_sample), importance, _shap_section(spec, X_sample, contrib, importance),
+                        _importance_plot(importance))
 
 
 def _reliability_plot(selection: dict[str, Any]) -> str:
@@ -236,8 +259,7 @@ def _inputs_section(inputs: dict[str, Any] | None) -> list[str]:
 
 
 def render_report(meta: dict[str, Any], metrics: dict[str, Any], y: np.ndarray, p: np.ndarray, split: Split,
-                  spec: FeatureSpec, booster: lgb.Booster | None, X_sample: np.ndarray, contrib: np.ndarray,
-                  segments: pd.DataFrame) -> str:
+                  explained: Explanations, segments: pd.DataFrame) -> str:
     training = meta["training"]
     oot_name = {"out_of_time": "out-of-time", "random_holdout": "holdout (random: the data has no dates)"}.get(
         split.kind, split.kind.replace("_", " "))
@@ -249,7 +271,6 @@ def render_report(meta: dict[str, Any], metrics: dict[str, Any], y: np.ndarray, 
                          for name, key in (("train", "train"), (valid_name, "valid"), ("development", "dev"),
                                            (oot_name, "oot"))])
     cal = m.calibration_table(y[split.oot], p[split.oot])
-    importance = _importance(spec, booster, contrib)
     window = training["time_window"]
     folds = meta["validation"]["fold_best_iterations"]
     family = meta.get("family", "lightgbm")
@@ -312,11 +333,11 @@ def render_report(meta: dict[str, Any], metrics: dict[str, Any], y: np.ndarray, 
     exact = ("they sum with the base value to the raw score (log-odds)" if family == "lightgbm" else
              "they sum with the base value exactly to the raw score (log-odds)")
     parts += ["<h2>Explanations (SHAP)</h2>",
-              f"<p class='note'>Contributions: {how}, on {len(X_sample):,} "
+              f"<p class='note'>Contributions: {how}, on {explained.rows:,} "
               f"{html.escape(oot_name)} rows; per row {exact}.</p>",
-              *_shap_section(spec, X_sample, contrib, importance),
-              "<h2>Feature importance</h2>", "<div class='grid'>", _importance_plot(importance), "</div>",
-              _table(importance, ("feature", "monotone"))]
+              *explained.shap_html,
+              "<h2>Feature importance</h2>", "<div class='grid'>", explained.importance_plot, "</div>",
+              _table(explained.importance, ("feature", "monotone"))]
     parts += _inputs_section(meta.get("inputs"))
     if training["notes"]:
         parts += ["<h2>Notes</h2><ul>", *[f"<li>{html.escape(n)}</li>" for n in training["notes"]], "</ul>"]
