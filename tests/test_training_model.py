@@ -95,19 +95,19 @@ def test_report_is_self_contained_with_metrics_segments_shap_and_model_card(trai
     assert set(trained.metrics["oot"]) >= {"auc", "gini", "ks", "brier", "rows"}
 
 
-def test_report_explanation_plots_are_the_same_picture_every_time(dataset: Dataset, trained: TrainResult) -> None:
+def test_report_shap_plots_are_the_same_picture_every_time(dataset: Dataset, trained: TrainResult) -> None:
     """shap jitters and shuffles its points with numpy's global generator: the report seeds it for its plots
     (same model, same report) and gives the caller's generator state back."""
-    from training.report import explanations
+    from training import report
 
     X = trained.spec.encode(dataset.X.iloc[trained.split.oot[:300]])
     contrib = trained.scorer.contributions(X)
+    importance = report._importance(trained.spec, trained.booster, contrib)
     np.random.seed(1)
-    first = explanations(trained.spec, trained.booster, X, contrib)
+    first = report._shap_plots(trained.spec, X, contrib, importance)
     after_first = np.random.random()
     np.random.seed(1)
     np.random.random()  # a different global state: the plots must not depend on it
-    second = explanations(trained.spec, trained.booster, X, contrib)
-    assert first.shap_html == second.shap_html and first.importance_plot == second.importance_plot
+    assert report._shap_plots(trained.spec, X, contrib, importance) == first
     np.random.seed(1)
     assert np.random.random() == after_first  # the caller's generator continues where it was

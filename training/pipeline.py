@@ -8,10 +8,9 @@ import getpass
 import json
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import joblib
 import lightgbm as lgb
@@ -26,9 +25,6 @@ from training.encoding import FeatureSpec, RowColumns, build_spec
 from training.families import Scorer, load_scorer
 from training.fit import Progress, Split, fit_booster, split_dataset
 from training.inputs import describe_inputs
-
-if TYPE_CHECKING:
-    from training.report import Explanations
 
 SHAP_SAMPLE_ROWS = 2000  # rows explained for the report's SHAP plots
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -145,22 +141,12 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
     scorer = load_scorer(family, model_path.read_text(encoding="utf-8"))
     booster = scorer.booster
     step("calibrating", 0, 1)
-    rng = np.random.default_rng(cfg.seed)
-    sample = np.sort(rng.choice(split.oot, size=min(SHAP_SAMPLE_ROWS, len(split.oot)), replace=False))
-    contrib = scorer.contributions(X[sample])
-    base_value = float(contrib[0, -1]) if len(sample) else scorer.base_value(len(spec.names))
     raw = scorer.raw_score(X)
     if mode == "cv":  # out-of-fold scores: every development row, never seen by its scorer
         cal_rows, cal_raw = oof_rows, oof_raw
     else:  # the validation fold, scored by the model as saved
         cal_rows, cal_raw = split.valid, raw[split.valid]
-    with ThreadPoolExecutor(1) as pool:
-        # Single-threaded work on both cores: the report's explanation plots need the model, not its scores,
-        # and are drawn while the calibrator is fitted and the model card describes the development rows.
-        explaining = pool.submit(_explanations, spec, booster, X[sample], contrib) if write_report else None
-        calibrator, calibration = fit_calibrator(cal_raw, y[cal_rows], cfg.calibration, cfg.seed)
-        inputs, features_ref = _card(ds, spec, X, split.dev, scorer)
-        explained = explaining.result() if explaining is not None else None
+    calibrator, calibration = fit_calibrator(cal_raw, y[cal_rows], cfg.calibration, cfg.seed)
     joblib.dump(calibrator.to_dict(), out / art.CALIBRATOR_FILE)
     p = calibrator(raw)
     step("evaluating", 0, 1)
@@ -172,6 +158,11 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
     if not ds.segments.empty:
         metrics["segments_oot"] = m.segment_metrics(ds.segments.iloc[split.oot], y[split.oot],
                                                     p[split.oot]).to_dict("records")
+    rng = np.random.default_rng(cfg.seed)
+    sample = np.sort(rng.choice(split.oot, size=min(SHAP_SAMPLE_ROWS, len(split.oot)), replace=False))
+    contrib = scorer.contributions(X[sample])
+    base_value = float(contrib[0, -1]) if len(sample) else scorer.base_value(len(spec.names))
+    dev_columns = RowColumns(X, split.dev)  # the input card and the feature reference, a column at a time
     finished = _now()
     metadata: dict[str, Any] = {
         "format": art.FORMAT,
@@ -192,7 +183,7 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
         "scorecard": ({"config": dataclasses.asdict(cfg.scorecard), "intercept": scorer.scorecard.intercept,
                        "features": scorer.scorecard.describe(spec.names)}
                       if hasattr(scorer, "scorecard") else None),
-        "inputs": inputs,
+        "inputs": describe_inputs(ds, spec, dev_columns, scorer),
         "training": {
             "source": ds.source,
             "time_window": list(ds.time_window()),
@@ -214,16 +205,16 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
         "libraries": _libraries(family, selection),
         "metrics": {k: v for k, v in metrics.items() if k != "segments_oot"},
         "score_reference": m.score_reference(p[split.dev]),
-        "feature_reference": features_ref,  # for live PSI (monitoring)
+        "feature_reference": feature_reference(dev_columns, spec.names),  # for live PSI (monitoring)
     }
     metrics = clean_json(metrics)
     metadata = clean_json(metadata)
     (out / art.METRICS_FILE).write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    if explained is not None:
+    if write_report:
         from training.report import render_report
 
         step("report", 0, 1)
-        html = render_report(metadata, metrics, y, p, split, explained, ds.segments)
+        html = render_report(metadata, metrics, y, p, split, spec, booster, X[sample], contrib, ds.segments)
     else:
         html = "<!doctype html><title>report skipped</title><p>report not requested</p>"
     (out / art.REPORT_FILE).write_text(html, encoding="utf-8")
@@ -234,20 +225,6 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
     step("done", 1, 1)
     timings = {stage: round(marks[i + 1][1] - t, 3) for i, (stage, t) in enumerate(marks[:-1])}
     return TrainResult(out, metadata, metrics, booster, calibrator, spec, split, timings, scorer)
-
-
-def _card(ds: Dataset, spec: FeatureSpec, X: np.ndarray, dev: np.ndarray, scorer: Scorer
-          ) -> tuple[dict[str, Any], dict[str, dict[str, list[float]]]]:
-    """The input card and the feature reference of the development rows, a column at a time."""
-    columns = RowColumns(X, dev)
-    return describe_inputs(ds, spec, columns, scorer), feature_reference(columns, spec.names)
-
-
-def _explanations(spec: FeatureSpec, booster: lgb.Booster | None, X_sample: np.ndarray, contrib: np.ndarray
-                  ) -> Explanations:
-    from training.report import explanations  # matplotlib and shap: only when a report is written
-
-    return explanations(spec, booster, X_sample, contrib)
 
 
 def feature_reference(dev: RowColumns, names: tuple[str, ...]) -> dict[str, dict[str, list[float]]]:

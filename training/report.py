@@ -7,7 +7,6 @@ import html
 import io
 import json
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import lightgbm as lgb
@@ -174,24 +173,6 @@ def _shap_section(spec: FeatureSpec, X: np.ndarray, contrib: np.ndarray, importa
             "<div class='grid'>", *dependence, "</div>"]
 
 
-@dataclass(frozen=True)
-class Explanations:
-    """The report's explanation part: the explained sample's SHAP plots and the feature importance. It needs the
-    model only (not its scores or calibrator), so the pipeline renders it while the calibrator is fitted."""
-
-    rows: int
-    importance: pd.DataFrame
-    shap_html: list[str]
-    importance_plot: str
-
-
-def explanations(spec: FeatureSpec, booster: lgb.Booster | None, X_sample: np.ndarray, contrib: np.ndarray
-                 ) -> Explanations:
-    importance = _importance(spec, booster, contrib)
-    return Explanations(len(X_sample), importance, _shap_section(spec, X_sample, contrib, importance),
-                        _importance_plot(importance))
-
-
 def _reliability_plot(selection: dict[str, Any]) -> str:
     """Each candidate's cross-fitted calibrated out-of-fold PD by decile against the observed default rate."""
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
@@ -259,7 +240,8 @@ def _inputs_section(inputs: dict[str, Any] | None) -> list[str]:
 
 
 def render_report(meta: dict[str, Any], metrics: dict[str, Any], y: np.ndarray, p: np.ndarray, split: Split,
-                  explained: Explanations, segments: pd.DataFrame) -> str:
+                  spec: FeatureSpec, booster: lgb.Booster | None, X_sample: np.ndarray, contrib: np.ndarray,
+                  segments: pd.DataFrame) -> str:
     training = meta["training"]
     oot_name = {"out_of_time": "out-of-time", "random_holdout": "holdout (random: the data has no dates)"}.get(
         split.kind, split.kind.replace("_", " "))
@@ -271,6 +253,7 @@ def render_report(meta: dict[str, Any], metrics: dict[str, Any], y: np.ndarray, 
                          for name, key in (("train", "train"), (valid_name, "valid"), ("development", "dev"),
                                            (oot_name, "oot"))])
     cal = m.calibration_table(y[split.oot], p[split.oot])
+    importance = _importance(spec, booster, contrib)
     window = training["time_window"]
     folds = meta["validation"]["fold_best_iterations"]
     family = meta.get("family", "lightgbm")
@@ -333,11 +316,11 @@ def render_report(meta: dict[str, Any], metrics: dict[str, Any], y: np.ndarray, 
     exact = ("they sum with the base value to the raw score (log-odds)" if family == "lightgbm" else
              "they sum with the base value exactly to the raw score (log-odds)")
     parts += ["<h2>Explanations (SHAP)</h2>",
-              f"<p class='note'>Contributions: {how}, on {explained.rows:,} "
+              f"<p class='note'>Contributions: {how}, on {len(X_sample):,} "
               f"{html.escape(oot_name)} rows; per row {exact}.</p>",
-              *explained.shap_html,
-              "<h2>Feature importance</h2>", "<div class='grid'>", explained.importance_plot, "</div>",
-              _table(explained.importance, ("feature", "monotone"))]
+              *_shap_section(spec, X_sample, contrib, importance),
+              "<h2>Feature importance</h2>", "<div class='grid'>", _importance_plot(importance), "</div>",
+              _table(importance, ("feature", "monotone"))]
     parts += _inputs_section(meta.get("inputs"))
     if training["notes"]:
         parts += ["<h2>Notes</h2><ul>", *[f"<li>{html.escape(n)}</li>" for n in training["notes"]], "</ul>"]
