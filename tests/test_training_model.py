@@ -93,3 +93,21 @@ def test_report_is_self_contained_with_metrics_segments_shap_and_model_card(trai
     assert meta["operator"] == "analyst" and meta["training"]["time_window"] == ["2023-12-31", "2024-12-31"]
     assert meta["calibration"]["method"] in ("isotonic", "platt", "beta")
     assert set(trained.metrics["oot"]) >= {"auc", "gini", "ks", "brier", "rows"}
+
+
+def test_report_shap_plots_are_the_same_picture_every_time(dataset: Dataset, trained: TrainResult) -> None:
+    """shap jitters and shuffles its points with numpy's global generator: the report seeds it for its plots
+    (same model, same report) and gives the caller's generator state back."""
+    from training import report
+
+    X = trained.spec.encode(dataset.X.iloc[trained.split.oot[:300]])
+    contrib = trained.scorer.contributions(X)
+    importance = report._importance(trained.spec, trained.booster, contrib)
+    np.random.seed(1)
+    first = report._shap_plots(trained.spec, X, contrib, importance)
+    after_first = np.random.random()
+    np.random.seed(1)
+    np.random.random()  # a different global state: the plots must not depend on it
+    assert report._shap_plots(trained.spec, X, contrib, importance) == first
+    np.random.seed(1)
+    assert np.random.random() == after_first  # the caller's generator continues where it was

@@ -22,6 +22,7 @@ from training.encoding import FeatureSpec  # noqa: E402
 from training.fit import Split  # noqa: E402
 
 DEPENDENCE_PLOTS = 4
+SHAP_PLOT_SEED = 0  # shap's plots jitter and shuffle points with numpy's global generator: seeded, same picture
 CURVE_POINTS = 2000  # points drawn per ROC or KS curve
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI","Noto Sans CJK SC",sans-serif;margin:2em auto;max-width:1100px;
@@ -148,6 +149,8 @@ def _shap_plots(spec: FeatureSpec, X: np.ndarray, contrib: np.ndarray, importanc
     import shap
 
     frame = pd.DataFrame(X, columns=list(spec.names))
+    state = np.random.get_state()
+    np.random.seed(SHAP_PLOT_SEED)
     with warnings.catch_warnings():  # infinite ratios (e.g. electricity year on year) upset shap's colour scale
         warnings.simplefilter("ignore")
         shap.summary_plot(contrib[:, :-1], frame, show=False, max_display=15, plot_size=(7, 6))
@@ -158,6 +161,7 @@ def _shap_plots(spec: FeatureSpec, X: np.ndarray, contrib: np.ndarray, importanc
                                  show=False)
             ax.set_title(f"SHAP dependence: {name}")
             out.append(_png(fig))
+    np.random.set_state(state)
     return out
 
 
