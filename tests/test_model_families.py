@@ -26,7 +26,7 @@ from training.fit import Split
 from training.pipeline import train_pipeline
 from training.registry import Registry
 from training.scorecard import QUANTUM
-from training.select import Evaluated, choose, measure_candidates
+from training.select import Evaluated, build_winner, choose, measure_candidates
 from training.serving import RiskModel
 
 MONOTONE = {"overdue": 1, "grade": -1, "income": -1}
@@ -253,6 +253,7 @@ def test_selection_configuration_is_checked(tmp_path: Path) -> None:
         "  tolerance: se": "  tolerance: -1",
         "cv_final: average": "cv_final: bagged",
         "\ncv_repeats: ": "\ncv_repeats: 0 #",
+        "calibration_scores: as_is": "calibration_scores: mapped",
     }
     for old, new in cases.items():
         assert old in text, old
@@ -362,13 +363,24 @@ def test_a_candidate_needing_more_rows_is_skipped_and_the_card_says_why(dataset,
                                "reason": f"fewer than {10 ** 6} development rows ({sel['rows']})"}]
 
 
-def test_the_calibrator_of_a_mean_of_fold_models_learns_from_scores_on_its_scale(trained) -> None:
-    """The averaged LightGBM's calibrator is fitted on out-of-fold scores mapped to the mean's (smaller) spread."""
+def test_the_calibrator_of_a_mean_of_fold_models_learns_from_its_out_of_fold_scores(dataset, trained) -> None:
+    """By default (`calibration_scores: as_is`) the averaged LightGBM's calibrator learns from the out-of-fold
+    scores as they are; `mean_scale` maps them to the mean's (smaller) spread first. The card says which."""
+    cfg = _config(FAMILY_OF["lightgbm"])
+    assert cfg.calibration_scores == "as_is"
+    split = Split(np.arange(dataset.rows), np.empty(0, np.int64), np.empty(0, np.int64), "test")
+    spec = build_spec(dataset.X, dataset.categorical, cfg.monotone, rows=split.train)
+    X = spec.encode(dataset.X)
+    folds, results, _ = measure_candidates(X, dataset.y, split, spec, cfg)
+    winner = results[0]
+    _, cal_raw, scale = build_winner(winner, X, dataset.y, spec, folds, cfg)
+    assert scale is None and np.array_equal(cal_raw, winner.oof)
+    _, mapped, scale = build_winner(winner, X, dataset.y, spec, folds,
+                                    dataclasses.replace(cfg, calibration_scores="mean_scale"))
+    assert scale is not None and 0 < scale.ratio < 1
+    assert np.allclose(mapped, scale.apply(winner.oof), rtol=0, atol=1e-12) and mapped.std() < winner.oof.std()
     meta = _metadata(trained["lightgbm"])
-    scale = meta["selection"]["calibration_scores"]
-    assert 0 < scale["variance_ratio"] < 1
-    card = _metadata(trained["scorecard"])["selection"]["calibration_scores"]
-    assert "variance_ratio" not in card  # the refitted scorecard is one model: its scores as they are
+    assert meta["selection"]["calibration_scores"] == {"method": "out-of-fold scores as they are"}
 
 
 def test_the_mean_of_shapes_averages_their_out_of_fold_scores_and_fold_models(dataset) -> None:
@@ -403,7 +415,7 @@ def test_a_mean_winner_is_one_lightgbm_model_with_exact_treeshap(dataset, traine
     X = model.encode(dataset.X.iloc[:400])
     raw, _, contrib = model.scores(X)
     assert np.abs(contrib.sum(axis=1) - raw).max() < 1e-9
-    assert 0 < sel["calibration_scores"]["variance_ratio"] < 1
+    assert sel["calibration_scores"] == {"method": "out-of-fold scores as they are"}
 
 
 def test_a_mean_needs_lightgbm_shapes(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ DEFAULT_CONFIG_FILE = Path(__file__).resolve().parent / "model.yaml"
 Calibration = Literal["auto", "isotonic", "platt", "beta"]
 Validation = Literal["auto", "holdout", "cv"]
 CvFinal = Literal["average", "refit"]
+CalibrationScores = Literal["as_is", "mean_scale"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class TrainConfig:
     cv_repeats: int = 1  # model-family selection: repeated k-fold (each repeat its own shuffle)
     cv_max_rows: int = 200_000
     cv_final: CvFinal = "average"
+    calibration_scores: CalibrationScores = "as_is"  # the mean of fold models' calibrator: oof scores as they are
     monotone: dict[str, int] = field(default_factory=dict)
     store: StoreConfig = field(default_factory=StoreConfig)
     max_categories: int = 200
@@ -94,7 +96,8 @@ def load_config(path: str | Path | None = None) -> TrainConfig:
         raise ConfigError(f"{path}: invalid YAML: {e}") from None
     _check(isinstance(data, dict), "the configuration must be a mapping", path)
     known = {"seed", "params", "num_boost_round", "early_stopping_rounds", "validation_fraction", "oot_share",
-             "calibration", "validation", "cv_folds", "cv_repeats", "cv_max_rows", "cv_final", "monotone", "store",
+             "calibration", "validation", "cv_folds", "cv_repeats", "cv_max_rows", "cv_final", "calibration_scores",
+             "monotone", "store",
              "file", "selection", "scorecard"}
     unknown = set(data) - known
     _check(not unknown, f"unknown keys {sorted(unknown)}", path)
@@ -108,6 +111,8 @@ def load_config(path: str | Path | None = None) -> TrainConfig:
     _check(validation in ("auto", "holdout", "cv"), "validation must be auto, holdout or cv", path)
     cv_final = data.get("cv_final", "average")
     _check(cv_final in ("average", "refit"), "cv_final must be average or refit", path)
+    calibration_scores = data.get("calibration_scores", "as_is")
+    _check(calibration_scores in ("as_is", "mean_scale"), "calibration_scores must be as_is or mean_scale", path)
     params = dict(data.get("params") or {})
     _check("monotone_constraints" not in params, "declare monotone constraints under `monotone:` per feature", path)
     store = data.get("store") or {}
@@ -124,6 +129,7 @@ def load_config(path: str | Path | None = None) -> TrainConfig:
         cv_repeats=int(data.get("cv_repeats", 1)),
         cv_max_rows=int(data.get("cv_max_rows", 200_000)),
         cv_final=cv_final,
+        calibration_scores=calibration_scores,
         monotone=monotone,
         store=StoreConfig(
             categorical=tuple(store.get("categorical") or ()),

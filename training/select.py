@@ -391,7 +391,7 @@ def build_winner(winner: Evaluated, X: np.ndarray, y: np.ndarray, spec: FeatureS
         return ScorecardScorer(_scorecard(X, y, dev, spec, cfg)), cal_raw, scale
     booster = _final_lightgbm(X, y, dev, spec, winner, cfg, progress)
     gbm_oof = winner.oof if family == "lightgbm" else winner.gbm_oof
-    if cfg.cv_final == "average":
+    if cfg.cv_final == "average" and cfg.calibration_scores == "mean_scale":
         scale = averaging_scale(winner.models, X[dev], gbm_oof, folds.repeats)
         gbm_oof = scale.apply(gbm_oof)
     if family == "lightgbm":
