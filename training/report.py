@@ -151,17 +151,19 @@ def _shap_plots(spec: FeatureSpec, X: np.ndarray, contrib: np.ndarray, importanc
     frame = pd.DataFrame(X, columns=list(spec.names))
     state = np.random.get_state()
     np.random.seed(SHAP_PLOT_SEED)
-    with warnings.catch_warnings():  # infinite ratios (e.g. electricity year on year) upset shap's colour scale
-        warnings.simplefilter("ignore")
-        shap.summary_plot(contrib[:, :-1], frame, show=False, max_display=15, plot_size=(7, 6))
-        out = [_png(plt.gcf())]
-        for name in importance["feature"].head(DEPENDENCE_PLOTS):
-            fig, ax = plt.subplots(figsize=(5, 4))
-            shap.dependence_plot(spec.names.index(name), contrib[:, :-1], frame, interaction_index=None, ax=ax,
-                                 show=False)
-            ax.set_title(f"SHAP dependence: {name}")
-            out.append(_png(fig))
-    np.random.set_state(state)
+    try:
+        with warnings.catch_warnings():  # infinite ratios (e.g. electricity year on year) upset shap's colour scale
+            warnings.simplefilter("ignore")
+            shap.summary_plot(contrib[:, :-1], frame, show=False, max_display=15, plot_size=(7, 6))
+            out = [_png(plt.gcf())]
+            for name in importance["feature"].head(DEPENDENCE_PLOTS):
+                fig, ax = plt.subplots(figsize=(5, 4))
+                shap.dependence_plot(spec.names.index(name), contrib[:, :-1], frame, interaction_index=None,
+                                     ax=ax, show=False)
+                ax.set_title(f"SHAP dependence: {name}")
+                out.append(_png(fig))
+    finally:  # the caller's random state back, even when a plot fails
+        np.random.set_state(state)
     return out
 
 
