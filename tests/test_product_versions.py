@@ -4,6 +4,7 @@ picking up an approved version on its date without a restart, while earlier quot
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -376,3 +377,25 @@ def test_a_batch_run_uses_the_approved_version_in_force(service: QuotingService,
     summary = yaml.safe_load(out.with_name("run.summary.json").read_text(encoding="utf-8"))
     used = summary["versions"]["products"]["tech_innovation"]
     assert used["version"] == "2099.1" and used["sha256"] == drafted.sha256
+
+
+def test_a_store_outage_while_building_ahead_is_one_line_without_a_traceback(
+        service: QuotingService, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from api.quoting import service as service_module
+
+    service.state(TODAY)
+    assert service.wait_for_rebuilds()
+    service._states.pop(TODAY + dt.timedelta(days=1), None)  # an earlier test may have built it ahead
+
+    def store_down(*args: object, **kwargs: object) -> None:
+        raise sa.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(QuotingService, "_build", store_down)
+    monkeypatch.setattr(service_module, "_seconds_to_midnight", lambda: 5.0)
+    with caplog.at_level(logging.ERROR, logger="api.quoting.service"):
+        service.state(TODAY)  # in the day's last minutes: tomorrow's build starts, and meets the outage
+        assert service.wait_for_rebuilds()
+    failures = [r for r in caplog.records if "ahead failed" in r.getMessage()]
+    assert failures and all(r.exc_info is None and "unavailable (OperationalError)" in r.getMessage()
+                            for r in failures)
+    assert TODAY + dt.timedelta(days=1) not in service._states  # built on its first use instead

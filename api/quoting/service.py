@@ -287,6 +287,9 @@ class Quoter:
                     if self.PRERENDER:
                         render_ahead(state)
                     self._put(as_of, state)
+        except (sa.exc.SQLAlchemyError, StoreUnavailableError) as error:  # an outage: one line, no traceback
+            log.error("building the quoting state of %s ahead failed: the store (database) is unavailable (%s); "
+                      "the date is built on its first use", as_of, type(error).__name__)
         except Exception:  # noqa: BLE001 - the date is then built on its first use, as without prewarming
             log.exception("building the quoting state of %s ahead failed", as_of)
         finally:
