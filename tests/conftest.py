@@ -92,3 +92,13 @@ def store(store_url: str) -> sa.Engine:
     from api.database import migrate
 
     return migrate(store_url)
+
+
+@pytest.fixture(autouse=True)
+def _far_from_midnight(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An in-process quoting service builds the next day's state ahead in a day's last ten minutes
+    (`Quoter.PREWARM_SECONDS`): a test that does not ask for it sees midday, whenever the suite runs.
+    Tests of that build set their own clock on top of this one."""
+    from api.quoting import service
+
+    monkeypatch.setattr(service, "_seconds_to_midnight", lambda: 12 * 3600.0)

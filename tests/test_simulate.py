@@ -26,20 +26,26 @@ from products.schema import ProductDefinition
 from tests.api_support import Service, running_service
 from tests.live_server import champion_in, private_batch_dir
 
-TODAY = dt.date.today()
 LGD = 0.45
 CODE = "tech_innovation"
 
 
-def tech(version: str, a_cut: float) -> ProductDefinition:
+def tech(version: str, a_cut: float, today: dt.date) -> ProductDefinition:
     data = load_catalogue(DEFINITIONS_DIR)[CODE].model_dump(mode="json")
-    data.update(version=version, effective_date=TODAY.isoformat())
+    data.update(version=version, effective_date=today.isoformat())
     data["grading"]["grades"][0]["min_index"] = a_cut
     return parse_definition(data)
 
 
 @pytest.fixture(scope="module")
-def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def today() -> dt.date:
+    """Read when the module's store is prepared, not when the file is collected: a run may cross midnight
+    in between, and a version effective on a past date is refused."""
+    return dt.date.today()
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory: pytest.TempPathFactory, today: dt.date) -> Iterator[Service]:
     """A store with a champion model and an approved tech_innovation version (A from 68) in force today."""
     directory = tmp_path_factory.mktemp("simulate")
     models = directory / "registry"
@@ -47,7 +53,7 @@ def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     def prepare(engine: Any) -> None:
         champion_in(models)(engine)
         store = ProductVersions(engine)
-        drafted = store.draft(tech("2099.1", 68), "alice")
+        drafted = store.draft(tech("2099.1", 68, today), "alice")
         store.approve(store.submit(drafted.id, "alice").id, "bob")
 
     with private_batch_dir(directory / "batch"), running_service("sqlite", directory, models_dir=models,
@@ -57,18 +63,19 @@ def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 
 def _simulate(svc: Service, draft: ProductDefinition) -> Any:
-    features = load_features(None, TODAY, engine=svc.engine)
+    today = draft.effective_date
+    features = load_features(None, today, engine=svc.engine)
     model = load_model(svc.engine, str(svc.models_dir), None)
     assert model is not None
-    return simulate(features, draft, ProductVersions(svc.engine).published()[1], TODAY, model, LGD)
+    return simulate(features, draft, ProductVersions(svc.engine).published()[1], today, model, LGD)
 
 
-def _quotes(quoter: Quoter, codes: list[str]) -> dict[str, dict[str, Any]]:
+def _quotes(quoter: Quoter, codes: list[str], today: dt.date) -> dict[str, dict[str, Any]]:
     """Every firm quoted one by one (the quote's own path), tech_innovation's quote by credit code."""
-    products = quoter.products_for(TODAY, [CODE])
+    products = quoter.products_for(today, [CODE])
     out = {}
     for code in codes:
-        body = quoter.quote(code, TODAY, products, None)
+        body = quoter.quote(code, today, products, None)
         assert body is not None
         out[code] = body[0]["quotes"][0]
     return out
@@ -95,8 +102,8 @@ def _reconcile(figures: dict[str, Any], quotes: dict[str, dict[str, Any]]) -> No
     assert total["total_limit_cny"] == sum(q["limit_cny"] for q in quotes.values() if q["eligible"])
 
 
-def test_an_unchanged_draft_moves_nobody(svc: Service) -> None:
-    active = ProductVersions(svc.engine).active(CODE, TODAY)
+def test_an_unchanged_draft_moves_nobody(svc: Service, today: dt.date) -> None:
+    active = ProductVersions(svc.engine).active(CODE, today)
     sim = _simulate(svc, active)
     summary = sim.summary()["products"][CODE]
     assert summary["changed"] == summary["grade_changed"] == 0 and summary["sample"] == []
@@ -104,13 +111,13 @@ def test_an_unchanged_draft_moves_nobody(svc: Service) -> None:
     assert all(set(row) == {grade} for grade, row in summary["migration"].items())
 
 
-def test_raising_the_a_cut_off_moves_exactly_the_firms_quoting_shows(svc: Service) -> None:
-    draft = tech("2099.2", 75)
+def test_raising_the_a_cut_off_moves_exactly_the_firms_quoting_shows(svc: Service, today: dt.date) -> None:
+    draft = tech("2099.2", 75, today)
     sim = _simulate(svc, draft)
     summary = sim.summary()["products"][CODE]
-    before_q = _quotes(Quoter(svc.engine, str(svc.models_dir)), list(sim.codes))
+    before_q = _quotes(Quoter(svc.engine, str(svc.models_dir)), list(sim.codes), today)
     published = ProductVersions(svc.engine).published()[1]
-    after_q = _quotes(Quoter(svc.engine, str(svc.models_dir), definitions=[*published, draft]), list(sim.codes))
+    after_q = _quotes(Quoter(svc.engine, str(svc.models_dir), definitions=[*published, draft]), list(sim.codes), today)
     assert {q["product_version"] for q in after_q.values()} == {"2099.2"}
 
     moved = _grade_a(before_q) - _grade_a(after_q)
@@ -132,9 +139,10 @@ def test_raising_the_a_cut_off_moves_exactly_the_firms_quoting_shows(svc: Servic
         assert firm["after"]["limit_cny"] == after_q[code]["limit_cny"] and firm["why"]
 
 
-def test_cli_prints_the_summary_and_writes_a_self_contained_report(svc: Service, tmp_path: Path) -> None:
+def test_cli_prints_the_summary_and_writes_a_self_contained_report(svc: Service, tmp_path: Path,
+                                                                   today: dt.date) -> None:
     draft = tmp_path / "draft.yaml"
-    draft.write_text(yaml.safe_dump(tech("2099.3", 75).model_dump(mode="json"), allow_unicode=True,
+    draft.write_text(yaml.safe_dump(tech("2099.3", 75, today).model_dump(mode="json"), allow_unicode=True,
                                     sort_keys=False), encoding="utf-8")
     report, changes = tmp_path / "report.html", tmp_path / "changes.csv"
     url = svc.engine.url.render_as_string(hide_password=False)
@@ -145,7 +153,7 @@ def test_cli_prints_the_summary_and_writes_a_self_contained_report(svc: Service,
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     product = summary["products"][CODE]
     assert product["changed"] == product["grade_changed"] > 0
-    assert product == _simulate(svc, tech("2099.3", 75)).summary()["products"][CODE]
+    assert product == _simulate(svc, tech("2099.3", 75, today)).summary()["products"][CODE]
     text = report.read_text(encoding="utf-8")
     assert text.count("data:image/png;base64,") == 3 and "http" not in text.replace("http-equiv", "")
     assert "<script" not in text and "评级迁移" in text and "Grade migration" in text
@@ -160,9 +168,9 @@ def test_cli_prints_the_summary_and_writes_a_self_contained_report(svc: Service,
     assert not (tmp_path / "no.html").exists()
 
 
-def test_api_job_reports_progress_and_the_same_summary(svc: Service) -> None:
+def test_api_job_reports_progress_and_the_same_summary(svc: Service, today: dt.date) -> None:
     headers = svc.headers(Role.risk_analyst)
-    draft = tech("2099.4", 75).model_dump(mode="json")
+    draft = tech("2099.4", 75, today).model_dump(mode="json")
     started = svc.client.post("/v1/products/simulations", json={"definition": draft}, headers=headers)
     assert started.status_code == 202, started.text
     job_id = started.json()["job_id"]
@@ -172,7 +180,7 @@ def test_api_job_reports_progress_and_the_same_summary(svc: Service) -> None:
     view = svc.client.get(f"/v1/products/simulations/{job_id}", headers=headers).json()
     enterprises = view["summary"]["enterprises"]
     assert view["progress"] == {"rows_done": enterprises, "rows_total": enterprises}
-    assert view["summary"]["products"][CODE] == _simulate(svc, tech("2099.4", 75)).summary()["products"][CODE]
+    assert view["summary"]["products"][CODE] == _simulate(svc, tech("2099.4", 75, today)).summary()["products"][CODE]
     report = svc.client.get(view["report_url"], headers=headers)
     assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
 

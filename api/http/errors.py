@@ -5,7 +5,6 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -14,7 +13,7 @@ from starlette.routing import Match
 
 from api.http import logs
 from features.settings import get_settings
-from features.store.db import StoreUnavailableError
+from features.store.db import store_errors
 from training.errors import ArtifactIntegrityError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -52,23 +51,7 @@ def model_unavailable(error: BaseException) -> ProblemError:
                         title="Risk model unavailable", headers=retry_after())
 
 
-# Every database error on any path: the driver's (wrapped by SQLAlchemy), a pool wait that timed out, a store
-# that cannot be opened or written safely. Raw driver errors too, should any escape unwrapped.
-def _driver_errors() -> tuple[type[BaseException], ...]:
-    import sqlite3
-
-    found: list[type[BaseException]] = [sqlite3.Error]
-    try:
-        import psycopg
-
-        found.append(psycopg.Error)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(found)
-
-
-STORE_ERRORS: tuple[type[BaseException], ...] = (sa.exc.DBAPIError, sa.exc.TimeoutError, sa.exc.DisconnectionError,
-                                                 StoreUnavailableError, *_driver_errors())
+STORE_ERRORS: tuple[type[BaseException], ...] = store_errors(load_drivers=True)
 
 
 def problem_response(request: Request, status: int, detail: str, *, title: str | None = None,

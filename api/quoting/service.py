@@ -49,7 +49,7 @@ from api.visibility import platform_view
 from api.workbench.store import ProductVersions
 from features.settings import get_settings
 from features.store import audit
-from features.store.db import StoreUnavailableError
+from features.store.db import StoreUnavailableError, store_errors
 from features.store.snapshot import population_features
 from features.store.tables import batches
 from products.catalogue import parse_definition
@@ -287,7 +287,7 @@ class Quoter:
                     if self.PRERENDER:
                         render_ahead(state)
                     self._put(as_of, state)
-        except (sa.exc.SQLAlchemyError, StoreUnavailableError) as error:  # an outage: one line, no traceback
+        except store_errors() as error:  # an outage: one line, no traceback
             log.error("building the quoting state of %s ahead failed: the store (database) is unavailable (%s); "
                       "the date is built on its first use", as_of, type(error).__name__)
         except Exception:  # noqa: BLE001 - the date is then built on its first use, as without prewarming

@@ -15,6 +15,8 @@ import contextlib
 import fcntl
 import math
 import os
+import sqlite3
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,23 @@ class StoreUnavailableError(RuntimeError):
 
 class StoreNotWritableError(StoreUnavailableError):
     """The SQLite store's files cannot be written safely (immutable, or a read-only filesystem)."""
+
+
+def store_errors(*, load_drivers: bool = False) -> tuple[type[BaseException], ...]:
+    """Every database error on any path, the one definition: the driver's (wrapped by SQLAlchemy), a pool wait
+    that timed out, a store that cannot be opened or written safely, and raw driver errors should any escape
+    unwrapped. PostgreSQL's driver is counted once it is loaded: a process that never loaded it cannot raise
+    its errors, and importing it costs a batch or CLI process 0.2 s. `load_drivers` loads it first (the HTTP
+    service, which registers a handler per class at start-up)."""
+    if load_drivers:
+        with contextlib.suppress(ImportError):
+            import psycopg  # noqa: F401 - loaded for its error classes
+    found: list[type[BaseException]] = [sa.exc.DBAPIError, sa.exc.TimeoutError, sa.exc.DisconnectionError,
+                                        StoreUnavailableError, sqlite3.Error]
+    psycopg_module = sys.modules.get("psycopg")
+    if psycopg_module is not None:
+        found.append(psycopg_module.Error)
+    return tuple(found)
 
 
 def _sqlite_pragmas(wal: bool):  # type: ignore[no-untyped-def]
