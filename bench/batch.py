@@ -15,7 +15,8 @@ Per region size, in one run:
     rates, ratios to both baselines, peak RSS of the process tree, output sha256 (Dask must equal local),
     bytes driver -> workers per partition (the task) and what they were before (the rows, pickled);
   * a breakdown of the local run's seconds: interpreter + imports (a subprocess importing what the run
-    imports), reading the snapshot's columns, `build_context`, and `run_precredit` (its own timer).
+    imports), reading the snapshot's columns (in a fresh process, as the run does, and again in this one),
+    `build_context`, and `run_precredit` (its own timer).
 Figures depend on the machine's load: each line prints the load average; ratios are within one run.
 """
 
@@ -48,6 +49,15 @@ SKLEARN_IMPORTS = "import sklearn.isotonic, sklearn.linear_model, sklearn.model_
 RUN_IMPORTS = ("import api.cli.main, api.cli.batch; from training.predict_only import import_lightgbm_to_predict; "
                "import_lightgbm_to_predict(); import api.database, api.precredit.inputs, api.precredit.run, "
                "api.workbench.store, features.store.snapshot")
+# the snapshot read as the run does it: in a fresh process (a process that has read it once reuses its memory,
+# and faulting in fresh pages is most of a cold read's cost); prints the seconds
+COLD_READ = (RUN_IMPORTS + "; import datetime, sys, time, sqlalchemy; from pathlib import Path; "
+             "from api.precredit.inputs import load_model, run_columns; "
+             "from features.store.snapshot import population_features; "
+             "model = load_model(None, None, Path(sys.argv[2])); day = datetime.date.fromisoformat(sys.argv[3]); "
+             "t0 = time.perf_counter(); "
+             "population_features(day, sqlalchemy.create_engine(sys.argv[1]), run_columns(day, None, model)); "
+             "print(time.perf_counter() - t0)")
 
 
 class PeakRss:
@@ -135,10 +145,10 @@ def precredit(url: str, model: Path, out: Path, *args: str) -> tuple[float, floa
     return seconds, peak.gb, summary
 
 
-def breakdown(url: str, model_dir: Path, n: int) -> tuple[float, float, float, float, float, int]:
+def breakdown(url: str, model_dir: Path, n: int) -> tuple[float, float, float, float, float, float, int]:
     """Interpreter + imports (a fresh process importing what the run imports), a process importing scikit-learn
-    alone (which the run no longer imports), the store's freshness check, snapshot read (the check included),
-    build_context seconds;
+    alone (which the run no longer imports), the store's freshness check, snapshot read (the check included) in
+    a fresh process and again in this one, build_context seconds;
     the rows, pickled, of the first partition (what a task carried before workers read their own)."""
     import sqlalchemy as sa
 
@@ -152,6 +162,9 @@ def breakdown(url: str, model_dir: Path, n: int) -> tuple[float, float, float, f
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", SKLEARN_IMPORTS], check=True, env=env())
     t_sklearn = time.perf_counter() - t0
+    done = subprocess.run([sys.executable, "-c", COLD_READ, url, str(model_dir), AS_OF.isoformat()], check=True,
+                          env=env(), capture_output=True, text=True)
+    t_cold = float(done.stdout.split()[-1])
     engine = sa.create_engine(url)
     model = load_model(None, None, model_dir)
     t0 = time.perf_counter()
@@ -165,7 +178,7 @@ def breakdown(url: str, model_dir: Path, n: int) -> tuple[float, float, float, f
     _, _, narrowed = build_context(features, AS_OF, None, 0, model)
     t_ctx = time.perf_counter() - t0
     a, b = partition_bounds(n, None)[0]
-    return t_imports, t_sklearn, t_check, t_read, t_ctx, payload_bytes(narrowed.sort_index().iloc[a:b])
+    return t_imports, t_sklearn, t_check, t_cold, t_read, t_ctx, payload_bytes(narrowed.sort_index().iloc[a:b])
 
 
 def bench_region(firms: int, args: argparse.Namespace, reference, model_dir: Path) -> None:  # type: ignore[no-untyped-def]
@@ -218,12 +231,12 @@ def bench_region(firms: int, args: argparse.Namespace, reference, model_dir: Pat
                   f"{sent['rows_from']}); once per worker: context {sent['context_bytes'] / 1024**2:.2f} MB + "
                   f"columns {sent['columns_bytes']:,} B; per worker {rate / workers:,.0f} firms/s")
         if name == "local":
-            t_imports, t_sklearn, t_check, t_read, t_ctx, before = breakdown(url, model_dir, n)
-            rest = seconds - summary["run"]["seconds"] - t_imports - t_read - t_ctx
+            t_imports, t_sklearn, t_check, t_cold, t_read, t_ctx, before = breakdown(url, model_dir, n)
+            rest = seconds - summary["run"]["seconds"] - t_imports - t_cold - t_ctx
             print(f"        breakdown of {seconds:.2f} s: interpreter + imports {t_imports:.2f} (scikit-learn, not "
-                  f"imported by the run, alone: {t_sklearn:.2f}), snapshot read {t_read:.2f} (of which the "
-                  f"freshness check {t_check:.2f}), build_context {t_ctx:.2f}, run_precredit "
-                  f"{summary['run']['seconds']:.2f} "
+                  f"imported by the run, alone: {t_sklearn:.2f}), snapshot read {t_cold:.2f} (in a fresh "
+                  f"process; {t_read:.2f} in one that read it before; the freshness check {t_check:.2f}), "
+                  f"build_context {t_ctx:.2f}, run_precredit {summary['run']['seconds']:.2f} "
                   f"(of which champion raw_score ~{t_champ:.2f} + encode ~{t_encode:.2f}), the rest (store "
                   f"checks, model and product loading, summary) {rest:.2f}; before workers fetched their rows, "
                   f"a partition's task carried {before / 1024**2:.1f} MB")

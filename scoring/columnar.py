@@ -4,7 +4,8 @@ A million enterprises have only a few thousand distinct decline-reason combinati
 by what their text depends on (which reasons fired, the grade, the points as printed), each group's first
 row is rendered by the quote's own functions (`scoring.texts.reason_parts` / `row_values` /
 `render_reason`) and rows get a category code (`pandas.Categorical`). A PD is nearly unique per firm,
-so its place is rendered as a probe and filled per row with `percent_text`. Risk-factor texts carry the
+so its place is rendered as a probe and filled with `percent_text`, printed once per group of rows whose
+PDs print alike. Risk-factor texts carry the
 feature's value: Arrow string kernels join a prefix and a suffix per (feature, direction) around each
 value as `scoring.risk_texts.display_value` prints it. Pure: no I/O.
 """
@@ -75,6 +76,20 @@ def _group(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first, group
 
 
+def _by_percent_text(fractions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows grouped by what `percent_text` prints (first row of each group, every row's group) without printing
+    every row: a PD is nearly unique per firm, its two-decimal percentage is not. `percent_text` formats the
+    float `x * 100` correctly rounded to hundredths, so x * 100 * 100 rounded to the nearest integer names the
+    text, unless it lies within float error of a tie (or is negative, huge, NaN): such a row is a group of its
+    own value, printed on its own."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        hundredths = fractions * 100.0 * 100.0
+        nearest = np.floor(hundredths + 0.5)
+        sure = (np.isfinite(hundredths) & ~np.signbit(fractions) & (hundredths < 2.0**40)
+                & (np.abs(np.abs(hundredths - nearest) - 0.5) > 1e-6))
+    return _group(np.where(sure, nearest, -1.0), np.where(sure, 0.0, fractions))
+
+
 def decline_columns(r: ProductResult) -> dict[str, pd.Categorical]:
     """`reasons` (codes), `reasons_zh`, `reasons_en`: every decline reason of every row, in plan order."""
     cols = [i for i, s in enumerate(r.reason_specs) if s.kind == "decline"]
@@ -111,12 +126,13 @@ def decline_columns(r: ProductResult) -> dict[str, pd.Categorical]:
         out.update({f"reasons_{lang}": _categorical(group, labels[lang]) for lang in LANGS})
         return out
     # rows whose text carries their PD: one more category per distinct (reasons, PD as printed)
-    values, inverse = np.unique(r.pd[with_pd], return_inverse=True)
-    printed = pa.array([_percent_text(v) for v in values.tolist()], pa.string())
-    combo, combos = pd.factorize(group[with_pd] * len(values) + inverse.reshape(-1))
+    shown_pd = r.pd[with_pd]
+    printed_first, inverse = _by_percent_text(shown_pd)
+    printed = pa.array([_percent_text(v) for v in shown_pd[printed_first].tolist()], pa.string())
+    combo, combos = pd.factorize(group[with_pd] * len(printed_first) + inverse)
     codes_all = group.copy()
     codes_all[with_pd] = len(first) + combo
-    g, v = pa.array(combos // len(values)), pa.array(combos % len(values))
+    g, v = pa.array(combos // len(printed_first)), pa.array(combos % len(printed_first))
     for lang in LANGS:
         pieces = [t.split(PROBE) for t in labels[lang]]
         # a text may print the PD more than once (two reasons): join the pieces around every probe

@@ -80,6 +80,23 @@ def test_points_percentages_and_json_values() -> None:
     assert factor.to_json()["value"] == INFINITY == json_number(math.inf)  # the quote's JSON rule is the same
 
 
+def test_rows_grouped_by_their_printed_percentage_print_alike() -> None:
+    """The batch prints one PD per group of rows that `percent_text` prints alike: never two texts in a group
+    (ties at half a hundredth of a percent, their neighbours, -0.0, huge and missing values), and far fewer
+    groups than distinct PDs."""
+    from scoring.columnar import _by_percent_text
+
+    grid = np.arange(10_001) / 10_000
+    ties = grid + 0.00005
+    pds = np.concatenate([np.random.default_rng(3).random(50_000), grid, ties, np.nextafter(ties, 1),
+                          np.nextafter(ties, 0), [0.0, -0.0, -1e-9, 2.5, 1e30, math.inf, math.nan]])
+    first, group = _by_percent_text(pds)
+    texts = [percent_text(v) for v in pds.tolist()]
+    assert [texts[i] for i in first[group]] == texts
+    random_groups = len(np.unique(group[:50_000]))
+    assert random_groups <= 10_001 < len(np.unique(pds[:50_000]))
+
+
 def test_top_k_is_the_stable_descending_order_and_positive_drops_the_rest() -> None:
     values = np.random.default_rng(9).integers(-2, 4, size=(3000, 12)).astype(float)  # many ties
     expected = np.argsort(-values, axis=1, kind="stable")[:, :4]

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from api.precredit.score import BatchContext, score_partition
 from api.precredit.summary import Summary
-from features.store.snapshot import ROW_GROUP_ROWS, group_bounds
+from features.store.snapshot import ROW_GROUP_ROWS, group_bounds, open_parquet
 
 FORMAT = 1
 DEFAULT_PARTITION_ROWS = ROW_GROUP_ROWS  # a partition is one snapshot row group: workers decode only their rows
@@ -223,8 +223,8 @@ class PartitionTask:
 def read_partition(task: PartitionTask, columns: Columns) -> pd.DataFrame:
     """The partition's rows as the driver holds them, read from the Parquet file on the worker."""
     wanted = [columns.index, *columns.dtypes]
-    table = pq.ParquetFile(task.source).read_row_groups(list(task.row_groups), columns=wanted,
-                                                        use_pandas_metadata=False)
+    table = open_parquet(task.source).read_row_groups(list(task.row_groups), columns=wanted,
+                                                      use_pandas_metadata=False)
     frame = table.slice(task.skip, task.rows).to_pandas(ignore_metadata=True).set_index(columns.index)
     frame = frame.astype(columns.dtypes)
     if _rows_digest(row_hashes(frame)) != task.digest:
@@ -245,7 +245,7 @@ def _source_rows(source: Path | None, features: pd.DataFrame) -> bool:
     if source is None or features.index.name is None:
         return False
     try:
-        meta = pq.ParquetFile(source)
+        meta = open_parquet(source)
         if meta.metadata.num_rows != len(features) or features.index.name not in meta.schema_arrow.names:
             return False
         if any(c not in meta.schema_arrow.names for c in features.columns):
