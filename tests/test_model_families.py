@@ -522,3 +522,20 @@ def test_an_ensemble_takes_lightgbm_shapes_and_one_scorecard(tmp_path: Path) -> 
     path.write_text(steps_elsewhere, encoding="utf-8")
     with pytest.raises(ConfigError, match="for an ensemble candidate only"):
         load_config(path)
+
+
+def test_an_ensemble_with_holdout_validation_is_served_from_the_fold_models(dataset, tmp_path: Path) -> None:
+    """Large samples (one validation fold): the ensemble's weights are learnt on the validation fold's scores
+    and the served model is the weighted sum of the members' fold models, explained exactly."""
+    cfg = dataclasses.replace(_config(ENSEMBLE.name), validation="holdout")
+    result = train_pipeline(dataset, cfg, tmp_path, write_report=False)
+    sel = result.metadata["selection"]
+    entry = next(c for c in sel["candidates"] if c["name"] == ENSEMBLE.name)
+    assert sel["mode"] == "holdout" and sel["winner"] == ENSEMBLE.name
+    assert abs(sum(entry["weight"].values()) - 1) < 1e-12
+    model = RiskModel.from_dir(tmp_path)
+    assert model.family == sel["family"] == ("blend" if "scorecard" in entry["weight"] and len(entry["weight"]) > 1
+                                             else "scorecard" if "scorecard" in entry["weight"] else "lightgbm")
+    X = model.encode(dataset.X)
+    raw, _, contrib = model.scores(X)
+    assert np.abs(contrib.sum(axis=1) - raw).max() < 1e-9
