@@ -4,11 +4,12 @@ and `--data rich`, a synthetic mortgage-application sample with interactions, a 
 and informative blanks (no richer public credit data ships in an installable package here).
 
     .venv/bin/python bench/peers.py [--data german,uci,rich] [--methods pipeline,scorecard,lightgbm,catboost,ebm]
-                                    [--folds 5] [--seed 0] [--plots var/bench]
+                                    [--folds 5] [--seed 0] [--plots var/bench] [--config model.yaml]
 
 The same stratified folds (seed 0 unless told) for every method; each fold's held-out part is only scored,
 never seen in training, model selection or calibration.
-- pipeline: `training.pipeline.train_pipeline` with the shipped configuration (training/model.yaml) on the
+- pipeline: `training.pipeline.train_pipeline` with the shipped configuration (training/model.yaml, or the
+  file of `--config`, e.g. with other selection candidates) on the
   fold's training part as its development sample: the model family is chosen by inner cross-validation on
   those rows only, then calibrated on their out-of-fold scores; the held-out fold is its "out-of-time" sample.
 - scorecard: optbinning BinningProcess (optimal binning, WoE) + scikit-learn LogisticRegression.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import pkgutil
 import sys
 import tempfile
@@ -138,15 +140,18 @@ def _text_categories(X: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
 
 
 def run_pipeline(data: pd.DataFrame, target: str, train: np.ndarray, test: np.ndarray, seed: int,
-                 chosen: list[str]) -> np.ndarray:
-    cfg = load_config().with_seed(seed)
+                 chosen: list[str], config: Path | None = None) -> np.ndarray:
+    cfg = load_config(config).with_seed(seed)
     ds = from_frame(data, target, cfg)
     # the whole training fold is the development sample (cross-validated inside); the test fold is only scored
     split = Split(np.sort(train), np.empty(0, dtype=np.int64), np.sort(test), "cross_validation_fold")
     with tempfile.TemporaryDirectory() as tmp:
         result = train_pipeline(ds, cfg, tmp, operator="bench", write_report=False, split=split)
         sel = result.metadata["selection"]
+        winner = next((c for c in sel["candidates"] if c["name"] == sel["winner"]), {}) if sel else {}
+        weights = winner.get("weight") if isinstance(winner.get("weight"), dict) else None  # an ensemble's
         chosen.append((sel["winner"] if sel else result.metadata["family"])
+                      + (" " + ", ".join(f"{k} {v:.2f}" for k, v in weights.items()) if weights else "")
                       + f" ({result.metadata['calibration']['method']}"
                       + (f", r {sel['calibration_scores']['variance_ratio']:.3f})"
                          if sel and "variance_ratio" in sel["calibration_scores"] else ")"))
@@ -212,7 +217,8 @@ def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:
     return table[["bin", "rows", "mean_pd", "default_rate"]]
 
 
-def run_dataset(key: str, methods: list[str], folds_n: int, seed: int, plots: Path | None) -> list[dict]:
+def run_dataset(key: str, methods: list[str], folds_n: int, seed: int, plots: Path | None,
+                config: Path | None = None) -> list[dict]:
     from sklearn.model_selection import StratifiedKFold
 
     title, loader = DATASETS[key]
@@ -220,7 +226,7 @@ def run_dataset(key: str, methods: list[str], folds_n: int, seed: int, plots: Pa
     folds = list(StratifiedKFold(folds_n, shuffle=True, random_state=seed).split(data, y))
     chosen: list[str] = []
     runners = {
-        "pipeline": lambda tr, te: run_pipeline(data, target, tr, te, seed, chosen),
+        "pipeline": lambda tr, te: run_pipeline(data, target, tr, te, seed, chosen, config),
         "scorecard": lambda tr, te: run_scorecard(data, target, y, tr, te, seed),
         "lightgbm": lambda tr, te: run_lightgbm(data, target, y, tr, te, seed),
         "catboost": lambda tr, te: run_catboost(data, target, y, tr, te, seed),
@@ -242,7 +248,7 @@ def run_dataset(key: str, methods: list[str], folds_n: int, seed: int, plots: Pa
                      "pooled AUC": m.auc(y, pooled), "pooled KS": m.ks(y, pooled), "pooled Brier": m.brier(y, pooled),
                      "seconds": time.perf_counter() - start})
         print(f"  {METHODS[name]:<22} AUC {f[:, 0].mean():.4f}  KS {f[:, 1].mean():.4f}  Brier {f[:, 2].mean():.5f}"
-              f"  ({time.perf_counter() - start:.0f} s)", flush=True)
+              f"  ({time.perf_counter() - start:.0f} s, load average {os.getloadavg()[0]:.1f})", flush=True)
     print(f"\n{title}: {len(y):,} rows, {int(y.sum()):,} bad, {data.shape[1] - 1} features; {folds_n} stratified "
           f"folds, seed {seed}; mean over folds (sd), and pooled out-of-fold")
     frame = pd.DataFrame(rows).drop(columns=["data"])
@@ -285,6 +291,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plots", type=Path, default=None)
+    parser.add_argument("--config", type=Path, default=None, help="the pipeline's model.yaml (default: shipped)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     methods = [x for x in args.methods.split(",") if x]
@@ -295,7 +302,7 @@ def main() -> None:
         if key not in DATASETS:
             parser.error(f"unknown data {key!r}; choose from {', '.join(DATASETS)}")
         print(f"== {DATASETS[key][0]} ==", flush=True)
-        run_dataset(key, methods, args.folds, args.seed, args.plots)
+        run_dataset(key, methods, args.folds, args.seed, args.plots, args.config)
         print()
 
 

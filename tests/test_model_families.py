@@ -37,10 +37,11 @@ CANDIDATES = (Candidate("lightgbm depth 2", "lightgbm"),
 DEEP = dataclasses.replace(next(c for c in load_config().selection.candidates if c.name == "lightgbm depth 6"),
                            min_rows=0)
 MEAN = Candidate("mean of shapes", "mean", of=("lightgbm depth 2", "lightgbm depth 1"))
+ENSEMBLE = Candidate("ensemble", "ensemble")
 FAMILY_OF = {"lightgbm": "lightgbm depth 2", "scorecard": "scorecard", "blend": "blend", "deep": DEEP.name,
-             "mean": MEAN.name}
+             "mean": MEAN.name, "ensemble": ENSEMBLE.name}
 NEEDED = {"lightgbm depth 2": CANDIDATES[:1], "scorecard": CANDIDATES[2:3], "blend": (CANDIDATES[0], *CANDIDATES[2:]),
-          DEEP.name: (DEEP,), MEAN.name: (*CANDIDATES[:2], MEAN)}
+          DEEP.name: (DEEP,), MEAN.name: (*CANDIDATES[:2], MEAN), ENSEMBLE.name: (*CANDIDATES[:3], ENSEMBLE)}
 
 
 def _config(winner: str = "auto"):  # type: ignore[no-untyped-def]
@@ -97,10 +98,11 @@ def _metadata(directory: Path) -> dict:
     return json.loads((directory / "metadata.json").read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize("family", ["lightgbm", "scorecard", "blend", "deep", "mean"])
+@pytest.mark.parametrize("family", ["lightgbm", "scorecard", "blend", "deep", "mean", "ensemble"])
 def test_pd_is_monotone_in_every_declared_feature_for_every_family(dataset, trained, family: str) -> None:
     model = RiskModel.from_dir(trained[family])
-    expected = "lightgbm" if family in ("deep", "mean") else family
+    # an ensemble is served as the family its weights hold (here LightGBM shapes and the scorecard: a blend)
+    expected = "lightgbm" if family in ("deep", "mean") else "blend" if family == "ensemble" else family
     assert model.family == expected and _metadata(trained[family])["family"] == expected
     rows = dataset.X.iloc[:300]
     for feature, direction in MONOTONE.items():
@@ -429,7 +431,7 @@ def test_a_mean_needs_lightgbm_shapes(tmp_path: Path) -> None:
             load_config(path)
     of_scorecard = "    - {name: scorecard, family: scorecard, of: [lightgbm depth 2]}"
     path.write_text(text.replace("    - {name: scorecard, family: scorecard}", of_scorecard), encoding="utf-8")
-    with pytest.raises(ConfigError, match="for a mean candidate only"):
+    with pytest.raises(ConfigError, match="for a mean or ensemble candidate only"):
         load_config(path)
 
 
@@ -453,3 +455,87 @@ def test_repeated_folds_score_every_row_once_per_repeat_and_average_the_scores(d
         assert np.array_equal(np.sort(scored), folds.rows)
     assert not np.array_equal(folds.pairs[0][1], folds.pairs[cfg.cv_folds][1])
     assert len(gbm.figures["folds"]) == cfg.cv_folds
+
+
+def test_the_ensemble_weighs_members_out_of_fold_and_serves_their_weighted_sum(dataset) -> None:
+    """The ensemble candidate: greedy weights over the LightGBM shapes and the scorecard, cross-fitted for its
+    figures; its fold model scores and explains as the weighted sum of the LightGBM members' fold models."""
+    cfg = _config(ENSEMBLE.name)
+    split = Split(np.arange(dataset.rows), np.empty(0, np.int64), np.empty(0, np.int64), "test")
+    spec = build_spec(dataset.X, dataset.categorical, cfg.monotone, rows=split.train)
+    X = spec.encode(dataset.X)
+    folds, results, _ = measure_candidates(X, dataset.y, split, spec, cfg)
+    by = {r.candidate.name: r for r in results}
+    ens = by[ENSEMBLE.name]
+    members = [by[n] for n in ens.figures["members"]]
+    assert ens.figures["members"] == [c.name for c in CANDIDATES[:3]]
+    weights = np.array([ens.figures["weight"].get(r.candidate.name, 0.0) for r in members])
+    assert (weights >= 0).all() and abs(weights.sum() - 1) < 1e-12
+    assert np.allclose(ens.oof, weights @ np.array([r.oof for r in members]), rtol=0, atol=1e-12)
+    assert len(ens.figures["fold_weights"]) == cfg.cv_folds and len(ens.figures["folds"]) == cfg.cv_folds
+    gbm = [(r, w) for r, w in zip(members, weights, strict=True) if w > 0 and r.candidate.family == "lightgbm"]
+    card = weights[[r.candidate.family for r in members].index("scorecard")]
+    assert ens.served == ("blend" if gbm and card > 0 else "lightgbm" if gbm else "scorecard")
+    if gbm:
+        total = sum(w for _, w in gbm)
+        assert ens.weight == (pytest.approx(total) if card > 0 else None)
+        rows = X[:300]
+        for k, booster in enumerate(ens.models):
+            want = sum(w / total * r.models[k].predict(rows, raw_score=True) for r, w in gbm)
+            assert np.abs(booster.predict(rows, raw_score=True) - want).max() < 1e-12
+            want_shap = sum(w / total * r.models[k].predict(rows, pred_contrib=True) for r, w in gbm)
+            assert np.abs(booster.predict(rows, pred_contrib=True) - want_shap).max() < 1e-12
+
+
+def test_an_ensemble_winner_explains_exactly_and_the_card_records_its_weights(dataset, trained) -> None:
+    meta = _metadata(trained["ensemble"])
+    sel = meta["selection"]
+    entry = next(c for c in sel["candidates"] if c["name"] == ENSEMBLE.name)
+    assert sel["winner"] == ENSEMBLE.name and sel["family"] == meta["family"] == "blend"
+    assert set(entry["weight"]) <= {c.name for c in CANDIDATES[:3]} and "scorecard" in entry["weight"]
+    assert meta["blend_weight"] == pytest.approx(1 - entry["weight"]["scorecard"])
+    assert set(meta["params"]["ensemble_of"]) == set(entry["weight"]) - {"scorecard"}
+    model = RiskModel.from_dir(trained["ensemble"])
+    X = model.encode(dataset.X)
+    raw, _, contrib = model.scores(X)
+    assert np.array_equal(contrib.sum(axis=1), raw)  # a blend's contributions add up exactly
+
+
+def test_an_ensemble_takes_lightgbm_shapes_and_one_scorecard(tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parent.parent / "training" / "model.yaml").read_text(encoding="utf-8")
+    path = tmp_path / "model.yaml"
+    for bad, message in (("of: [blend]", "an ensemble's members"), ("of: [nobody]", "an ensemble's members"),
+                         ("steps: 0", "steps"), ("steps: many", "steps")):
+        added = f"    - {{name: blend, family: blend}}\n    - {{name: e, family: ensemble, {bad}}}"
+        path.write_text(text.replace("    - {name: blend, family: blend}", added), encoding="utf-8")
+        with pytest.raises(ConfigError, match=message):
+            load_config(path)
+    two_cards = text.replace("    - {name: scorecard, family: scorecard}",
+                             "    - {name: scorecard, family: scorecard}\n    - {name: card 2, family: scorecard}")
+    path.write_text(two_cards.replace("    - {name: blend, family: blend}",
+                                      "    - {name: blend, family: blend}\n    - {name: e, family: ensemble}"),
+                    encoding="utf-8")
+    with pytest.raises(ConfigError, match="at most one scorecard"):
+        load_config(path)
+    steps_elsewhere = text.replace("    - {name: scorecard, family: scorecard}",
+                                   "    - {name: scorecard, family: scorecard, steps: 3}")
+    path.write_text(steps_elsewhere, encoding="utf-8")
+    with pytest.raises(ConfigError, match="for an ensemble candidate only"):
+        load_config(path)
+
+
+def test_an_ensemble_with_holdout_validation_is_served_from_the_fold_models(dataset, tmp_path: Path) -> None:
+    """Large samples (one validation fold): the ensemble's weights are learnt on the validation fold's scores
+    and the served model is the weighted sum of the members' fold models, explained exactly."""
+    cfg = dataclasses.replace(_config(ENSEMBLE.name), validation="holdout")
+    result = train_pipeline(dataset, cfg, tmp_path, write_report=False)
+    sel = result.metadata["selection"]
+    entry = next(c for c in sel["candidates"] if c["name"] == ENSEMBLE.name)
+    assert sel["mode"] == "holdout" and sel["winner"] == ENSEMBLE.name
+    assert abs(sum(entry["weight"].values()) - 1) < 1e-12
+    model = RiskModel.from_dir(tmp_path)
+    assert model.family == sel["family"] == ("blend" if "scorecard" in entry["weight"] and len(entry["weight"]) > 1
+                                             else "scorecard" if "scorecard" in entry["weight"] else "lightgbm")
+    X = model.encode(dataset.X)
+    raw, _, contrib = model.scores(X)
+    assert np.abs(contrib.sum(axis=1) - raw).max() < 1e-9

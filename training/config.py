@@ -27,7 +27,8 @@ class StoreConfig:
 
 Criterion = Literal["auc", "ks", "brier"]
 CRITERIA = ("auc", "ks", "brier")
-FAMILY_NAMES = ("lightgbm", "scorecard", "mean", "blend")
+FAMILY_NAMES = ("lightgbm", "scorecard", "mean", "blend", "ensemble")
+ENSEMBLE_STEPS = 20
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,12 @@ class Candidate:
 
     name: str
     family: str  # lightgbm | scorecard | mean (of LightGBM shapes) | blend (best LightGBM or mean + scorecard)
+    #              | ensemble (greedy ensemble selection over LightGBM shapes and the scorecard)
     params: dict[str, Any] = field(default_factory=dict)  # LightGBM parameters over `params`
     min_rows: int = 0  # measured only with at least this many development rows (large shapes need data)
-    of: tuple[str, ...] = ()  # mean: the LightGBM candidates it averages (empty: every measured one)
+    of: tuple[str, ...] = ()  # mean: the LightGBM candidates it averages; ensemble: its possible members
+    #                           (empty: every measured one)
+    steps: int = ENSEMBLE_STEPS  # ensemble: at most this many greedy selection steps
 
 
 @dataclass(frozen=True)
@@ -164,22 +168,31 @@ def _selection(data: Any, path: Path) -> SelectionConfig:
         _check(not params or item["family"] == "lightgbm", f"candidate {item['name']!r}: only LightGBM "
                                                           "candidates take params", path)
         _check("monotone_constraints" not in params, "declare monotone constraints under `monotone:`", path)
-        unknown_keys = set(item) - {"name", "family", "params", "min_rows", "of"}
+        unknown_keys = set(item) - {"name", "family", "params", "min_rows", "of", "steps"}
         _check(not unknown_keys, f"candidate {item['name']!r}: unknown keys {sorted(unknown_keys)}", path)
         min_rows = item.get("min_rows", 0)
         _check(isinstance(min_rows, int) and min_rows >= 0, f"candidate {item['name']!r}: min_rows must be an "
                                                            "integer >= 0", path)
         of = item.get("of") or []
-        _check(isinstance(of, list) and (not of or item["family"] == "mean"),
-               f"candidate {item['name']!r}: `of` is a list, for a mean candidate only", path)
+        _check(isinstance(of, list) and (not of or item["family"] in ("mean", "ensemble")),
+               f"candidate {item['name']!r}: `of` is a list, for a mean or ensemble candidate only", path)
+        steps = item.get("steps", ENSEMBLE_STEPS)
+        _check(isinstance(steps, int) and steps >= 1 and ("steps" not in item or item["family"] == "ensemble"),
+               f"candidate {item['name']!r}: `steps` is an integer >= 1, for an ensemble candidate only", path)
         candidates.append(Candidate(str(item["name"]), str(item["family"]), params, int(min_rows),
-                                    tuple(str(x) for x in of)))
+                                    tuple(str(x) for x in of), steps))
     names = [c.name for c in candidates]
     _check(len(set(names)) == len(names), "selection candidate names must be unique", path)
     gbm_names = {c.name for c in candidates if c.family == "lightgbm"}
     for c in candidates:
         _check(c.family != "mean" or (gbm_names and set(c.of) <= gbm_names),
                f"candidate {c.name!r}: a mean needs lightgbm candidates (and `of` names only them)", path)
+    card_names = {c.name for c in candidates if c.family == "scorecard"}
+    for c in candidates:
+        _check(c.family != "ensemble" or (bool(gbm_names | card_names) and set(c.of) <= gbm_names | card_names),
+               f"candidate {c.name!r}: an ensemble's members (`of`) are lightgbm and scorecard candidates", path)
+        _check(c.family != "ensemble" or len(set(c.of or card_names) & card_names) <= 1,
+               f"candidate {c.name!r}: an ensemble takes at most one scorecard (it serves one)", path)
     families = {c.family for c in candidates}
     _check("blend" not in families or {"lightgbm", "scorecard"} <= families,
            "a blend candidate needs a lightgbm and a scorecard candidate", path)

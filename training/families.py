@@ -32,17 +32,19 @@ FILE_FORMAT = "indexloan-model-file/1"
 _TREE_START = re.compile(r"(?=^Tree=\d+$)", re.M)
 
 
-def average_boosters(boosters: list[lgb.Booster]) -> lgb.Booster:
-    """One LightGBM model whose raw score is the mean of `boosters`' (same features and objective): every
-    tree of every booster, its leaf (and internal) values divided by their number. TreeSHAP is additive over
-    trees, so its values are the mean of the boosters' values too, and each tree stays monotone where the
-    constraints made it so. Trees are written in booster order; the file parses like any LightGBM model."""
-    if len(boosters) == 1:
+def average_boosters(boosters: list[lgb.Booster], weights: list[float] | None = None) -> lgb.Booster:
+    """One LightGBM model whose raw score is the mean of `boosters`' (same features and objective), or their
+    weighted sum with non-negative `weights` (summing to 1): every tree of every booster, its leaf (and
+    internal) values multiplied by its booster's weight (1 / their number by default). TreeSHAP is additive
+    over trees, so its values are the same mean (weighted sum) of the boosters' values, and each tree stays
+    monotone where the constraints made it so. Trees are written in booster order; the file parses like any
+    LightGBM model."""
+    if len(boosters) == 1 and (weights is None or weights[0] == 1.0):
         return lgb.Booster(model_str=boosters[0].model_to_string())
-    scale = 1.0 / len(boosters)
+    scales = [1.0 / len(boosters)] * len(boosters) if weights is None else [float(w) for w in weights]
     header = tail = None
     blocks: list[str] = []
-    for booster in boosters:
+    for booster, scale in zip(boosters, scales, strict=True):
         text = booster.model_to_string()
         head, _, rest = text.partition("\nTree=0\n")
         body, _, end = ("Tree=0\n" + rest).partition("end of trees")

@@ -15,7 +15,9 @@ paired per-fold differences (a difference the folds cannot tell from noise).
 
 A `mean` candidate averages LightGBM shapes already measured (no training of its own). The blend's weight is
 chosen from `blend_weights` on the other folds' out-of-fold scores for each fold
-(cross-fitted, so its figures are out of sample too), and on all of them for the final model.
+(cross-fitted, so its figures are out of sample too), and on all of them for the final model. An `ensemble`
+candidate weighs the measured LightGBM shapes and the scorecard by greedy ensemble selection on their
+out-of-fold scores (`training.ensemble`), cross-fitted the same way; no training of its own either.
 
 The winner is then the final model: with `cv`, its LightGBM part is the mean of its k fold models (one
 LightGBM file holding all their trees, each scaled by 1/k; `cv_final: refit` instead trains one model on
@@ -38,6 +40,7 @@ from training import metrics as m
 from training.calibration import fit_calibrator
 from training.config import Candidate, TrainConfig
 from training.encoding import FeatureSpec
+from training.ensemble import greedy_weights
 from training.families import BlendScorer, LightGBMScorer, ScorecardScorer, Scorer, average_boosters
 from training.fit import Progress, Split, _early_stopped, lgb_feature_names, validation_mode
 from training.scorecard import Scorecard, fit_scorecard
@@ -69,6 +72,13 @@ class Evaluated:
     gbm_oof: np.ndarray | None = None  # blend: its LightGBM part's out-of-fold raw score
     card_oof: np.ndarray | None = None  # blend: its scorecard's out-of-fold raw score
     parts: list[Evaluated] = field(default_factory=list)  # mean (or a blend of it): the LightGBM shapes averaged
+    part_weights: list[float] | None = None  # ensemble: the weight of each of `parts` (None: equal)
+    family: str = ""  # the family it is served as (lightgbm, scorecard, blend); empty: its candidate's
+
+    @property
+    def served(self) -> str:
+        """The family the final model is served as: a mean is one booster, an ensemble what its weights hold."""
+        return self.family or ("lightgbm" if self.candidate.family == "mean" else self.candidate.family)
 
 
 @dataclass
@@ -260,6 +270,64 @@ def evaluate_blend(candidate: Candidate, gbm: Evaluated, card: Evaluated, y: np.
     return blended
 
 
+def ensemble_members(candidate: Candidate, measured: list[Evaluated]) -> list[Evaluated]:
+    """The candidates an ensemble may weigh: the LightGBM shapes and the scorecard named in its `of` (when
+    measured), else all of them, in the order of the list."""
+    members = [r for r in measured if r.candidate.family in ("lightgbm", "scorecard")]
+    return [r for r in members if r.candidate.name in candidate.of] if candidate.of else members
+
+
+def evaluate_ensemble(candidate: Candidate, members: list[Evaluated], y: np.ndarray, folds: Folds,
+                      cfg: TrainConfig) -> Evaluated:
+    """Greedy ensemble selection over `members`' out-of-fold scores: for each fold the weights learnt on the
+    other folds' out-of-fold scores (cross-fitted, so its figures are out of sample), for the final model on
+    all of them. Served as the weighted sum of the members' raw scores: the LightGBM members' fold models in
+    one booster per fold (each tree scaled by its member's share of the LightGBM weight) and, when the
+    scorecard has weight, a blend of that booster and the scorecard (weight = the LightGBM members' total)."""
+    y_rows = y[folds.rows]
+    scores = np.array([r.oof for r in members])
+    names = [r.candidate.name for r in members]
+    groups = _metric_groups(y, folds, cfg.seed)
+    oof = np.empty(len(folds.rows))
+    fold_weights = []
+    for k, g in enumerate(groups):
+        fit = np.concatenate([h for j, h in enumerate(groups) if j != k]) if len(groups) > 1 else g
+        w = greedy_weights(scores[:, fit], y_rows[fit], candidate.steps)
+        oof[g] = w @ scores[:, g]
+        fold_weights.append({n: float(v) for n, v in zip(names, w, strict=True) if v > 0})
+    weights = greedy_weights(scores, y_rows, candidate.steps)
+    figs = figures(oof, y_rows, folds, cfg)
+    figs["weight"] = {n: float(v) for n, v in zip(names, weights, strict=True) if v > 0}
+    figs["fold_weights"] = fold_weights
+    figs["members"] = names
+    chosen = [(r, float(v)) for r, v in zip(members, weights, strict=True) if v > 0]
+    gbms = [(r, v) for r, v in chosen if r.candidate.family == "lightgbm"]
+    cards = [(r, v) for r, v in chosen if r.candidate.family == "scorecard"]
+    card_weight = cards[0][1] if cards else 0.0
+    result = Evaluated(candidate, weights @ scores, figs, family="scorecard" if not gbms else
+                       "lightgbm" if not cards else "blend")
+    if cards:
+        result.card_oof = cards[0][0].oof
+    if not gbms:
+        result.models = cards[0][0].models
+        return result
+    total = sum(v for _, v in gbms)
+    shares = [v / total for _, v in gbms]
+    parts = [r for r, _ in gbms]
+    result.parts, result.part_weights = parts, shares
+    result.models = [average_boosters([r.models[k] for r in parts], shares) for k in range(len(parts[0].models))]
+    result.iterations = [int(sum(r.iterations[k] for r in parts)) for k in range(len(parts[0].iterations))]
+    result.grown = [int(sum(r.grown[k] for r in parts)) for k in range(len(parts[0].grown))]
+    result.gbm_oof = np.array(shares) @ np.array([r.oof for r in parts])
+    result.params = {"ensemble_of": {r.candidate.name: {k: v for k, v in (r.params or {}).items()
+                                                       if k != "monotone_constraints"} for r in parts}}
+    result.weight = 1.0 - card_weight if cards else None
+    figs["trees"] = float(np.mean(result.iterations))
+    if folds.mode == "holdout" and cards:
+        result.models = [BlendScorer(result.models[0], cards[0][0].models[0], float(result.weight))]
+    return result
+
+
 def choose(results: list[Evaluated], cfg: TrainConfig) -> tuple[Evaluated, str]:
     """The winner by the declared criterion (ties within `tolerance` go to the tie-break), and why."""
     sel = cfg.selection
@@ -359,8 +427,9 @@ def _final_lightgbm(X: np.ndarray, y: np.ndarray, rows: np.ndarray, spec: Featur
     model refitted on every development row with the mean of their rounds (`cv_final: refit`)."""
     if cfg.cv_final == "average":
         return average_boosters(winner.models)
-    if winner.parts:  # a mean of shapes: each shape refitted, then averaged
-        return average_boosters([_final_lightgbm(X, y, rows, spec, part, cfg, progress) for part in winner.parts])
+    if winner.parts:  # a mean of shapes (or an ensemble): each shape refitted, then averaged (weighted)
+        return average_boosters([_final_lightgbm(X, y, rows, spec, part, cfg, progress) for part in winner.parts],
+                                winner.part_weights)
     params, iterations = winner.params or {}, winner.iterations
     rounds = max(1, round(float(np.mean(iterations))))
     full = lgb.Dataset(X[rows], y[rows], feature_name=lgb_feature_names(spec.names),
@@ -378,7 +447,7 @@ def build_winner(winner: Evaluated, X: np.ndarray, y: np.ndarray, spec: FeatureS
                  cfg: TrainConfig, progress: Progress | None = None
                  ) -> tuple[Scorer, np.ndarray, AveragingScale | None]:
     """The final model of a measured candidate, and the raw scores of `folds.rows` its calibrator learns from."""
-    family = "lightgbm" if winner.candidate.family == "mean" else winner.candidate.family
+    family = winner.served
     scorer: Scorer
     cal_raw, scale = winner.oof, None
     if folds.mode == "holdout":
@@ -440,6 +509,12 @@ def measure_candidates(X: np.ndarray, y: np.ndarray, split: Split, spec: Feature
             start = time.perf_counter()
             results.append(evaluate_blend(candidate, best_gbm, card, y, folds, cfg))
             timings[candidate.name] = time.perf_counter() - start
+    for candidate in cfg.selection.candidates:
+        members = ensemble_members(candidate, results) if candidate.family == "ensemble" else []
+        if members and candidate not in skipped:
+            start = time.perf_counter()
+            results.append(evaluate_ensemble(candidate, members, y, folds, cfg))
+            timings[candidate.name] = time.perf_counter() - start
     order = [c.name for c in cfg.selection.candidates]
     results.sort(key=lambda r: order.index(r.candidate.name))
     return folds, results, timings
@@ -452,7 +527,7 @@ def select_model(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, 
     measured = {r.candidate.name for r in results}
     skipped = [c for c in cfg.selection.candidates if c.name not in measured]
     winner, reason = choose(results, cfg)
-    family = "lightgbm" if winner.candidate.family == "mean" else winner.candidate.family  # a mean is one booster
+    family = winner.served
     if progress is not None:
         progress(f"training the winner ({winner.candidate.name})", 0, 1)
     scorer, cal_raw, scale = build_winner(winner, X, y, spec, folds, cfg, progress)
@@ -468,6 +543,7 @@ def select_model(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, 
         "skipped": [{"name": c.name, "family": c.family, "min_rows": c.min_rows,
                      "reason": (f"fewer than {c.min_rows} development rows ({dev_rows})" if c.min_rows > dev_rows
                                 else "needs two measured lightgbm candidates" if c.family == "mean"
+                                else "needs a measured lightgbm or scorecard candidate" if c.family == "ensemble"
                                 else "needs a measured lightgbm and scorecard candidate")} for c in skipped],
         "calibration_scores": (scale.describe() if scale is not None else
                                {"method": "out-of-fold scores as they are"}),
