@@ -70,10 +70,12 @@ class TrainResult:
     scorer: Scorer | None = None  # the model as served (training.families)
 
 
-def evaluate_samples(y: np.ndarray, p: np.ndarray, split: Split) -> dict[str, Any]:
-    out: dict[str, Any] = {name: m.summary(y[idx], p[idx]) for name, idx in
-                           (("train", split.train), ("valid", split.valid), ("oot", split.oot))}
-    out["dev"] = m.summary(y[split.dev], p[split.dev])
+def evaluate_samples(y: np.ndarray, p: np.ndarray, split: Split, ranking: m.Ranking | None = None
+                     ) -> dict[str, Any]:
+    """Each sample's summary, read off one ranking of every row's PD (`ranking`: of `p`, when already made)."""
+    ranking = ranking or m.Ranking(p)
+    out: dict[str, Any] = {name: m.summary(y[idx], p[idx], ranking.within(idx)) for name, idx in
+                           (("train", split.train), ("valid", split.valid), ("oot", split.oot), ("dev", split.dev))}
     out["psi_dev_oot"] = m.psi(p[split.dev], p[split.oot])
     return out
 
@@ -150,9 +152,10 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
     joblib.dump(calibrator.to_dict(), out / art.CALIBRATOR_FILE)
     p = calibrator(raw)
     step("evaluating", 0, 1)
-    metrics = evaluate_samples(y, p, split)
+    ranking = m.Ranking(p)
+    metrics = evaluate_samples(y, p, split, ranking)
     if mode == "cv":
-        metrics["train"] = m.summary(y[split.dev], p[split.dev])
+        metrics["train"] = metrics["dev"]
         metrics["valid"] = m.summary(y[cal_rows], calibrator(cal_raw))
     metrics["rows"] = int(ds.rows)
     if not ds.segments.empty:
@@ -214,7 +217,8 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
         from training.report import render_report
 
         step("report", 0, 1)
-        html = render_report(metadata, metrics, y, p, split, spec, booster, X[sample], contrib, ds.segments)
+        html = render_report(metadata, metrics, y, p, split, spec, booster, X[sample], contrib, ds.segments,
+                             ranking)
     else:
         html = "<!doctype html><title>report skipped</title><p>report not requested</p>"
     (out / art.REPORT_FILE).write_text(html, encoding="utf-8")
