@@ -8,9 +8,11 @@ import getpass
 import json
 import subprocess
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import joblib
 import lightgbm as lgb
@@ -26,6 +28,7 @@ from training.families import Scorer, load_scorer
 from training.fit import Progress, Split, fit_booster, split_dataset
 from training.inputs import describe_inputs
 
+T = TypeVar("T")
 SHAP_SAMPLE_ROWS = 2000  # rows explained for the report's SHAP plots
 REPO_DIR = Path(__file__).resolve().parent.parent
 
@@ -152,6 +155,8 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
     joblib.dump(calibrator.to_dict(), out / art.CALIBRATOR_FILE)
     p = calibrator(raw)
     step("evaluating", 0, 1)
+    # the feature reference needs only X: it runs on a thread of its own while this one evaluates and reports
+    reference = _start(feature_reference, X, split.dev, spec.names)
     ranking = m.Ranking(p)
     metrics = evaluate_samples(y, p, split, ranking)
     if mode == "cv":
@@ -165,7 +170,7 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
     sample = np.sort(rng.choice(split.oot, size=min(SHAP_SAMPLE_ROWS, len(split.oot)), replace=False))
     contrib = scorer.contributions(X[sample])
     base_value = float(contrib[0, -1]) if len(sample) else scorer.base_value(len(spec.names))
-    dev_columns = RowColumns(X, split.dev)  # the input card and the feature reference, a column at a time
+    dev_columns = RowColumns(X, split.dev)  # the input card, a column at a time
     finished = _now()
     metadata: dict[str, Any] = {
         "format": art.FORMAT,
@@ -208,7 +213,7 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
         "libraries": _libraries(family, selection),
         "metrics": {k: v for k, v in metrics.items() if k != "segments_oot"},
         "score_reference": m.score_reference(p[split.dev]),
-        "feature_reference": feature_reference(dev_columns, spec.names),  # for live PSI (monitoring)
+        # "feature_reference" follows, once the report is drawn
     }
     metrics = clean_json(metrics)
     metadata = clean_json(metadata)
@@ -222,6 +227,7 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
     else:
         html = "<!doctype html><title>report skipped</title><p>report not requested</p>"
     (out / art.REPORT_FILE).write_text(html, encoding="utf-8")
+    metadata["feature_reference"] = clean_json(reference.result())  # for live PSI (monitoring)
     metadata["artifacts"] = {name: art.sha256_file(out / name) for name in
                              (art.MODEL_FILE, art.CALIBRATOR_FILE, art.REPORT_FILE)}
     (out / art.METADATA_FILE).write_text(json.dumps(metadata, indent=2, ensure_ascii=False, allow_nan=False)
@@ -231,12 +237,22 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
     return TrainResult(out, metadata, metrics, booster, calibrator, spec, split, timings, scorer)
 
 
-def feature_reference(dev: RowColumns, names: tuple[str, ...]) -> dict[str, dict[str, list[float]]]:
-    """`metrics.feature_reference` of the development rows, one gathered column at a time."""
+def feature_reference(X: np.ndarray, rows: np.ndarray, names: tuple[str, ...]) -> dict[str, dict[str, list[float]]]:
+    """`metrics.feature_reference` of `X[rows]`, one gathered column at a time."""
+    columns = RowColumns(X, rows)
     out: dict[str, dict[str, list[float]]] = {}
     for j, name in enumerate(names):
-        out |= m.feature_reference(dev.column(j)[:, None], [name])
+        out |= m.feature_reference(columns.column(j)[:, None], [name])
     return out
+
+
+def _start(fn: Callable[..., T], *args: Any) -> Future[T]:
+    """`fn(*args)` on a thread of its own: numpy work that mostly releases the GIL, overlapping the caller's."""
+    pool = ThreadPoolExecutor(1)
+    try:
+        return pool.submit(fn, *args)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with its one task
 
 
 def _libraries(family: str, selection: dict[str, Any] | None) -> dict[str, str]:
