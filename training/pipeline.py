@@ -155,7 +155,9 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
     joblib.dump(calibrator.to_dict(), out / art.CALIBRATOR_FILE)
     p = calibrator(raw)
     step("evaluating", 0, 1)
-    # the feature reference needs only X: it runs on a thread of its own while this one evaluates and reports
+    # per-feature statistics of the development rows (numpy, a column at a time, each reader its own buffer) run
+    # on threads of their own while this one evaluates and draws the report
+    inputs = _start(describe_inputs, ds, spec, RowColumns(X, split.dev), scorer)
     reference = _start(feature_reference, X, split.dev, spec.names)
     ranking = m.Ranking(p)
     metrics = evaluate_samples(y, p, split, ranking)
@@ -170,7 +172,6 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
     sample = np.sort(rng.choice(split.oot, size=min(SHAP_SAMPLE_ROWS, len(split.oot)), replace=False))
     contrib = scorer.contributions(X[sample])
     base_value = float(contrib[0, -1]) if len(sample) else scorer.base_value(len(spec.names))
-    dev_columns = RowColumns(X, split.dev)  # the input card, a column at a time
     finished = _now()
     metadata: dict[str, Any] = {
         "format": art.FORMAT,
@@ -191,7 +192,7 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
         "scorecard": ({"config": dataclasses.asdict(cfg.scorecard), "intercept": scorer.scorecard.intercept,
                        "features": scorer.scorecard.describe(spec.names)}
                       if hasattr(scorer, "scorecard") else None),
-        "inputs": describe_inputs(ds, spec, dev_columns, scorer),
+        "inputs": inputs.result(),
         "training": {
             "source": ds.source,
             "time_window": list(ds.time_window()),
