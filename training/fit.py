@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import lightgbm as lgb
@@ -28,9 +29,11 @@ class Split:
     kind: str  # "out_of_time" | "random_holdout"
     oot_from: str | None = None  # first date of the out-of-time sample
 
-    @property
+    @cached_property  # read by every stage after the fit: sorted once
     def dev(self) -> np.ndarray:
-        return np.sort(np.r_[self.train, self.valid])
+        dev = np.sort(np.r_[self.train, self.valid])
+        dev.flags.writeable = False  # shared by every reader
+        return dev
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "oot_from": self.oot_from, "train_rows": int(len(self.train)),

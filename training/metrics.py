@@ -10,9 +10,13 @@ import pandas as pd
 EPS = 1e-6  # floor for shares in PSI (an empty bin would be log(0))
 
 
-def roc_points(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(false positive rate, true positive rate, threshold) at every distinct score, highest first."""
-    order = np.argsort(-score, kind="mergesort")
+def roc_points(y: np.ndarray, score: np.ndarray, order: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(false positive rate, true positive rate, threshold) at every distinct score, highest first. `order`:
+    the positions by descending score when already known (`Ranking.within`); ties may come in any order, as
+    the curve only reads the counts at the end of each run of equal scores."""
+    if order is None:
+        order = np.argsort(-score)
     s, t = score[order], y[order].astype(np.float64)
     distinct = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
     tps = np.cumsum(t)[distinct]
@@ -39,9 +43,25 @@ def brier(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean((p - y) ** 2)) if len(y) else float("nan")
 
 
-def summary(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
+class Ranking:
+    """Every row's position by descending score, sorted once: the order of any subset of rows is then read off
+    in linear time (a sample's ROC without a sort of its own)."""
+
+    def __init__(self, score: np.ndarray) -> None:
+        self.order = np.argsort(-score)
+
+    def within(self, rows: np.ndarray) -> np.ndarray:
+        """Positions in `rows` (row numbers, no repeats) of those rows by descending score."""
+        place = np.full(len(self.order), -1, dtype=np.intp)
+        place[rows] = np.arange(len(rows))
+        ranked = place[self.order]
+        return ranked[ranked >= 0]
+
+
+def summary(y: np.ndarray, p: np.ndarray, order: np.ndarray | None = None) -> dict[str, Any]:
+    """Rows, defaults, mean PD, AUC, Gini, KS and Brier; `order` as in `roc_points`."""
     if len(np.unique(y)) == 2:
-        fpr, tpr, _ = roc_points(y, p)  # one sort serves AUC and KS
+        fpr, tpr, _ = roc_points(y, p, order)  # one sort serves AUC and KS
         a, k = float(np.trapezoid(tpr, fpr)), float(np.max(tpr - fpr))
     else:
         a = k = float("nan")

@@ -8,9 +8,11 @@ import getpass
 import json
 import subprocess
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import joblib
 import lightgbm as lgb
@@ -26,6 +28,7 @@ from training.families import Scorer, load_scorer
 from training.fit import Progress, Split, fit_booster, split_dataset
 from training.inputs import describe_inputs
 
+T = TypeVar("T")
 SHAP_SAMPLE_ROWS = 2000  # rows explained for the report's SHAP plots
 REPO_DIR = Path(__file__).resolve().parent.parent
 
@@ -70,10 +73,12 @@ class TrainResult:
     scorer: Scorer | None = None  # the model as served (training.families)
 
 
-def evaluate_samples(y: np.ndarray, p: np.ndarray, split: Split) -> dict[str, Any]:
-    out: dict[str, Any] = {name: m.summary(y[idx], p[idx]) for name, idx in
-                           (("train", split.train), ("valid", split.valid), ("oot", split.oot))}
-    out["dev"] = m.summary(y[split.dev], p[split.dev])
+def evaluate_samples(y: np.ndarray, p: np.ndarray, split: Split, ranking: m.Ranking | None = None
+                     ) -> dict[str, Any]:
+    """Each sample's summary, read off one ranking of every row's PD (`ranking`: of `p`, when already made)."""
+    ranking = ranking or m.Ranking(p)
+    out: dict[str, Any] = {name: m.summary(y[idx], p[idx], ranking.within(idx)) for name, idx in
+                           (("train", split.train), ("valid", split.valid), ("oot", split.oot), ("dev", split.dev))}
     out["psi_dev_oot"] = m.psi(p[split.dev], p[split.oot])
     return out
 
@@ -150,9 +155,14 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
     joblib.dump(calibrator.to_dict(), out / art.CALIBRATOR_FILE)
     p = calibrator(raw)
     step("evaluating", 0, 1)
-    metrics = evaluate_samples(y, p, split)
+    # per-feature statistics of the development rows (numpy, a column at a time, each reader its own buffer) run
+    # on threads of their own while this one evaluates and draws the report
+    inputs = _start(describe_inputs, ds, spec, RowColumns(X, split.dev), scorer)
+    reference = _start(feature_reference, X, split.dev, spec.names)
+    ranking = m.Ranking(p)
+    metrics = evaluate_samples(y, p, split, ranking)
     if mode == "cv":
-        metrics["train"] = m.summary(y[split.dev], p[split.dev])
+        metrics["train"] = metrics["dev"]
         metrics["valid"] = m.summary(y[cal_rows], calibrator(cal_raw))
     metrics["rows"] = int(ds.rows)
     if not ds.segments.empty:
@@ -162,7 +172,6 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
     sample = np.sort(rng.choice(split.oot, size=min(SHAP_SAMPLE_ROWS, len(split.oot)), replace=False))
     contrib = scorer.contributions(X[sample])
     base_value = float(contrib[0, -1]) if len(sample) else scorer.base_value(len(spec.names))
-    dev_columns = RowColumns(X, split.dev)  # the input card and the feature reference, a column at a time
     finished = _now()
     metadata: dict[str, Any] = {
         "format": art.FORMAT,
@@ -183,7 +192,7 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
         "scorecard": ({"config": dataclasses.asdict(cfg.scorecard), "intercept": scorer.scorecard.intercept,
                        "features": scorer.scorecard.describe(spec.names)}
                       if hasattr(scorer, "scorecard") else None),
-        "inputs": describe_inputs(ds, spec, dev_columns, scorer),
+        "inputs": inputs.result(),
         "training": {
             "source": ds.source,
             "time_window": list(ds.time_window()),
@@ -205,7 +214,7 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
         "libraries": _libraries(family, selection),
         "metrics": {k: v for k, v in metrics.items() if k != "segments_oot"},
         "score_reference": m.score_reference(p[split.dev]),
-        "feature_reference": feature_reference(dev_columns, spec.names),  # for live PSI (monitoring)
+        # "feature_reference" follows, once the report is drawn
     }
     metrics = clean_json(metrics)
     metadata = clean_json(metadata)
@@ -214,10 +223,12 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
         from training.report import render_report
 
         step("report", 0, 1)
-        html = render_report(metadata, metrics, y, p, split, spec, booster, X[sample], contrib, ds.segments)
+        html = render_report(metadata, metrics, y, p, split, spec, booster, X[sample], contrib, ds.segments,
+                             ranking)
     else:
         html = "<!doctype html><title>report skipped</title><p>report not requested</p>"
     (out / art.REPORT_FILE).write_text(html, encoding="utf-8")
+    metadata["feature_reference"] = clean_json(reference.result())  # for live PSI (monitoring)
     metadata["artifacts"] = {name: art.sha256_file(out / name) for name in
                              (art.MODEL_FILE, art.CALIBRATOR_FILE, art.REPORT_FILE)}
     (out / art.METADATA_FILE).write_text(json.dumps(metadata, indent=2, ensure_ascii=False, allow_nan=False)
@@ -227,12 +238,22 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
     return TrainResult(out, metadata, metrics, booster, calibrator, spec, split, timings, scorer)
 
 
-def feature_reference(dev: RowColumns, names: tuple[str, ...]) -> dict[str, dict[str, list[float]]]:
-    """`metrics.feature_reference` of the development rows, one gathered column at a time."""
+def feature_reference(X: np.ndarray, rows: np.ndarray, names: tuple[str, ...]) -> dict[str, dict[str, list[float]]]:
+    """`metrics.feature_reference` of `X[rows]`, one gathered column at a time."""
+    columns = RowColumns(X, rows)
     out: dict[str, dict[str, list[float]]] = {}
     for j, name in enumerate(names):
-        out |= m.feature_reference(dev.column(j)[:, None], [name])
+        out |= m.feature_reference(columns.column(j)[:, None], [name])
     return out
+
+
+def _start(fn: Callable[..., T], *args: Any) -> Future[T]:
+    """`fn(*args)` on a thread of its own: numpy work that mostly releases the GIL, overlapping the caller's."""
+    pool = ThreadPoolExecutor(1)
+    try:
+        return pool.submit(fn, *args)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with its one task
 
 
 def _libraries(family: str, selection: dict[str, Any] | None) -> dict[str, str]:

@@ -79,10 +79,12 @@ def _thinned(n: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, min(n, CURVE_POINTS)).round().astype(np.intp)) if n else np.zeros(0, int)
 
 
-def _roc_plot(y: np.ndarray, p: np.ndarray, split: Split) -> str:
+Curve = tuple[np.ndarray, np.ndarray]  # (false positive rate, true positive rate) of `metrics.roc_points`
+
+
+def _roc_plot(curves: dict[str, Curve]) -> str:
     fig, ax = plt.subplots(figsize=(5, 4.2))
-    for name, idx in (("development", split.dev), (split.kind.replace("_", " "), split.oot)):
-        fpr, tpr, _ = m.roc_points(y[idx], p[idx])
+    for name, (fpr, tpr) in curves.items():
         keep = _thinned(len(fpr))
         ax.plot(fpr[keep], tpr[keep], label=f"{name} (AUC {float(np.trapezoid(tpr, fpr)):.3f})")  # = m.auc
     ax.plot([0, 1], [0, 1], ls=":", c="grey")
@@ -91,9 +93,8 @@ def _roc_plot(y: np.ndarray, p: np.ndarray, split: Split) -> str:
     return _png(fig)
 
 
-def _ks_plot(y: np.ndarray, p: np.ndarray, idx: np.ndarray) -> str:
-    yy = y[idx]
-    fpr, tpr, _ = m.roc_points(yy, p[idx])
+def _ks_plot(yy: np.ndarray, curve: Curve) -> str:
+    fpr, tpr = curve
     bads, goods = int(yy.sum()), int(len(yy) - yy.sum())
     share = (fpr * goods + tpr * bads) / max(len(yy), 1)  # share of loans with PD at or above the cut
     k = int(np.argmax(tpr - fpr))
@@ -243,10 +244,15 @@ def _inputs_section(inputs: dict[str, Any] | None) -> list[str]:
 
 def render_report(meta: dict[str, Any], metrics: dict[str, Any], y: np.ndarray, p: np.ndarray, split: Split,
                   spec: FeatureSpec, booster: lgb.Booster | None, X_sample: np.ndarray, contrib: np.ndarray,
-                  segments: pd.DataFrame) -> str:
+                  segments: pd.DataFrame, ranking: m.Ranking | None = None) -> str:
+    """The report page; `ranking`: of `p`, when the caller already made it."""
     training = meta["training"]
     oot_name = {"out_of_time": "out-of-time", "random_holdout": "holdout (random: the data has no dates)"}.get(
         split.kind, split.kind.replace("_", " "))
+    ranking = ranking or m.Ranking(p)
+    curves = {name: m.roc_points(y[idx], p[idx], ranking.within(idx))[:2]
+              for name, idx in (("development", split.dev), (split.kind.replace("_", " "), split.oot))}
+    oot_curve = curves[split.kind.replace("_", " ")]
     cv = meta["validation"]["mode"] == "cv"
     valid_name = f"validation ({meta['validation']['folds']}-fold out-of-fold)" if cv else "validation"
     perf = pd.DataFrame([{"sample": name, **{k: metrics[key][k] for k in
@@ -301,7 +307,7 @@ def render_report(meta: dict[str, Any], metrics: dict[str, Any], y: np.ndarray, 
         "<h2>Performance</h2>", _table(perf, ("sample",)),
         f"<p>PSI of the PD between development and {html.escape(oot_name)}: <b>{_fmt(metrics['psi_dev_oot'])}</b>"
         " (&lt; 0.10 stable, 0.10–0.25 watch, &gt; 0.25 shifted).</p>",
-        "<div class='grid'>", _roc_plot(y, p, split), _ks_plot(y, p, split.oot), "</div>",
+        "<div class='grid'>", _roc_plot(curves), _ks_plot(y[split.oot], oot_curve), "</div>",
         *_selection_section(meta.get("selection")),
         "<h2>Calibration</h2>", _table(cal), "<div class='grid'>", _calibration_plot(cal),
         _distribution_plot(y, p, split), "</div>",
