@@ -119,8 +119,15 @@ def fit_calibrator(raw: np.ndarray, y: np.ndarray, method: str = "auto", seed: i
                    ) -> tuple[Calibrator, dict[str, Any]]:
     """Fit on the validation fold; with `auto`, pick the method with the lower cross-validated Brier: the better
     of Platt and beta (beta only when strictly lower), then isotonic only if it beats that by more than 0.5%."""
-    raw = np.asarray(raw, np.float64)
-    y = np.asarray(y, np.int8)
+    from threadpoolctl import threadpool_limits
+
+    # one BLAS thread: OpenBLAS splits the solver's dot products by its thread count, which moved the Platt
+    # coefficients' last bits between 1 and 2 threads; the same data gives the same calibrator on any machine size
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit_calibrator(np.asarray(raw, np.float64), np.asarray(y, np.int8), method, seed)
+
+
+def _fit_calibrator(raw: np.ndarray, y: np.ndarray, method: str, seed: int) -> tuple[Calibrator, dict[str, Any]]:
     scores: dict[str, float] = {}
     if method == "auto":
         folds = min(5, int(min(y.sum(), len(y) - y.sum())))
