@@ -365,15 +365,22 @@ def test_a_candidate_needing_more_rows_is_skipped_and_the_card_says_why(dataset,
                                "reason": f"fewer than {10 ** 6} development rows ({sel['rows']})"}]
 
 
+def _measured(dataset, cfg):  # noqa: ANN001, ANN202 - the module's dataset fixture, measure_candidates' types
+    """Every candidate of `cfg` measured by inner cross-validation on all of `dataset`'s rows: the encoded
+    matrix, its spec, the folds and the candidates' results (best first)."""
+    split = Split(np.arange(dataset.rows), np.empty(0, np.int64), np.empty(0, np.int64), "test")
+    spec = build_spec(dataset.X, dataset.categorical, cfg.monotone, rows=split.train)
+    X = spec.encode(dataset.X)
+    folds, results, _ = measure_candidates(X, dataset.y, split, spec, cfg)
+    return X, spec, folds, results
+
+
 def test_the_calibrator_of_a_mean_of_fold_models_learns_from_its_out_of_fold_scores(dataset, trained) -> None:
     """By default (`calibration_scores: as_is`) the averaged LightGBM's calibrator learns from the out-of-fold
     scores as they are; `mean_scale` maps them to the mean's (smaller) spread first. The card says which."""
     cfg = _config(FAMILY_OF["lightgbm"])
     assert cfg.calibration_scores == "as_is"
-    split = Split(np.arange(dataset.rows), np.empty(0, np.int64), np.empty(0, np.int64), "test")
-    spec = build_spec(dataset.X, dataset.categorical, cfg.monotone, rows=split.train)
-    X = spec.encode(dataset.X)
-    folds, results, _ = measure_candidates(X, dataset.y, split, spec, cfg)
+    X, spec, folds, results = _measured(dataset, cfg)
     winner = results[0]
     _, cal_raw, scale = build_winner(winner, X, dataset.y, spec, folds, cfg)
     assert scale is None and np.array_equal(cal_raw, winner.oof)
@@ -389,10 +396,7 @@ def test_the_mean_of_shapes_averages_their_out_of_fold_scores_and_fold_models(da
     """The mean candidate is measured on the shapes' own out-of-fold scores, and its fold model scores (and
     explains) as the mean of theirs: one LightGBM booster with every shape's trees."""
     cfg = _config(MEAN.name)
-    split = Split(np.arange(dataset.rows), np.empty(0, np.int64), np.empty(0, np.int64), "test")
-    spec = build_spec(dataset.X, dataset.categorical, cfg.monotone, rows=split.train)
-    X = spec.encode(dataset.X)
-    _, results, _ = measure_candidates(X, dataset.y, split, spec, cfg)
+    X, spec, _, results = _measured(dataset, cfg)
     by = {r.candidate.name: r for r in results}
     shapes, mean = [by["lightgbm depth 2"], by["lightgbm depth 1"]], by[MEAN.name]
     assert mean.figures["shapes"] == ["lightgbm depth 2", "lightgbm depth 1"]
@@ -439,10 +443,7 @@ def test_repeated_folds_score_every_row_once_per_repeat_and_average_the_scores(d
     """cv_repeats: every repeat shuffles its own folds; a row's out-of-fold score is the mean of its one
     out-of-fold model per repeat; the fold figures are those of the first repeat's folds."""
     cfg = dataclasses.replace(_config("lightgbm depth 2"), cv_repeats=2)
-    split = Split(np.arange(dataset.rows), np.empty(0, np.int64), np.empty(0, np.int64), "test")
-    spec = build_spec(dataset.X, dataset.categorical, cfg.monotone, rows=split.train)
-    X = spec.encode(dataset.X)
-    folds, results, _ = measure_candidates(X, dataset.y, split, spec, cfg)
+    X, spec, folds, results = _measured(dataset, cfg)
     gbm = results[0]
     assert folds.repeats == 2 and len(folds.pairs) == len(gbm.models) == 2 * cfg.cv_folds
     want = np.zeros(len(folds.rows))
@@ -461,10 +462,7 @@ def test_the_ensemble_weighs_members_out_of_fold_and_serves_their_weighted_sum(d
     """The ensemble candidate: greedy weights over the LightGBM shapes and the scorecard, cross-fitted for its
     figures; its fold model scores and explains as the weighted sum of the LightGBM members' fold models."""
     cfg = _config(ENSEMBLE.name)
-    split = Split(np.arange(dataset.rows), np.empty(0, np.int64), np.empty(0, np.int64), "test")
-    spec = build_spec(dataset.X, dataset.categorical, cfg.monotone, rows=split.train)
-    X = spec.encode(dataset.X)
-    folds, results, _ = measure_candidates(X, dataset.y, split, spec, cfg)
+    X, spec, folds, results = _measured(dataset, cfg)
     by = {r.candidate.name: r for r in results}
     ens = by[ENSEMBLE.name]
     members = [by[n] for n in ens.figures["members"]]
