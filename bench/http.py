@@ -49,6 +49,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # bench.reference and bench.bare_app, whatever the working directory
 BIN = Path(sys.executable).parent
 LOADGEN = ROOT / "bench" / "loadgen.py"
 
