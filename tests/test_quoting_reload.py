@@ -4,7 +4,9 @@ the previous state keeps serving while the new one is built beside it, then it i
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import threading
+import weakref
 from pathlib import Path
 
 import pandas as pd
@@ -95,3 +97,29 @@ def test_a_failed_rebuild_keeps_serving_the_previous_state(service: QuotingServi
     service.state(today)  # the next check tries again, and this time succeeds
     assert service.wait_for_rebuilds()
     assert service.state(today).mark != before.mark
+
+
+def _tracked(obj: object) -> bool:
+    """Is `obj` among the objects the cyclic collector still walks (not frozen)?"""
+    return any(o is obj for o in gc.get_objects())
+
+
+def test_rendered_states_are_frozen_and_a_replaced_state_is_freed(service: QuotingService, tmp_path: Path) -> None:
+    """The collector's full passes skip a rendered state (frozen once it is swapped in), and a state replaced by
+    a rebuild is freed, even one left in a reference cycle."""
+    today = dt.date.today()
+    before = service.state(today)
+    assert service.wait_for_rebuilds()  # rendered ahead, then settled
+    assert not _tracked(before.population) and not _tracked(before.population.frame)
+    before.population.cycle = [before.population]  # garbage only the collector can free once it is dropped
+    gone = weakref.ref(before.population)
+
+    firm = before.population.frame.index[0]
+    _downgrade_tax_grade(tmp_path / "region", tmp_path / "update", firm)
+    assert ingest_directory(service.engine, tmp_path / "update", tmp_path / "quarantine").ok
+    del before
+    service.state(today)  # notices the batch: rebuilt, rendered and swapped in, in the background
+    assert service.wait_for_rebuilds()
+    after = service.state(today)
+    assert gone() is None, "the replaced state was not freed"
+    assert not _tracked(after.population)
