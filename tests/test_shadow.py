@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 
 import pandas as pd
 import pytest
@@ -162,3 +163,31 @@ def test_without_a_challenger_nothing_is_scored(svc: Service, issued: list[dict]
     assert response.status_code == 201
     assert svc.client.app.state.quoting.shadow.flush(30)
     assert len(_shadow_rows(svc)) == before
+
+
+def test_with_no_challenger_quotes_are_not_queued_and_a_new_one_is_noticed_unprompted(
+        svc: Service, models: dict[str, str], tmp_path_factory: pytest.TempPathFactory,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the registry has no challenger, an issued quote is not handed to the scorer's thread at all (no
+    wake-up per quote); the thread keeps reading the registry on its own, so a challenger registered later is
+    scoring the next quotes without any quote having to notice it first."""
+    registry = Registry(svc.engine)
+    for record in registry.list("challenger"):
+        registry.retire(record.id, "test-approver", "challenger withdrawn")
+    monkeypatch.setattr(shadow, "REFRESH_SECONDS", 0.3)
+    scorer = svc.client.app.state.quoting.shadow
+    groups: list[int] = []
+    score = scorer.score
+    monkeypatch.setattr(scorer, "score", lambda group: groups.append(len(group)) or score(group))
+    time.sleep(2 * (shadow.REFRESH_SECONDS + shadow.IDLE_SECONDS))  # the idle thread has read the registry
+    response = svc.client.post("/v1/quotes", json={"credit_code": svc.codes[2]}, headers=svc.headers(Role.admin))
+    assert response.status_code == 201
+    assert scorer.flush(30) and groups == []
+
+    challenger = quick_model(svc.engine, tmp_path_factory.mktemp("late-challenger"), 11, "challenger")
+    time.sleep(2 * (shadow.REFRESH_SECONDS + shadow.IDLE_SECONDS))  # no quote meanwhile
+    response = svc.client.post("/v1/quotes", json={"credit_code": svc.codes[3]}, headers=svc.headers(Role.admin))
+    assert response.status_code == 201
+    assert scorer.flush(30) and groups
+    row = _shadow_rows(svc).get(response.json()["quote_id"])
+    assert row is not None and row.model_id == challenger
