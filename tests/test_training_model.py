@@ -102,7 +102,7 @@ def test_report_shap_plots_are_the_same_picture_every_time(dataset: Dataset, tra
 
     X = trained.spec.encode(dataset.X.iloc[trained.split.oot[:300]])
     contrib = trained.scorer.contributions(X)
-    importance = report._importance(trained.spec, trained.booster, contrib)
+    importance = report.importance_frame(trained.spec, trained.booster, contrib)
     np.random.seed(1)
     first = report._shap_plots(trained.spec, X, contrib, importance)
     after_first = np.random.random()

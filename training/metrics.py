@@ -87,9 +87,12 @@ def bin_edges(reference: np.ndarray, bins: int = 10) -> np.ndarray:
     values gets one bin per value). An infinite value (a ratio over a zero base) falls in the first or last
     bin; NaN is missing."""
     values = np.asarray(reference, dtype=np.float64)
-    values = values[np.isfinite(values)]  # a copy of our own: the quantiles may reorder it in place
+    values = values[np.isfinite(values)]  # a copy of our own: sorted and partitioned in place below
     if len(values) == 0:
         return np.zeros(0)
+    # the same quantiles (they depend on the values, not their order), but numpy's partition for nine quantiles
+    # took twice as long as a sort followed by the partition of sorted values (17 vs 8 ms per 500,000 values)
+    values.sort()
     return np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1], overwrite_input=True))
 
 

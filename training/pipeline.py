@@ -146,7 +146,22 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
     scorer = load_scorer(family, model_path.read_text(encoding="utf-8"))
     booster = scorer.booster
     step("calibrating", 0, 1)
-    raw = scorer.raw_score(X)
+    rng = np.random.default_rng(cfg.seed)
+    sample = np.sort(rng.choice(split.oot, size=min(SHAP_SAMPLE_ROWS, len(split.oot)), replace=False))
+    contrib = scorer.contributions(X[sample])
+    base_value = float(contrib[0, -1]) if len(sample) else scorer.base_value(len(spec.names))
+    # Every row's score: LightGBM on its own threads, without the GIL. Meanwhile this thread draws the report's
+    # explanation plots (matplotlib: one core), which need no score and do not call the model.
+    explained = None
+    if write_report:
+        from training import report as rp  # matplotlib and shap only when a report is drawn
+
+        importance = rp.importance_frame(spec, booster, contrib)  # reads the booster: before the scoring starts
+        scoring = _start(scorer.raw_score, X)
+        explained = rp.draw_explanations(spec, X[sample], contrib, importance)
+    else:
+        scoring = _start(scorer.raw_score, X)
+    raw = scoring.result()
     if mode == "cv":  # out-of-fold scores: every development row, never seen by its scorer
         cal_rows, cal_raw = oof_rows, oof_raw
     else:  # the validation fold, scored by the model as saved
@@ -168,10 +183,6 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
     if not ds.segments.empty:
         metrics["segments_oot"] = m.segment_metrics(ds.segments.iloc[split.oot], y[split.oot],
                                                     p[split.oot]).to_dict("records")
-    rng = np.random.default_rng(cfg.seed)
-    sample = np.sort(rng.choice(split.oot, size=min(SHAP_SAMPLE_ROWS, len(split.oot)), replace=False))
-    contrib = scorer.contributions(X[sample])
-    base_value = float(contrib[0, -1]) if len(sample) else scorer.base_value(len(spec.names))
     finished = _now()
     metadata: dict[str, Any] = {
         "format": art.FORMAT,
@@ -219,12 +230,11 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
     metrics = clean_json(metrics)
     metadata = clean_json(metadata)
     (out / art.METRICS_FILE).write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    if write_report:
-        from training.report import render_report
+    if explained is not None:
+        from training import report as rp
 
         step("report", 0, 1)
-        html = render_report(metadata, metrics, y, p, split, spec, booster, X[sample], contrib, ds.segments,
-                             ranking)
+        html = rp.render_report(metadata, metrics, y, p, split, explained, ds.segments, ranking)
     else:
         html = "<!doctype html><title>report skipped</title><p>report not requested</p>"
     (out / art.REPORT_FILE).write_text(html, encoding="utf-8")

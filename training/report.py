@@ -7,6 +7,7 @@ import html
 import io
 import json
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import lightgbm as lgb
@@ -130,7 +131,8 @@ def _distribution_plot(y: np.ndarray, p: np.ndarray, split: Split) -> str:
     return _png(fig)
 
 
-def _importance(spec: FeatureSpec, booster: lgb.Booster | None, contrib: np.ndarray) -> pd.DataFrame:
+def importance_frame(spec: FeatureSpec, booster: lgb.Booster | None, contrib: np.ndarray) -> pd.DataFrame:
+    """Per feature: mean |SHAP| over the sample, share of the split gain, monotone direction."""
     mean_abs = np.abs(contrib[:, :-1]).mean(axis=0)
     gain = booster.feature_importance("gain") if booster is not None else np.full(len(spec.names), np.nan)
     frame = pd.DataFrame({"feature": spec.names, "mean |SHAP|": mean_abs, "gain": gain / max(np.nansum(gain), 1e-12),
@@ -174,6 +176,24 @@ def _shap_section(spec: FeatureSpec, X: np.ndarray, contrib: np.ndarray, importa
             "<h3>SHAP dependence plots</h3><p class='note'>The features with the largest mean |SHAP|: "
             "contribution against the feature's value (categories as their code).</p>",
             "<div class='grid'>", *dependence, "</div>"]
+
+
+@dataclass(frozen=True)
+class Explanations:
+    """The report's explanation part (SHAP plots, feature importance): it needs the model and the sample's
+    contributions, not every row's score, so the pipeline draws it while LightGBM scores every row."""
+
+    rows: int  # the explained sample
+    importance: pd.DataFrame
+    shap: list[str]  # HTML: the SHAP summary and dependence plots
+    importance_plot: str
+
+
+def draw_explanations(spec: FeatureSpec, X_sample: np.ndarray, contrib: np.ndarray,
+                      importance: pd.DataFrame) -> Explanations:
+    """The explanation plots: matplotlib and numpy only (no call into the model)."""
+    return Explanations(len(X_sample), importance, _shap_section(spec, X_sample, contrib, importance),
+                        _importance_plot(importance))
 
 
 def _reliability_plot(selection: dict[str, Any]) -> str:
@@ -243,9 +263,8 @@ def _inputs_section(inputs: dict[str, Any] | None) -> list[str]:
 
 
 def render_report(meta: dict[str, Any], metrics: dict[str, Any], y: np.ndarray, p: np.ndarray, split: Split,
-                  spec: FeatureSpec, booster: lgb.Booster | None, X_sample: np.ndarray, contrib: np.ndarray,
-                  segments: pd.DataFrame, ranking: m.Ranking | None = None) -> str:
-    """The report page; `ranking`: of `p`, when the caller already made it."""
+                  explained: Explanations, segments: pd.DataFrame, ranking: m.Ranking | None = None) -> str:
+    """The report page; `explained`: `draw_explanations`; `ranking`: of `p`, when the caller already made it."""
     training = meta["training"]
     oot_name = {"out_of_time": "out-of-time", "random_holdout": "holdout (random: the data has no dates)"}.get(
         split.kind, split.kind.replace("_", " "))
@@ -261,7 +280,6 @@ def render_report(meta: dict[str, Any], metrics: dict[str, Any], y: np.ndarray, 
                          for name, key in (("train", "train"), (valid_name, "valid"), ("development", "dev"),
                                            (oot_name, "oot"))])
     cal = m.calibration_table(y[split.oot], p[split.oot])
-    importance = _importance(spec, booster, contrib)
     window = training["time_window"]
     folds = meta["validation"]["fold_best_iterations"]
     family = meta.get("family", "lightgbm")
@@ -324,11 +342,11 @@ def render_report(meta: dict[str, Any], metrics: dict[str, Any], y: np.ndarray, 
     exact = ("they sum with the base value to the raw score (log-odds)" if family == "lightgbm" else
              "they sum with the base value exactly to the raw score (log-odds)")
     parts += ["<h2>Explanations (SHAP)</h2>",
-              f"<p class='note'>Contributions: {how}, on {len(X_sample):,} "
+              f"<p class='note'>Contributions: {how}, on {explained.rows:,} "
               f"{html.escape(oot_name)} rows; per row {exact}.</p>",
-              *_shap_section(spec, X_sample, contrib, importance),
-              "<h2>Feature importance</h2>", "<div class='grid'>", _importance_plot(importance), "</div>",
-              _table(importance, ("feature", "monotone"))]
+              *explained.shap,
+              "<h2>Feature importance</h2>", "<div class='grid'>", explained.importance_plot, "</div>",
+              _table(explained.importance, ("feature", "monotone"))]
     parts += _inputs_section(meta.get("inputs"))
     if training["notes"]:
         parts += ["<h2>Notes</h2><ul>", *[f"<li>{html.escape(n)}</li>" for n in training["notes"]], "</ul>"]
