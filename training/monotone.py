@@ -4,10 +4,11 @@ A LightGBM candidate with `monotone: inferred` constrains, besides the declared 
 numeric input whose rank association with the outcome is clear and consistent on the rows it is trained on:
 
 - clear: Spearman's rank correlation with the outcome has a two-sided p-value below `alpha`;
-- consistent: neither half of the input's range (the rows at or below its median, and at or above it: both
-  halves hold the median value, so a turn right next to it is seen) has a rank correlation of the opposite
-  sign that is significant one-sided at `alpha`. A peak, a valley or a rare top or bottom value that goes the
-  other way leaves the input unconstrained.
+- consistent: no half of the input's range has a rank correlation of the opposite sign that is significant
+  one-sided at `alpha`; the halves are the rows below the median value, at or below it, at or above it and
+  above it (with and without the median value: on a coded input with few values, a turn right next to the
+  median, or among rare codes beyond it, is seen by one of them). A peak, a valley or a rare top or bottom
+  value that goes the other way leaves the input unconstrained.
 
 Declared directions always win (a feature named under `monotone:`, even with 0, is never inferred), and
 categorical inputs are never constrained (their codes have no order). Inside the model-family selection the
@@ -54,7 +55,7 @@ def infer_one(values: np.ndarray, y: np.ndarray, alpha: float = ALPHA) -> Inferr
         return None
     direction = 1 if rho > 0 else -1
     median = v[len(v) // 2]
-    for half in (v <= median, v >= median):
+    for half in (v < median, v <= median, v >= median, v > median):
         part_rho, part_p = _association(v[half], yy[half])
         if part_rho * direction < 0 and part_p / 2 < alpha:  # one-sided: a significant turn the other way
             return None

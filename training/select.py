@@ -501,8 +501,8 @@ def inferred_card(winner: Evaluated, scorer: Scorer, X: np.ndarray, y: np.ndarra
         }
     return {"alpha": cfg.monotone_alpha,
             "rule": ("Spearman's rank correlation with the outcome significant (two-sided p < alpha) and no half "
-                     "of the input's range (at or below / at or above its median) turning the other way "
-                     "(one-sided p < alpha); inferred on each inner fold's training rows for the fold models, on "
+                     "of the input's range (below / at or below / at or above / above its median) turning the other "
+                     "way (one-sided p < alpha); inferred on each inner fold's training rows for the fold models, on "
                      "all development rows for a refitted model; declared directions always win"),
             "features": features}
 
