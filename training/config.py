@@ -9,6 +9,7 @@ from typing import Any, Literal
 import yaml
 
 from training.errors import ConfigError
+from training.monotone import ALPHA
 from training.scorecard import ScorecardConfig
 
 DEFAULT_CONFIG_FILE = Path(__file__).resolve().parent / "model.yaml"
@@ -43,6 +44,7 @@ class Candidate:
     of: tuple[str, ...] = ()  # mean: the LightGBM candidates it averages; ensemble: its possible members
     #                           (empty: every measured one)
     steps: int = ENSEMBLE_STEPS  # ensemble: at most this many greedy selection steps
+    monotone: str = "declared"  # lightgbm: declared directions only, or also `inferred` ones (training.monotone)
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class TrainConfig:
     cv_final: CvFinal = "average"
     calibration_scores: CalibrationScores = "as_is"  # the mean of fold models' calibrator: oof scores as they are
     monotone: dict[str, int] = field(default_factory=dict)
+    monotone_alpha: float = ALPHA  # `monotone: inferred` candidates: significance of an inferred direction
     store: StoreConfig = field(default_factory=StoreConfig)
     max_categories: int = 200
     selection: SelectionConfig = field(default_factory=SelectionConfig)
@@ -101,7 +104,7 @@ def load_config(path: str | Path | None = None) -> TrainConfig:
     _check(isinstance(data, dict), "the configuration must be a mapping", path)
     known = {"seed", "params", "num_boost_round", "early_stopping_rounds", "validation_fraction", "oot_share",
              "calibration", "validation", "cv_folds", "cv_repeats", "cv_max_rows", "cv_final", "calibration_scores",
-             "monotone", "store",
+             "monotone", "monotone_alpha", "store",
              "file", "selection", "scorecard"}
     unknown = set(data) - known
     _check(not unknown, f"unknown keys {sorted(unknown)}", path)
@@ -135,6 +138,7 @@ def load_config(path: str | Path | None = None) -> TrainConfig:
         cv_final=cv_final,
         calibration_scores=calibration_scores,
         monotone=monotone,
+        monotone_alpha=float(data.get("monotone_alpha", ALPHA)),
         store=StoreConfig(
             categorical=tuple(store.get("categorical") or ()),
             exclude=tuple(store.get("exclude") or ()),
@@ -149,6 +153,7 @@ def load_config(path: str | Path | None = None) -> TrainConfig:
     _check(cfg.num_boost_round >= 1, "num_boost_round must be >= 1", path)
     _check(2 <= cfg.cv_folds <= 20, "cv_folds must be between 2 and 20", path)
     _check(1 <= cfg.cv_repeats <= 10, "cv_repeats must be between 1 and 10", path)
+    _check(0 < cfg.monotone_alpha < 0.5, "monotone_alpha must be in (0, 0.5)", path)
     return cfg
 
 
@@ -168,7 +173,7 @@ def _selection(data: Any, path: Path) -> SelectionConfig:
         _check(not params or item["family"] == "lightgbm", f"candidate {item['name']!r}: only LightGBM "
                                                           "candidates take params", path)
         _check("monotone_constraints" not in params, "declare monotone constraints under `monotone:`", path)
-        unknown_keys = set(item) - {"name", "family", "params", "min_rows", "of", "steps"}
+        unknown_keys = set(item) - {"name", "family", "params", "min_rows", "of", "steps", "monotone"}
         _check(not unknown_keys, f"candidate {item['name']!r}: unknown keys {sorted(unknown_keys)}", path)
         min_rows = item.get("min_rows", 0)
         _check(isinstance(min_rows, int) and min_rows >= 0, f"candidate {item['name']!r}: min_rows must be an "
@@ -179,8 +184,11 @@ def _selection(data: Any, path: Path) -> SelectionConfig:
         steps = item.get("steps", ENSEMBLE_STEPS)
         _check(isinstance(steps, int) and steps >= 1 and ("steps" not in item or item["family"] == "ensemble"),
                f"candidate {item['name']!r}: `steps` is an integer >= 1, for an ensemble candidate only", path)
+        monotone = item.get("monotone", "declared")
+        _check(monotone in ("declared", "inferred") and (monotone == "declared" or item["family"] == "lightgbm"),
+               f"candidate {item['name']!r}: `monotone` is declared or inferred, inferred for lightgbm only", path)
         candidates.append(Candidate(str(item["name"]), str(item["family"]), params, int(min_rows),
-                                    tuple(str(x) for x in of), steps))
+                                    tuple(str(x) for x in of), steps, monotone))
     names = [c.name for c in candidates]
     _check(len(set(names)) == len(names), "selection candidate names must be unique", path)
     gbm_names = {c.name for c in candidates if c.family == "lightgbm"}

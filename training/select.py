@@ -43,6 +43,7 @@ from training.encoding import FeatureSpec
 from training.ensemble import greedy_weights
 from training.families import BlendScorer, LightGBMScorer, ScorecardScorer, Scorer, average_boosters
 from training.fit import Progress, Split, _early_stopped, lgb_feature_names, validation_mode
+from training.monotone import Inferred, infer_directions, with_inferred
 from training.scorecard import Scorecard, fit_scorecard
 
 CALIBRATION_PARTS = 5
@@ -74,6 +75,7 @@ class Evaluated:
     parts: list[Evaluated] = field(default_factory=list)  # mean (or a blend of it): the LightGBM shapes averaged
     part_weights: list[float] | None = None  # ensemble: the weight of each of `parts` (None: equal)
     family: str = ""  # the family it is served as (lightgbm, scorecard, blend); empty: its candidate's
+    inferred: list[dict[int, Inferred]] = field(default_factory=list)  # `monotone: inferred`: per fold model
 
     @property
     def served(self) -> str:
@@ -173,13 +175,27 @@ def _scorecard(X: np.ndarray, y: np.ndarray, rows: np.ndarray, spec: FeatureSpec
     return fit_scorecard(X[rows], y[rows], kinds, spec.monotone, codes, cfg.scorecard)
 
 
+def open_features(spec: FeatureSpec, cfg: TrainConfig) -> frozenset[str]:
+    """The inputs a direction may be inferred for: numeric, and not named under `monotone:` (declared wins)."""
+    return frozenset(n for n in spec.names if n not in spec.categories and n not in cfg.monotone)
+
+
+def inferred_on(X: np.ndarray, y: np.ndarray, rows: np.ndarray, spec: FeatureSpec, cfg: TrainConfig
+                ) -> dict[int, Inferred]:
+    return infer_directions(X, y, rows, spec.names, open_features(spec, cfg), cfg.monotone_alpha)
+
+
 def evaluate_lightgbm(candidate: Candidate, X: np.ndarray, y: np.ndarray, spec: FeatureSpec, folds: Folds,
                       cfg: TrainConfig, progress: Progress | None) -> Evaluated:
     params = _lgb_params(cfg, spec, candidate)
     oof = np.zeros(len(folds.rows))
-    iterations, models, grown = [], [], []
+    iterations, models, grown, inferred = [], [], [], []
     for k, ((fit_rows, eval_rows), pos) in enumerate(zip(folds.pairs, _pair_positions(folds), strict=True)):
-        booster, best, ran = _early_stopped(params, X, y, fit_rows, eval_rows, spec, cfg,
+        fold_params = params
+        if candidate.monotone == "inferred":  # from this fold's training rows only: its figures stay honest
+            inferred.append(inferred_on(X, y, fit_rows, spec, cfg))
+            fold_params = {**params, "monotone_constraints": with_inferred(spec.monotone, inferred[-1])}
+        booster, best, ran = _early_stopped(fold_params, X, y, fit_rows, eval_rows, spec, cfg,
                                           f"{candidate.name}: fold {k + 1}/{len(folds.pairs)}", progress)
         # with repeats, a row's out-of-fold score is the mean of its one out-of-fold model per repeat
         oof[pos] += booster.predict(X[eval_rows], raw_score=True, num_iteration=best) / folds.repeats
@@ -188,7 +204,10 @@ def evaluate_lightgbm(candidate: Candidate, X: np.ndarray, y: np.ndarray, spec: 
         models.append(lgb.Booster(model_str=booster.model_to_string(num_iteration=best)))
     figs = figures(oof, y[folds.rows], folds, cfg)
     figs["trees"] = float(np.mean(iterations))
-    return Evaluated(candidate, oof, figs, iterations, models, params, grown=grown)
+    if candidate.monotone == "inferred":
+        figs["inferred_monotone"] = {spec.names[j]: [fold[j].direction if j in fold else 0 for fold in inferred]
+                                     for j in sorted(set().union(*inferred))}
+    return Evaluated(candidate, oof, figs, iterations, models, params, grown=grown, inferred=inferred)
 
 
 def evaluate_scorecard(candidate: Candidate, X: np.ndarray, y: np.ndarray, spec: FeatureSpec, folds: Folds,
@@ -264,7 +283,7 @@ def evaluate_blend(candidate: Candidate, gbm: Evaluated, card: Evaluated, y: np.
     figs["lightgbm_part"] = gbm.candidate.name
     final_oof = final_w * gbm.oof + (1 - final_w) * card.oof
     blended = Evaluated(candidate, final_oof, figs, gbm.iterations, gbm.models, gbm.params, final_w, fold_weights,
-                        gbm.grown, gbm_oof=gbm.oof, card_oof=card.oof, parts=gbm.parts)
+                        gbm.grown, gbm_oof=gbm.oof, card_oof=card.oof, parts=gbm.parts, inferred=gbm.inferred)
     if folds.mode == "holdout":
         blended.models = [BlendScorer(gbm.models[0], card.models[0], final_w)]
     return blended
@@ -431,6 +450,8 @@ def _final_lightgbm(X: np.ndarray, y: np.ndarray, rows: np.ndarray, spec: Featur
         return average_boosters([_final_lightgbm(X, y, rows, spec, part, cfg, progress) for part in winner.parts],
                                 winner.part_weights)
     params, iterations = winner.params or {}, winner.iterations
+    if winner.inferred:  # the directions of all development rows (the fold models had their own folds')
+        params = {**params, "monotone_constraints": with_inferred(spec.monotone, inferred_on(X, y, rows, spec, cfg))}
     rounds = max(1, round(float(np.mean(iterations))))
     full = lgb.Dataset(X[rows], y[rows], feature_name=lgb_feature_names(spec.names),
                        categorical_feature=spec.categorical_indices, free_raw_data=True)
@@ -441,6 +462,49 @@ def _final_lightgbm(X: np.ndarray, y: np.ndarray, rows: np.ndarray, spec: Featur
 
     booster = lgb.train(params, full, num_boost_round=rounds, callbacks=[report])
     return lgb.Booster(model_str=booster.model_to_string())
+
+
+def _grown_with(part: Evaluated, dev_wide: dict[int, Inferred], spec: FeatureSpec, folds: Folds,
+                cfg: TrainConfig) -> list[list[int]]:
+    """The constraints of each LightGBM model a final model is made of (the fold models, or the refit)."""
+    if not part.inferred:
+        return [list(spec.monotone)]
+    if cfg.cv_final == "average" or folds.mode == "holdout":
+        return [with_inferred(spec.monotone, fold) for fold in part.inferred]
+    return [with_inferred(spec.monotone, dev_wide)]
+
+
+def inferred_card(winner: Evaluated, scorer: Scorer, X: np.ndarray, y: np.ndarray, folds: Folds,
+                  spec: FeatureSpec, cfg: TrainConfig) -> dict[str, Any] | None:
+    """For a winner with inferred directions: per inferred feature the direction found on each inner fold's
+    training rows and on all development rows (Spearman's rho and p: why), and the direction the final model
+    holds: the one every LightGBM model it is made of was grown with (and, in a blend, that the scorecard's
+    points follow too); 0 when they differ (the final model is then not guaranteed monotone in it)."""
+    family = winner.served
+    parts = [p for p in (winner.parts or [winner]) if family != "scorecard"]
+    if not any(p.inferred for p in parts):
+        return None
+    dev_wide = inferred_on(X, y, folds.rows, spec, cfg) if folds.mode == "cv" else {}
+    grown = [c for p in parts for c in _grown_with(p, dev_wide, spec, folds, cfg)]
+    card = getattr(scorer, "scorecard", None)
+    features: dict[str, Any] = {}
+    for j in sorted({j for p in parts for fold in p.inferred for j in fold} | set(dev_wide)):
+        directions = {c[j] for c in grown}
+        held = directions.pop() if len(directions) == 1 else 0
+        bins = card.features.get(j) if card is not None else None
+        if held and bins is not None and (np.diff(bins.points) * held < 0).any():
+            held = 0  # the blend's scorecard part turns the other way somewhere
+        features[spec.names[j]] = {
+            "folds": [[fold[j].direction if j in fold else 0 for fold in p.inferred] for p in parts if p.inferred],
+            "development": dev_wide[j].describe() if j in dev_wide else None,
+            "held": held,
+        }
+    return {"alpha": cfg.monotone_alpha,
+            "rule": ("Spearman's rank correlation with the outcome significant (two-sided p < alpha) and no half "
+                     "of the input's range (below / at or below / at or above / above its median) turning the other "
+                     "way (one-sided p < alpha); inferred on each inner fold's training rows for the fold models, on "
+                     "all development rows for a refitted model; declared directions always win"),
+            "features": features}
 
 
 def build_winner(winner: Evaluated, X: np.ndarray, y: np.ndarray, spec: FeatureSpec, folds: Folds,
@@ -531,6 +595,7 @@ def select_model(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, 
     if progress is not None:
         progress(f"training the winner ({winner.candidate.name})", 0, 1)
     scorer, cal_raw, scale = build_winner(winner, X, y, spec, folds, cfg, progress)
+    inferred = inferred_card(winner, scorer, X, y, folds, spec, cfg)
     report = {
         "mode": folds.mode, "folds": len(folds.pairs) // folds.repeats, "rows": int(len(folds.rows)),
         **({"repeats": folds.repeats} if folds.repeats > 1 else {}),  # absent: one (cards before repeats too)
@@ -539,6 +604,7 @@ def select_model(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, 
         "winner": winner.candidate.name, "family": family, "reason": reason,
         "candidates": [{"name": r.candidate.name, "family": r.candidate.family, "params": r.candidate.params,
                         "seconds": round(timings.get(r.candidate.name, 0.0), 2),
+                        **({"monotone": "inferred"} if r.candidate.monotone == "inferred" else {}),
                         **{k: v for k, v in r.figures.items()}} for r in results],
         "skipped": [{"name": c.name, "family": c.family, "min_rows": c.min_rows,
                      "reason": (f"fewer than {c.min_rows} development rows ({dev_rows})" if c.min_rows > dev_rows
@@ -547,5 +613,6 @@ def select_model(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, 
                                 else "needs a measured lightgbm and scorecard candidate")} for c in skipped],
         "calibration_scores": (scale.describe() if scale is not None else
                                {"method": "out-of-fold scores as they are"}),
+        **({"inferred_monotone": inferred} if inferred is not None else {}),  # absent: nothing inferred
     }
     return Selected(scorer, winner, folds, folds.rows, cal_raw, report)
