@@ -119,9 +119,18 @@ class ThrowawayPostgres:
         return [master, *children]
 
     def signal(self, sig: signal.Signals) -> None:
-        for pid in self.pids():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
+        """Signal the postmaster first (a stopped postmaster forks no new backend), then its children, scanning
+        again until no child appears that was not signalled: a backend forked for a new connection while /proc
+        was being read would otherwise be missed, and go on serving a "stopped" database."""
+        signalled: set[int] = set()
+        while True:
+            pending = [pid for pid in self.pids() if pid not in signalled]
+            if not pending:
+                return
+            for pid in pending:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+                signalled.add(pid)
 
 
 @pytest.fixture
