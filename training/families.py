@@ -23,6 +23,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
+from training.forest import CompiledForest, compile_forest
 from training.scorecard import Scorecard, quantize
 
 FAMILIES = ("lightgbm", "scorecard", "blend")
@@ -66,14 +67,31 @@ def average_boosters(boosters: list[lgb.Booster], weights: list[float] | None = 
     return lgb.Booster(model_str=header + "".join(trees) + tail)
 
 
+class BoosterRawScore:
+    """A booster's raw score: the compiled forest's walk where it covers the model (the same bits as LightGBM's
+    `predict`, several times faster), LightGBM's `predict` otherwise. Compiled once, on first use."""
+
+    def __init__(self, booster: lgb.Booster) -> None:
+        self.booster = booster
+        self._forest: CompiledForest | None | bool = False  # False: not compiled yet
+
+    def __call__(self, X: np.ndarray, threads: int = 0) -> np.ndarray:
+        if self._forest is False:
+            self._forest = compile_forest(self.booster.model_to_string())
+        if self._forest is None:
+            return self.booster.predict(X, raw_score=True, num_threads=threads)
+        return self._forest.raw_score(X, threads)
+
+
 class LightGBMScorer:
     family = "lightgbm"
 
     def __init__(self, booster: lgb.Booster) -> None:
         self.booster = booster
+        self._raw = BoosterRawScore(booster)
 
     def raw_score(self, X: np.ndarray, threads: int = 0) -> np.ndarray:
-        return self.booster.predict(X, raw_score=True, num_threads=threads)
+        return self._raw(X, threads)
 
     def contributions(self, X: np.ndarray, threads: int = 0) -> np.ndarray:
         X = np.ascontiguousarray(X)  # TreeSHAP walks rows: ~13% faster on row-major input than on encode's
@@ -127,13 +145,13 @@ class BlendScorer:
         self.scorecard = scorecard
         self.weight = float(weight)
         self._base: float | None = None
+        self._raw = BoosterRawScore(booster)
 
     def _combined(self, gbm: np.ndarray, card: np.ndarray) -> np.ndarray:
         return quantize(self.weight * gbm + (1.0 - self.weight) * card)
 
     def raw_score(self, X: np.ndarray, threads: int = 0) -> np.ndarray:
-        return self._combined(self.booster.predict(X, raw_score=True, num_threads=threads),
-                              self.scorecard.raw_score(X))
+        return self._combined(self._raw(X, threads), self.scorecard.raw_score(X))
 
     def contributions(self, X: np.ndarray, threads: int = 0) -> np.ndarray:
         X = np.ascontiguousarray(X)

@@ -2,8 +2,8 @@
 
 Artifacts are read into memory, their sha256 checked against the registry (or the directory's
 metadata), and only then parsed: a changed file is refused, never loaded. One row and a batch go
-through the same numpy code, and LightGBM computes each row independently, so a quote and a
-whole-region run give bit-identical numbers for the same enterprise.
+through the same numpy code, and each row's raw score is computed on its own (`training.forest`, LightGBM's
+own arithmetic), so a quote and a whole-region run give bit-identical numbers for the same enterprise.
 """
 
 from __future__ import annotations
