@@ -134,3 +134,30 @@ def test_values_inside_lightgbms_zero_band_read_as_zero(shape: str) -> None:
     want = booster.predict(X, raw_score=True)
     assert len(np.unique(want)) > 1  # the edited thresholds separate 1.0 from the rest
     np.testing.assert_array_equal(forest.raw_score(X), want)
+
+
+def test_scorer_prepared_in_background_answers_concurrent_callers_alike() -> None:
+    """A model loaded for serving compiles its forest on a thread; callers arriving meanwhile wait for it (or
+    compile it themselves) and all get LightGBM's numbers; a model the walk does not cover uses `predict`."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from training.families import BoosterRawScore
+
+    booster = _train(SHAPES["31 leaves (walked, not tabled)"], rounds=10)
+    X = _scoring_rows(9, 700)
+    want = booster.predict(X, raw_score=True)
+    raw = BoosterRawScore(booster)
+    raw.prepare_in_background()
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: raw(X, 1), range(8)))
+    for got in results:
+        np.testing.assert_array_equal(got, want)
+    assert raw._forest is not None and raw._forest is not False  # the walk, not LightGBM, answered
+
+    rng = np.random.default_rng(2)
+    Xl = rng.normal(size=(500, 3))
+    linear = lgb.train({"objective": "binary", "linear_tree": True, "verbose": -1},
+                       lgb.Dataset(Xl, (Xl[:, 0] > 0).astype(int)), 3)
+    fallback = BoosterRawScore(linear)
+    np.testing.assert_array_equal(fallback(Xl), linear.predict(Xl, raw_score=True))
+    assert fallback._forest is None

@@ -90,6 +90,12 @@ class CompiledForest:
         return out
 
 
+    def warm(self) -> None:
+        """Load (or compile) the kernel for the layouts callers pass: one row (C) and a column-major matrix."""
+        self.raw_score(np.zeros((1, self.num_features)), 1)
+        self.raw_score(np.zeros((2, self.num_features), order="F"), 1)
+
+
 def _workers(threads: int, rows: int) -> int:
     wanted = threads if threads > 0 else (os.cpu_count() or 1)
     return max(1, min(wanted, rows // MIN_ROWS_PER_THREAD))

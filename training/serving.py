@@ -70,7 +70,7 @@ def _read_verified(directory: Path, expected: dict[str, str]) -> dict[str, bytes
 
 class RiskModel:
     """A loaded, verified PD model of any family (LightGBM, scorecard, blend). Thread-safe for prediction
-    (LightGBM predict is re-entrant; the scorecard is numpy lookups)."""
+    (the compiled forest and LightGBM's predict are re-entrant; the scorecard is numpy lookups)."""
 
     def __init__(self, scorer: Scorer, calibrator: Calibrator, spec: FeatureSpec, metadata: dict[str, Any],
                  model_version: str) -> None:
@@ -116,6 +116,7 @@ class RiskModel:
             raise ArtifactIntegrityError(f"model in {directory}: the {family} model has {scorer.num_features()} "
                                          f"features, the metadata lists {len(spec.names)}")
         version = model_version or art.model_id_from_digests(expected)
+        scorer.prepare_in_background()  # the compiled walk is ready by the time the caller's rows are read
         return cls(scorer, calibrator, spec, meta, version)
 
     # ------------------------------------------------------------------ numbers
