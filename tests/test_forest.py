@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import lightgbm as lgb
 import numpy as np
 import pytest
 
 from training.families import average_boosters
-from training.forest import BLOCK_ROWS, MAX_TABLE_SPLITS, compile_forest
+from training.forest import BLOCK_ROWS, MAX_TABLE_SPLITS, compile_forest, probe_rows
 
 
 def _training_rows(seed: int, rows: int = 3000) -> tuple[np.ndarray, np.ndarray]:
@@ -161,3 +163,26 @@ def test_scorer_prepared_in_background_answers_concurrent_callers_alike() -> Non
     fallback = BoosterRawScore(linear)
     np.testing.assert_array_equal(fallback(Xl), linear.predict(Xl, raw_score=True))
     assert fallback._forest is None
+
+
+def test_probe_rows_catch_a_walk_that_differs_from_lightgbm() -> None:
+    """The serving scorer checks its forest against LightGBM on `probe_rows` once: those rows reach every
+    branch, so a forest of a slightly different model (a threshold moved to its neighbouring double, a default
+    direction flipped, a category moved to the other side) is caught, and the model's own forest passes."""
+    booster = _train(SHAPES["31 leaves (walked, not tabled)"], rounds=10)
+    forest = compile_forest(booster.model_to_string())
+    assert forest is not None and forest.categorical.any()
+    probe = probe_rows(forest)
+    want = booster.predict(probe, raw_score=True)
+    np.testing.assert_array_equal(forest.raw_score(probe), want)
+    numeric = np.flatnonzero(~forest.categorical)
+    moved = forest.threshold.copy()
+    moved[numeric[0]] = np.nextafter(moved[numeric[0]], -np.inf)
+    flipped = forest.default_left.copy()
+    with_missing = numeric[forest.missing[numeric] == 2][0]
+    flipped[with_missing] = not flipped[with_missing]
+    words = forest.cat_words.copy()
+    words[0] ^= np.uint32(1 << 3)  # category 3 of the first categorical split
+    for altered in (dataclasses.replace(forest, threshold=moved), dataclasses.replace(forest, default_left=flipped),
+                    dataclasses.replace(forest, cat_words=words)):
+        assert not np.array_equal(altered.raw_score(probe), want)

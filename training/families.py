@@ -17,6 +17,7 @@ each term is monotone where the constraints say so, and so is their sum.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from training.forest import CompiledForest, compile_forest
+from training.forest import CompiledForest, compile_forest, probe_rows
 from training.scorecard import Scorecard, quantize
 
 FAMILIES = ("lightgbm", "scorecard", "blend")
@@ -84,6 +85,14 @@ class BoosterRawScore:
                 forest = compile_forest(self.booster.model_to_string())
                 if forest is not None:
                     forest.warm()
+                    # checked once against LightGBM itself on rows that take every branch: a LightGBM whose
+                    # semantics differ from the walk's keeps its own predict rather than a different number
+                    probe = probe_rows(forest)
+                    if not np.array_equal(forest.raw_score(probe, 1),
+                                          self.booster.predict(probe, raw_score=True, num_threads=1)):
+                        logging.getLogger(__name__).warning("compiled forest disagrees with LightGBM; using its "
+                                                            "predict")
+                        forest = None
                 self._forest = forest
 
     def prepare_in_background(self) -> None:

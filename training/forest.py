@@ -105,8 +105,31 @@ def _numbers(line: str, kind: Any) -> np.ndarray:
     return np.array(line.split(), dtype=kind) if line.strip() else np.empty(0, dtype=kind)
 
 
+def probe_rows(forest: CompiledForest, rows: int = 256, seed: int = 0) -> np.ndarray:
+    """Rows that take every split both ways and through its missing branch: each column mixes the thresholds
+    of its splits and their neighbouring doubles with NaN, zeros, values in the zero band, negatives,
+    fractional and unseen categories (deterministic)."""
+    rng = np.random.default_rng(seed)
+    X = np.empty((rows, forest.num_features))
+    common = np.array([np.nan, 0.0, -0.0, 1e-36, -1e-36, -1.0, -0.5, 0.5, 1.0, 3.0, 31.0, 32.0, 1e12, -1e12, np.inf])
+    for j in range(forest.num_features):
+        thresholds = forest.threshold[(forest.feature == j) & ~forest.categorical]
+        values = np.concatenate([common, thresholds, np.nextafter(thresholds, np.inf),
+                                 np.nextafter(thresholds, -np.inf)])
+        X[:, j] = rng.choice(values, size=rows)
+    return X
+
+
 def compile_forest(model_text: str) -> CompiledForest | None:
-    """The forest of a LightGBM model file's text, or None when the model uses what this walk does not cover."""
+    """The forest of a LightGBM model file's text, or None when the model uses what this walk does not cover
+    (or a text this parser does not know)."""
+    try:
+        return _compile(model_text)
+    except (KeyError, ValueError, IndexError):
+        return None
+
+
+def _compile(model_text: str) -> CompiledForest | None:
     head, sep, rest = model_text.partition("\nTree=")
     if not sep:
         return None
