@@ -17,7 +17,7 @@ def _training_rows(seed: int, rows: int = 3000) -> tuple[np.ndarray, np.ndarray]
     X = rng.normal(size=(rows, 6))
     X[:, 1] = np.where(rng.random(rows) < 0.3, 0.0, X[:, 1])  # zeros: "zero is missing" splits
     X[rng.random(rows) < 0.15, 2] = np.nan  # NaN: "NaN is missing" splits
-    X[:, 3] = rng.integers(0, 40, rows)  # a categorical column with many levels
+    X[:, 3] = np.where(rng.random(rows) < 0.1, np.nan, rng.integers(0, 40, rows))  # categorical, many levels
     X[:, 4] = np.abs(X[:, 4]) * 1e-36 * (rng.random(rows) < 0.5)  # values around LightGBM's zero threshold
     logit = X[:, 0] - 0.8 * np.nan_to_num(X[:, 2]) + 0.9 * np.isin(X[:, 3], [3, 7, 11, 30]) + X[:, 1]
     y = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
@@ -72,18 +72,20 @@ def test_raw_scores_are_lightgbms_bit_for_bit(shape: str) -> None:
 
 
 def test_the_cases_are_really_covered() -> None:
-    """The shapes above exercise what the walk distinguishes: categorical splits, each missing type, tables
-    and walked trees (a test of nothing would pass too)."""
-    seen_missing, categorical, tabled, walked = set(), False, False, False
+    """The shapes above exercise what the walk distinguishes: categorical splits (with and without NaN in
+    training), each missing type, tables and walked trees (a test of nothing would pass too)."""
+    seen_missing, seen_categorical_missing, categorical, tabled, walked = set(), set(), False, False, False
     for params in SHAPES.values():
         forest = compile_forest(_train(params).model_to_string())
         assert forest is not None
         seen_missing |= set(forest.missing[~forest.categorical].tolist())
+        seen_categorical_missing |= set(forest.missing[forest.categorical].tolist())
         categorical |= bool(forest.categorical.any())
         sizes = np.diff(forest.table_start)
         tabled |= bool((sizes > 0).any())
         walked |= bool((np.diff(forest.node_start) > MAX_TABLE_SPLITS).any())
     assert seen_missing == {0, 1, 2} and categorical and tabled and walked
+    assert seen_categorical_missing == {0, 2}  # categorical splits with and without NaN seen in training
 
 
 def test_float32_input_and_one_leaf_trees() -> None:
