@@ -134,10 +134,10 @@ def cross_fitted_pd(raw: np.ndarray, y: np.ndarray, cfg: TrainConfig) -> np.ndar
     """Calibrated PD of each row from a calibrator that never saw it (stratified parts)."""
     parts = min(CALIBRATION_PARTS, int(min(y.sum(), len(y) - y.sum())))
     if parts < 2:
-        return fit_calibrator(raw, y, cfg.calibration, cfg.seed)[0](raw)
+        return fit_calibrator(raw, y, cfg.calibration, cfg.seed, cfg.calibration_criterion)[0](raw)
     p = np.empty(len(y))
     for a, b in StratifiedKFold(n_splits=parts, shuffle=True, random_state=cfg.seed).split(raw, y):
-        p[b] = fit_calibrator(raw[a], y[a], cfg.calibration, cfg.seed)[0](raw[b])
+        p[b] = fit_calibrator(raw[a], y[a], cfg.calibration, cfg.seed, cfg.calibration_criterion)[0](raw[b])
     return p
 
 
