@@ -123,9 +123,20 @@ def test_each_fold_infers_from_its_training_rows_only(dataset: Dataset) -> None:
 
 @pytest.mark.parametrize("cv_final", ["average", "refit"])
 def test_the_final_model_holds_the_directions_its_card_records(dataset: Dataset, plain: Path, tmp_path: Path,
-                                                               cv_final: str) -> None:
+                                                               cv_final: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import training.select
+
+    inferred_on_rows: list[int] = []
+
+    def counted(X, y, rows, spec, cfg):  # type: ignore[no-untyped-def]
+        inferred_on_rows.append(len(rows))
+        return inferred_on(X, y, rows, spec, cfg)
+
+    monkeypatch.setattr(training.select, "inferred_on", counted)
     cfg = _config(INFERRED.name, (INFERRED,), cv_final=cv_final)
     train_pipeline(dataset, cfg, tmp_path / "inferred", operator="test", write_report=False)
+    # once per inner fold's training rows, and once on all development rows (a refit and the card share it)
+    assert len(inferred_on_rows) == cfg.cv_folds + 1 and inferred_on_rows.count(max(inferred_on_rows)) == 1
     card = json.loads((tmp_path / "inferred" / "metadata.json").read_text())["selection"]["inferred_monotone"]
     held = {name: f["held"] for name, f in card["features"].items()}
     assert held == {"income": -1, "utilisation": 1}

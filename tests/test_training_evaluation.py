@@ -38,16 +38,18 @@ def test_within_gives_each_rows_position_in_the_sample_by_descending_score() -> 
     assert ranking.within(rows).tolist() == [2, 1, 0]
 
 
-def _sequential_brier(raw: np.ndarray, y: np.ndarray, folds: int, seed: int) -> dict[str, float]:
+def _sequential(raw: np.ndarray, y: np.ndarray, folds: int, seed: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Each method's Brier and log-loss (of the PDs as served, within the floor) on its out-of-fold PDs."""
     from sklearn.model_selection import StratifiedKFold
 
-    out = {}
+    brier, log_loss = {}, {}
     for method in calibration.METHODS:
         pred = np.empty(len(y))
         for fit_idx, test_idx in StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(raw, y):
             pred[test_idx] = calibration._fit(method, raw[fit_idx], y[fit_idx])(raw[test_idx])
-        out[method] = m.brier(y, pred)
-    return out
+        brier[method] = m.brier(y, pred)
+        log_loss[method] = float(-np.mean(y * np.log(pred) + (1 - y) * np.log(1 - pred)))
+    return brier, log_loss
 
 
 @pytest.mark.parametrize("cores", [1, 2, 8])
@@ -57,8 +59,11 @@ def test_the_calibrators_cross_validation_on_threads_gives_the_sequential_number
     y = (rng.random(len(raw)) < 1 / (1 + np.exp(-(1.3 * raw + 0.4)))).astype(np.int8)
     monkeypatch.setattr(calibration.os, "cpu_count", lambda: cores)
     _, info = calibration.fit_calibrator(raw, y, "auto", seed=7)
-    want = _sequential_brier(raw, y, 5, 7)
-    assert info["cv_brier"] == want and list(info["cv_brier"]) == list(want)  # same numbers, same order
+    brier, log_loss = _sequential(raw, y, 5, 7)
+    assert info["cv_brier"] == brier and list(info["cv_brier"]) == list(brier)  # same numbers, same order
+    assert list(info["cv_log_loss"]) == list(log_loss)
+    for method, value in log_loss.items():
+        assert info["cv_log_loss"][method] == pytest.approx(value, rel=1e-12, abs=0)
 
 
 def test_the_feature_reference_of_a_sample_is_that_of_the_sample_copied_out() -> None:

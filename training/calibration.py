@@ -6,6 +6,10 @@
   PD stays non-decreasing in the raw score, so the monotone constraints still hold.
 - isotonic: a non-decreasing step function (creates ties).
 
+`auto` chooses by each method's cross-validated `criterion` (`calibration_criterion` in the model
+configuration): `log_loss` (the default: the likelihood the Platt and beta calibrators are fitted by) or `brier`;
+both figures of every method are recorded either way.
+
 The calibrator is stored as plain numbers (method, thresholds, coefficients), so applying it is a
 numpy expression: fast on one row, identical on a batch, and no fitted estimator is unpickled.
 """
@@ -19,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from training.metrics import brier
+from training.metrics import brier, log_loss
 
 METHODS = ("isotonic", "platt", "beta")  # the candidates of `auto`, in the order the metadata lists them
+CRITERIA = ("log_loss", "brier")  # what `auto` chooses by (the first is the default)
 PD_FLOOR = 1e-4  # isotonic steps can reach 0 or 1; no enterprise gets an exact 0% or 100% PD
 
 
@@ -92,10 +97,11 @@ def _fit(method: str, raw: np.ndarray, y: np.ndarray) -> Calibrator:
     return Calibrator("platt", a=float(lr.coef_[0, 0]), b=float(lr.intercept_[0]))
 
 
-def _cross_validated_brier(raw: np.ndarray, y: np.ndarray, folds: int, seed: int) -> dict[str, float]:
-    """Each method's Brier on its out-of-fold PDs. The fits are independent and spend most of their time in
-    numpy and compiled code, which release the GIL: they run on a thread per core, each fit computing
-    exactly what it would alone."""
+def _cross_validated(raw: np.ndarray, y: np.ndarray, folds: int, seed: int) -> dict[str, dict[str, float]]:
+    """Each method's Brier and log-loss on its out-of-fold PDs (the PDs as served: within [PD_FLOOR, 1 - PD_FLOOR],
+    so an isotonic step at 0 or 1 costs a bounded log-loss). The fits are independent and spend most of their time
+    in numpy and compiled code, which release the GIL: they run on a thread per core, each fit computing exactly
+    what it would alone."""
     import sklearn.isotonic  # noqa: F401 - imported once here, not under the import lock in every thread
     import sklearn.linear_model  # noqa: F401
     from sklearn.model_selection import StratifiedKFold
@@ -112,31 +118,43 @@ def _cross_validated_brier(raw: np.ndarray, y: np.ndarray, folds: int, seed: int
     pred = {method: np.empty(len(y)) for method in METHODS}
     for (method, _, test_idx), p in zip(tasks, predictions, strict=True):
         pred[method][test_idx] = p
-    return {method: brier(y, pred[method]) for method in METHODS}
+    return {"brier": {method: brier(y, pred[method]) for method in METHODS},
+            "log_loss": {method: log_loss(y, pred[method], PD_FLOOR) for method in METHODS}}
 
 
-def fit_calibrator(raw: np.ndarray, y: np.ndarray, method: str = "auto", seed: int = 7
-                   ) -> tuple[Calibrator, dict[str, Any]]:
-    """Fit on the validation fold; with `auto`, pick the method with the lower cross-validated Brier: the better
-    of Platt and beta (beta only when strictly lower), then isotonic only if it beats that by more than 0.5%."""
+def fit_calibrator(raw: np.ndarray, y: np.ndarray, method: str = "auto", seed: int = 7,
+                   criterion: str = "log_loss") -> tuple[Calibrator, dict[str, Any]]:
+    """Fit on the validation fold; with `auto`, pick the method with the lower cross-validated `criterion`
+    (log_loss or brier): the better of Platt and beta (beta only when strictly lower), then isotonic only if it
+    beats that by more than 0.5%."""
     from threadpoolctl import threadpool_limits
 
+    if criterion not in CRITERIA:
+        raise ValueError(f"calibration criterion must be one of {', '.join(CRITERIA)}, not {criterion!r}")
     # one BLAS thread: OpenBLAS splits the solver's dot products by its thread count, which moved the Platt
     # coefficients' last bits between 1 and 2 threads; the same data gives the same calibrator on any machine size
     with threadpool_limits(limits=1, user_api="blas"):
-        return _fit_calibrator(np.asarray(raw, np.float64), np.asarray(y, np.int8), method, seed)
+        return _fit_calibrator(np.asarray(raw, np.float64), np.asarray(y, np.int8), method, seed, criterion)
 
 
-def _fit_calibrator(raw: np.ndarray, y: np.ndarray, method: str, seed: int) -> tuple[Calibrator, dict[str, Any]]:
-    scores: dict[str, float] = {}
-    if method == "auto":
+def choose_method(scores: dict[str, float]) -> str:
+    """The method of `auto` from each method's cross-validated loss (lower is better): Platt and beta keep the
+    ranking (no ties), so the better of the two (beta only when strictly lower); isotonic only when clearly better."""
+    smooth = "beta" if scores["beta"] < scores["platt"] else "platt"
+    return "isotonic" if scores["isotonic"] < scores[smooth] * 0.995 else smooth
+
+
+def _fit_calibrator(raw: np.ndarray, y: np.ndarray, method: str, seed: int, criterion: str
+                    ) -> tuple[Calibrator, dict[str, Any]]:
+    scores: dict[str, dict[str, float]] = {"brier": {}, "log_loss": {}}
+    auto = method == "auto"
+    if auto:
         folds = min(5, int(min(y.sum(), len(y) - y.sum())))
         if folds >= 2:
-            scores = _cross_validated_brier(raw, y, folds, seed)
-            # Platt and beta keep the ranking (no ties); isotonic wins only when clearly better.
-            smooth = "beta" if scores["beta"] < scores["platt"] else "platt"
-            method = "isotonic" if scores["isotonic"] < scores[smooth] * 0.995 else smooth
+            scores = _cross_validated(raw, y, folds, seed)
+            method = choose_method(scores[criterion])
         else:
             method = "platt"
     calibrator = _fit(method, raw, y)
-    return calibrator, {"method": method, "cv_brier": scores, "rows": int(len(y))}
+    return calibrator, {"method": method, "criterion": criterion if auto else None, "cv_brier": scores["brier"],
+                        "cv_log_loss": scores["log_loss"], "rows": int(len(y))}

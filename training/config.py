@@ -8,12 +8,14 @@ from typing import Any, Literal
 
 import yaml
 
+from training.calibration import CRITERIA as CALIBRATION_CRITERIA
 from training.errors import ConfigError
 from training.monotone import ALPHA
 from training.scorecard import ScorecardConfig
 
 DEFAULT_CONFIG_FILE = Path(__file__).resolve().parent / "model.yaml"
 Calibration = Literal["auto", "isotonic", "platt", "beta"]
+CalibrationCriterion = Literal["log_loss", "brier"]  # what `calibration: auto` chooses by (training.calibration)
 Validation = Literal["auto", "holdout", "cv"]
 CvFinal = Literal["average", "refit"]
 CalibrationScores = Literal["as_is", "mean_scale"]
@@ -66,6 +68,7 @@ class TrainConfig:
     validation_fraction: float = 0.2
     oot_share: float = 0.3
     calibration: Calibration = "auto"
+    calibration_criterion: CalibrationCriterion = "log_loss"  # auto: the lowest cross-validated log-loss (or Brier)
     validation: Validation = "auto"
     cv_folds: int = 5
     cv_repeats: int = 1  # model-family selection: repeated k-fold (each repeat its own shuffle)
@@ -103,7 +106,8 @@ def load_config(path: str | Path | None = None) -> TrainConfig:
         raise ConfigError(f"{path}: invalid YAML: {e}") from None
     _check(isinstance(data, dict), "the configuration must be a mapping", path)
     known = {"seed", "params", "num_boost_round", "early_stopping_rounds", "validation_fraction", "oot_share",
-             "calibration", "validation", "cv_folds", "cv_repeats", "cv_max_rows", "cv_final", "calibration_scores",
+             "calibration", "calibration_criterion", "validation", "cv_folds", "cv_repeats", "cv_max_rows", "cv_final",
+             "calibration_scores",
              "monotone", "monotone_alpha", "store",
              "file", "selection", "scorecard"}
     unknown = set(data) - known
@@ -114,6 +118,9 @@ def load_config(path: str | Path | None = None) -> TrainConfig:
     calibration = data.get("calibration", "auto")
     _check(calibration in ("auto", "isotonic", "platt", "beta"), "calibration must be auto, isotonic, platt or beta",
            path)
+    calibration_criterion = data.get("calibration_criterion", CALIBRATION_CRITERIA[0])
+    _check(calibration_criterion in CALIBRATION_CRITERIA,
+           f"calibration_criterion must be {' or '.join(CALIBRATION_CRITERIA)}, not {calibration_criterion!r}", path)
     validation = data.get("validation", "auto")
     _check(validation in ("auto", "holdout", "cv"), "validation must be auto, holdout or cv", path)
     cv_final = data.get("cv_final", "average")
@@ -131,6 +138,7 @@ def load_config(path: str | Path | None = None) -> TrainConfig:
         validation_fraction=float(data.get("validation_fraction", 0.2)),
         oot_share=float(data.get("oot_share", 0.3)),
         calibration=calibration,
+        calibration_criterion=calibration_criterion,
         validation=validation,
         cv_folds=int(data.get("cv_folds", 5)),
         cv_repeats=int(data.get("cv_repeats", 1)),

@@ -43,6 +43,15 @@ def brier(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean((p - y) ** 2)) if len(y) else float("nan")
 
 
+def log_loss(y: np.ndarray, p: np.ndarray, floor: float = 1e-15) -> float:
+    """Mean negative log-likelihood of the outcomes under PDs `p`, each PD clipped to [floor, 1 - floor] (a PD of
+    exactly 0 or 1 would cost an infinite loss for one row against it)."""
+    if not len(y):
+        return float("nan")
+    q = np.clip(np.asarray(p, np.float64), floor, 1.0 - floor)
+    return float(-np.mean(np.where(np.asarray(y) == 1, np.log(q), np.log1p(-q))))
+
+
 class Ranking:
     """Every row's position by descending score, sorted once: the order of any subset of rows is then read off
     in linear time (a sample's ROC without a sort of its own)."""

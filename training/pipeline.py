@@ -166,7 +166,8 @@ def train_pipeline(ds: Dataset, cfg: TrainConfig, out_dir: str | Path, operator:
         cal_rows, cal_raw = oof_rows, oof_raw
     else:  # the validation fold, scored by the model as saved
         cal_rows, cal_raw = split.valid, raw[split.valid]
-    calibrator, calibration = fit_calibrator(cal_raw, y[cal_rows], cfg.calibration, cfg.seed)
+    calibrator, calibration = fit_calibrator(cal_raw, y[cal_rows], cfg.calibration, cfg.seed,
+                                              cfg.calibration_criterion)
     joblib.dump(calibrator.to_dict(), out / art.CALIBRATOR_FILE)
     p = calibrator(raw)
     step("evaluating", 0, 1)

@@ -109,6 +109,17 @@ def _ks_plot(yy: np.ndarray, curve: Curve) -> str:
     return _png(fig)
 
 
+def _calibration_choice(cal: dict[str, Any]) -> str:
+    """The calibrator and why: with `auto`, every method's cross-validated figures and the one it chose by (model
+    cards before the criterion was configurable chose by Brier and recorded only that)."""
+    if not cal.get("cv_brier"):
+        return str(cal["method"])
+    criterion = cal.get("criterion", "brier")
+    figures = {"brier": cal["cv_brier"], **({"log_loss": cal["cv_log_loss"]} if cal.get("cv_log_loss") else {})}
+    return (f"{cal['method']} (the lowest cross-validated {criterion.replace('_', '-')} on validation; "
+            + "; ".join(f"{k.replace('_', '-')}: {json.dumps(v)}" for k, v in figures.items()) + ")")
+
+
 def _calibration_plot(table: pd.DataFrame) -> str:
     fig, ax = plt.subplots(figsize=(5, 4.2))
     top = float(max(table["mean_pd"].max(), table["default_rate"].max(), 0.01)) * 1.05
@@ -309,8 +320,7 @@ def render_report(meta: dict[str, Any], metrics: dict[str, Any], y: np.ndarray, 
         ("split", json.dumps(training["split"])),
         ("trees", trees),
         ("validation", "out-of-fold scores of a k-fold cross-validation on development" if cv else "holdout fold"),
-        ("calibration", f"{meta['calibration']['method']} (cross-validated Brier on validation: "
-                        f"{json.dumps(meta['calibration']['cv_brier'])})"),
+        ("calibration", _calibration_choice(meta["calibration"])),
         ("base value (log-odds)", meta["base_value"]),
         ("parameters", json.dumps(meta["params"], sort_keys=True)),
         ("libraries", json.dumps(meta["libraries"])),

@@ -47,6 +47,7 @@ from training.monotone import Inferred, infer_directions, with_inferred
 from training.scorecard import Scorecard, fit_scorecard
 
 CALIBRATION_PARTS = 5
+FIGURE_CRITERION = "brier"  # `calibration: auto` in a candidate's cross-fitted Brier figure (cross_fitted_pd)
 SIGN = {"auc": 1.0, "ks": 1.0, "brier": -1.0}
 
 
@@ -131,13 +132,18 @@ def _metric_groups(y: np.ndarray, folds: Folds, seed: int) -> list[np.ndarray]:
 
 
 def cross_fitted_pd(raw: np.ndarray, y: np.ndarray, cfg: TrainConfig) -> np.ndarray:
-    """Calibrated PD of each row from a calibrator that never saw it (stratified parts)."""
+    """Calibrated PD of each row from a calibrator that never saw it (stratified parts), for a candidate's Brier
+    figure. With `calibration: auto` the method is chosen here by cross-validated Brier (FIGURE_CRITERION), whatever
+    `calibration_criterion` says for the final calibrator: the figure is a Brier score, each candidate's measured
+    with its own best-Brier calibration, and which candidate wins does not move with the final calibrator's rule
+    (choosing by log-loss here too turned one German outer fold's Brier tie-break to the blend: docs §7, sixth
+    round)."""
     parts = min(CALIBRATION_PARTS, int(min(y.sum(), len(y) - y.sum())))
     if parts < 2:
-        return fit_calibrator(raw, y, cfg.calibration, cfg.seed)[0](raw)
+        return fit_calibrator(raw, y, cfg.calibration, cfg.seed, FIGURE_CRITERION)[0](raw)
     p = np.empty(len(y))
     for a, b in StratifiedKFold(n_splits=parts, shuffle=True, random_state=cfg.seed).split(raw, y):
-        p[b] = fit_calibrator(raw[a], y[a], cfg.calibration, cfg.seed)[0](raw[b])
+        p[b] = fit_calibrator(raw[a], y[a], cfg.calibration, cfg.seed, FIGURE_CRITERION)[0](raw[b])
     return p
 
 
@@ -441,17 +447,18 @@ def averaging_scale(models: list[lgb.Booster], X_dev: np.ndarray, oof: np.ndarra
 
 
 def _final_lightgbm(X: np.ndarray, y: np.ndarray, rows: np.ndarray, spec: FeatureSpec, winner: Evaluated,
-                    cfg: TrainConfig, progress: Progress | None) -> lgb.Booster:
+                    cfg: TrainConfig, progress: Progress | None, dev_wide: dict[int, Inferred]) -> lgb.Booster:
     """cv: the mean of the k fold models (`cv_final: average`, each early-stopped on its own fold), or one
-    model refitted on every development row with the mean of their rounds (`cv_final: refit`)."""
+    model refitted on every development row with the mean of their rounds (`cv_final: refit`); `dev_wide`: the
+    directions inferred on those rows (`development_directions`)."""
     if cfg.cv_final == "average":
         return average_boosters(winner.models)
     if winner.parts:  # a mean of shapes (or an ensemble): each shape refitted, then averaged (weighted)
-        return average_boosters([_final_lightgbm(X, y, rows, spec, part, cfg, progress) for part in winner.parts],
-                                winner.part_weights)
+        return average_boosters([_final_lightgbm(X, y, rows, spec, part, cfg, progress, dev_wide)
+                                 for part in winner.parts], winner.part_weights)
     params, iterations = winner.params or {}, winner.iterations
     if winner.inferred:  # the directions of all development rows (the fold models had their own folds')
-        params = {**params, "monotone_constraints": with_inferred(spec.monotone, inferred_on(X, y, rows, spec, cfg))}
+        params = {**params, "monotone_constraints": with_inferred(spec.monotone, dev_wide)}
     rounds = max(1, round(float(np.mean(iterations))))
     full = lgb.Dataset(X[rows], y[rows], feature_name=lgb_feature_names(spec.names),
                        categorical_feature=spec.categorical_indices, free_raw_data=True)
@@ -474,17 +481,33 @@ def _grown_with(part: Evaluated, dev_wide: dict[int, Inferred], spec: FeatureSpe
     return [with_inferred(spec.monotone, dev_wide)]
 
 
-def inferred_card(winner: Evaluated, scorer: Scorer, X: np.ndarray, y: np.ndarray, folds: Folds,
+def _lightgbm_parts(winner: Evaluated) -> list[Evaluated]:
+    """The measured LightGBM candidates the final model's LightGBM part is made of (none: served as a scorecard)."""
+    if winner.served == "scorecard":
+        return []
+    return winner.parts or [winner]
+
+
+def development_directions(winner: Evaluated, X: np.ndarray, y: np.ndarray, folds: Folds, spec: FeatureSpec,
+                           cfg: TrainConfig) -> dict[int, Inferred]:
+    """The directions inferred on all development rows, for a winner with `monotone: inferred` parts under cv
+    (a refitted final model is grown with them; the card shows them either way); empty otherwise. Inferred once:
+    the final model and its card take the same result."""
+    if folds.mode != "cv" or not any(p.inferred for p in _lightgbm_parts(winner)):
+        return {}
+    return inferred_on(X, y, folds.rows, spec, cfg)
+
+
+def inferred_card(winner: Evaluated, scorer: Scorer, dev_wide: dict[int, Inferred], folds: Folds,
                   spec: FeatureSpec, cfg: TrainConfig) -> dict[str, Any] | None:
     """For a winner with inferred directions: per inferred feature the direction found on each inner fold's
-    training rows and on all development rows (Spearman's rho and p: why), and the direction the final model
-    holds: the one every LightGBM model it is made of was grown with (and, in a blend, that the scorecard's
-    points follow too); 0 when they differ (the final model is then not guaranteed monotone in it)."""
-    family = winner.served
-    parts = [p for p in (winner.parts or [winner]) if family != "scorecard"]
+    training rows and on all development rows (`dev_wide`, from `development_directions`: Spearman's rho and p:
+    why), and the direction the final model holds: the one every LightGBM model it is made of was grown with (and,
+    in a blend, that the scorecard's points follow too); 0 when they differ (the final model is then not
+    guaranteed monotone in it)."""
+    parts = _lightgbm_parts(winner)
     if not any(p.inferred for p in parts):
         return None
-    dev_wide = inferred_on(X, y, folds.rows, spec, cfg) if folds.mode == "cv" else {}
     grown = [c for p in parts for c in _grown_with(p, dev_wide, spec, folds, cfg)]
     card = getattr(scorer, "scorecard", None)
     features: dict[str, Any] = {}
@@ -508,9 +531,10 @@ def inferred_card(winner: Evaluated, scorer: Scorer, X: np.ndarray, y: np.ndarra
 
 
 def build_winner(winner: Evaluated, X: np.ndarray, y: np.ndarray, spec: FeatureSpec, folds: Folds,
-                 cfg: TrainConfig, progress: Progress | None = None
+                 cfg: TrainConfig, progress: Progress | None = None, dev_wide: dict[int, Inferred] | None = None
                  ) -> tuple[Scorer, np.ndarray, AveragingScale | None]:
-    """The final model of a measured candidate, and the raw scores of `folds.rows` its calibrator learns from."""
+    """The final model of a measured candidate, and the raw scores of `folds.rows` its calibrator learns from;
+    `dev_wide`: `development_directions` if the caller has them (else inferred here when a refit needs them)."""
     family = winner.served
     scorer: Scorer
     cal_raw, scale = winner.oof, None
@@ -522,7 +546,9 @@ def build_winner(winner: Evaluated, X: np.ndarray, y: np.ndarray, spec: FeatureS
     dev = folds.rows
     if family == "scorecard":
         return ScorecardScorer(_scorecard(X, y, dev, spec, cfg)), cal_raw, scale
-    booster = _final_lightgbm(X, y, dev, spec, winner, cfg, progress)
+    if dev_wide is None:
+        dev_wide = development_directions(winner, X, y, folds, spec, cfg) if cfg.cv_final == "refit" else {}
+    booster = _final_lightgbm(X, y, dev, spec, winner, cfg, progress, dev_wide)
     gbm_oof = winner.oof if family == "lightgbm" else winner.gbm_oof
     if cfg.cv_final == "average" and cfg.calibration_scores == "mean_scale":
         scale = averaging_scale(winner.models, X[dev], gbm_oof, folds.repeats)
@@ -594,8 +620,9 @@ def select_model(X: np.ndarray, y: np.ndarray, split: Split, spec: FeatureSpec, 
     family = winner.served
     if progress is not None:
         progress(f"training the winner ({winner.candidate.name})", 0, 1)
-    scorer, cal_raw, scale = build_winner(winner, X, y, spec, folds, cfg, progress)
-    inferred = inferred_card(winner, scorer, X, y, folds, spec, cfg)
+    dev_wide = development_directions(winner, X, y, folds, spec, cfg)
+    scorer, cal_raw, scale = build_winner(winner, X, y, spec, folds, cfg, progress, dev_wide)
+    inferred = inferred_card(winner, scorer, dev_wide, folds, spec, cfg)
     report = {
         "mode": folds.mode, "folds": len(folds.pairs) // folds.repeats, "rows": int(len(folds.rows)),
         **({"repeats": folds.repeats} if folds.repeats > 1 else {}),  # absent: one (cards before repeats too)
