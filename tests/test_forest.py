@@ -188,3 +188,19 @@ def test_probe_rows_catch_a_walk_that_differs_from_lightgbm() -> None:
     for altered in (dataclasses.replace(forest, threshold=moved), dataclasses.replace(forest, default_left=flipped),
                     dataclasses.replace(forest, cat_words=words)):
         assert not np.array_equal(altered.raw_score(probe), want)
+
+
+def test_a_scorer_pickles_without_its_forest_and_compiles_again() -> None:
+    """A batch context goes to Dask workers pickled: the booster travels, the lock and compiled arrays do not."""
+    import pickle
+
+    from training.families import BoosterRawScore
+
+    booster = _train(SHAPES["depth 2, NaN missing"], rounds=5)
+    X = _scoring_rows(4, 300)
+    raw = BoosterRawScore(booster)
+    raw.prepare()
+    copy = pickle.loads(pickle.dumps(raw))
+    assert copy._forest is False
+    np.testing.assert_array_equal(copy(X), booster.predict(X, raw_score=True))
+    assert copy._forest is not None and copy._forest is not False

@@ -78,6 +78,12 @@ class BoosterRawScore:
         self._forest: CompiledForest | None | bool = False  # False: not compiled yet
         self._compiling = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:  # sent to Dask workers: the booster only; each compiles its own
+        return {"booster": self.booster}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["booster"])  # type: ignore[misc]
+
     def prepare(self) -> None:
         """Compile the forest and load its kernel (numba's start-up, ~0.8 s in a fresh process); idempotent."""
         with self._compiling:
