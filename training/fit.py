@@ -16,6 +16,7 @@ from training.config import TrainConfig
 from training.datasets import Dataset
 from training.encoding import FeatureSpec
 from training.errors import DataError
+from training.metrics import log_loss
 
 Progress = Callable[[str, int, int], None]
 _JSON_SPECIAL = re.compile(r'[",:\[\]{}\s]')  # LightGBM refuses these in feature names
@@ -131,8 +132,7 @@ def _best_iteration(booster: lgb.Booster, X: np.ndarray, y: np.ndarray, patience
     best, best_loss = 1, np.inf
     for k in range(booster.num_trees()):
         raw += booster.predict(X, raw_score=True, start_iteration=k, num_iteration=1)
-        p = np.clip(1.0 / (1.0 + np.exp(-raw)), 1e-15, 1 - 1e-15)
-        loss = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+        loss = log_loss(y, 1.0 / (1.0 + np.exp(-raw)))
         if loss < best_loss:
             best, best_loss = k + 1, loss
         elif k + 1 - best >= patience:

@@ -33,7 +33,7 @@ BLOCK_ROWS = 512  # rows per tree pass: the block's columns stay in cache while 
 MAX_TABLE_SPLITS = 8  # a tree with at most this many splits is a table of 2**splits leaf values
 MIN_ROWS_PER_THREAD = 4096  # below this a thread costs more than its share of the walk
 
-_MISSING_NONE, _MISSING_ZERO, _MISSING_NAN = 0, 1, 2
+_MISSING_NONE, _MISSING_ZERO, _MISSING_NAN = 0, 1, 2  # a split's missing type (numba reads them as constants)
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,6 @@ class CompiledForest:
             list(pool.map(lambda k: kernel(X, int(bounds[k]), int(bounds[k + 1]), out, *args), range(workers)))
         return out
 
-
     def warm(self) -> None:
         """Load (or compile) the kernel for the layouts callers pass: one row (C) and a column-major matrix."""
         self.raw_score(np.zeros((1, self.num_features)), 1)
@@ -106,9 +105,10 @@ def _numbers(line: str, kind: Any) -> np.ndarray:
 
 
 def probe_rows(forest: CompiledForest, rows: int = 256, seed: int = 0) -> np.ndarray:
-    """Rows that take every split both ways and through its missing branch: each column mixes the thresholds
-    of its splits and their neighbouring doubles with NaN, zeros, values in the zero band, negatives,
-    fractional and unseen categories (deterministic)."""
+    """Rows meant to take the splits both ways and through their missing branches: each column mixes the
+    thresholds of its numerical splits and their neighbouring doubles with NaN, zeros, values in the zero band,
+    negatives, small, fractional and huge values (categories 0-3, 31, 32). Deterministic; how many splits they
+    reach depends on the model (a check, not a proof)."""
     rng = np.random.default_rng(seed)
     X = np.empty((rows, forest.num_features))
     common = np.array([np.nan, 0.0, -0.0, 1e-36, -1e-36, -1.0, -0.5, 0.5, 1.0, 3.0, 31.0, 32.0, 1e12, -1e12, np.inf])
@@ -139,14 +139,11 @@ def _compile(model_text: str) -> CompiledForest | None:
         return None
     num_features = int(header["max_feature_idx"]) + 1
     body = rest.partition("end of trees")[0]
-    trees: list[dict[str, str]] = []
-    for block in ("Tree=" + body).split("\nTree="):
-        fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-        trees.append(fields)
     node_start, leaf_start, cat_start, cat_word_start, table_start = [0], [0], [0], [0], [0]
     parts: dict[str, list[np.ndarray]] = {k: [] for k in (
         "feature", "threshold", "decision", "left", "right", "leaf", "cat_boundary", "cat_words", "table")}
-    for fields in trees:
+    for block in ("Tree=" + body).split("\nTree="):
+        fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
         if fields.get("is_linear", "0") != "0":
             return None
         num_leaves = int(fields["num_leaves"])
@@ -265,17 +262,17 @@ def _walk(X, start, stop, out, node_start, leaf_start, feature, threshold, categ
                     continue
                 kind = missing[k]
                 dl = default_left[k]
-                if kind == 2:  # NaN is missing
+                if kind == _MISSING_NAN:
                     for i in range(m):
                         x = X[lo + i, f]
                         x = 0.0 if abs(x) <= zero else x
                         go_left[j, i] = (x <= thr) | (dl & (x != x))
-                elif kind == 1:  # zero (and NaN, read as zero) is missing
+                elif kind == _MISSING_ZERO:  # NaN is read as zero
                     for i in range(m):
                         x = X[lo + i, f]
                         x = 0.0 if (abs(x) <= zero) | (x != x) else x
                         go_left[j, i] = (dl & (x == 0.0)) | ((x != 0.0) & (x <= thr))
-                else:  # no missing value: NaN is zero
+                else:  # _MISSING_NONE: NaN is read as zero
                     for i in range(m):
                         x = X[lo + i, f]
                         x = 0.0 if (abs(x) <= zero) | (x != x) else x
