@@ -204,3 +204,24 @@ def test_a_scorer_pickles_without_its_forest_and_compiles_again() -> None:
     assert copy._forest is False
     np.testing.assert_array_equal(copy(X), booster.predict(X, raw_score=True))
     assert copy._forest is not None and copy._forest is not False
+
+
+def test_a_forest_that_disagrees_with_lightgbm_is_not_used(monkeypatch: pytest.MonkeyPatch,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """Fault injection: should the walk ever differ from the LightGBM installed (a new release changing a rule),
+    the load-time check drops it, logs a warning without any data, and every score is LightGBM's own."""
+    import training.families as families
+
+    booster = _train(SHAPES["depth 2, NaN missing"], rounds=8)
+    forest = compile_forest(booster.model_to_string())
+    assert forest is not None
+    moved = forest.threshold.copy()
+    moved[np.flatnonzero(~forest.categorical)[0]] = np.nextafter(moved[np.flatnonzero(~forest.categorical)[0]],
+                                                                 -np.inf)
+    monkeypatch.setattr(families, "compile_forest", lambda text: dataclasses.replace(forest, threshold=moved))
+    raw = families.BoosterRawScore(booster)
+    X = _scoring_rows(5, 400)
+    with caplog.at_level("WARNING", logger="training.families"):
+        np.testing.assert_array_equal(raw(X), booster.predict(X, raw_score=True))
+    assert raw._forest is None
+    assert [r.getMessage() for r in caplog.records] == ["compiled forest disagrees with LightGBM; using its predict"]
