@@ -57,3 +57,42 @@ def test_concurrent_quotes_commit_with_their_own_outcomes(backend: str, tmp_path
                                     ).scalars().all()
             assert sorted(subjects) == sorted(f"quote:{q}" for q in ids)  # no audit row for the failed one
             assert audit.verify(conn).ok
+
+
+def test_quotes_queued_while_another_process_commits_join_the_next_commit(tmp_path: Path) -> None:
+    """On a SQLite file the worker processes' writers take turns through a file lock. Quotes that queue while
+    another process holds it go into this process's next transaction, not one transaction each after it: the
+    group is closed once the lock is held (a group closed before waiting made two commits here)."""
+    import fcntl
+    import time
+
+    with fresh_database("sqlite", tmp_path) as url:
+        engine = migrate(url)
+        commits: list[int] = []
+        written: list[str] = []
+        sa.event.listen(engine, "commit", lambda conn: commits.append(len(written)))
+        writer = GroupWriter(engine)
+        assert writer._lock_path is not None
+
+        def write_for(quote_id: str):  # noqa: ANN202
+            def write(conn: sa.Connection) -> None:
+                audit.append(conn, "writer-test", "quote.create", f"quote:{quote_id}")
+                written.append(quote_id)
+            return write
+
+        with open(writer._lock_path, "a+b") as other_process:  # its own open file: a lock the writer must wait for
+            fcntl.flock(other_process, fcntl.LOCK_EX)
+            first = writer.submit(write_for("q0"))
+            for _ in range(2000):  # until the writer has taken the first quote (it then waits for the lock)
+                if writer._queue.empty():
+                    break
+                time.sleep(0.005)
+            assert writer._queue.empty()
+            rest = [writer.submit(write_for(f"q{i}")) for i in range(1, 10)]
+            assert not first.done()
+            fcntl.flock(other_process, fcntl.LOCK_UN)
+        for future in [first, *rest]:
+            assert future.exception(timeout=30) is None
+        writer.stop()
+        assert sorted(written) == sorted(f"q{i}" for i in range(10))
+        assert commits == [10]  # one transaction for all ten

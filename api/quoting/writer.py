@@ -102,19 +102,22 @@ class GroupWriter:
             first = self._queue.get()
             if first is None:
                 return
-            group = [first]
-            while len(group) < MAX_GROUP:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)  # stop after this group
-                    break
-                group.append(item)
-            live = self._still_awaited(group)
-            if live:
-                self._commit(live)
+            # The group is closed only once this process holds the store: quotes queued while the writers of the
+            # other worker processes commit join this commit instead of waiting for the next one.
+            with self._turn():
+                group = [first]
+                while len(group) < MAX_GROUP:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        self._queue.put(None)  # stop after this group
+                        break
+                    group.append(item)
+                live = self._still_awaited(group)
+                if live:
+                    self._commit(live)
 
     @staticmethod
     def _still_awaited(group: list[_Entry]) -> list[_Entry]:
@@ -132,8 +135,9 @@ class GroupWriter:
         return live
 
     def _commit(self, group: list[_Entry]) -> None:
+        """Commit a group in one transaction (the caller holds the store's turn)."""
         try:
-            with self._turn(), self.engine.begin() as conn:
+            with self.engine.begin() as conn:
                 # neighbouring writes of one kind that can run together (`together(conn, writes)`, e.g. quotes:
                 # one INSERT per table for the lot) do; any other write runs alone
                 for together, entries in itertools.groupby(group, key=lambda e: getattr(e.write, "together", None)):
