@@ -96,3 +96,30 @@ def test_quotes_queued_while_another_process_commits_join_the_next_commit(tmp_pa
         writer.stop()
         assert sorted(written) == sorted(f"q{i}" for i in range(10))
         assert commits == [10]  # one transaction for all ten
+
+
+def test_a_write_lock_that_cannot_be_taken_fails_the_quote_as_unavailable_and_the_writer_goes_on(tmp_path: Path
+                                                                                                  ) -> None:
+    """The lock file cannot be opened (its directory is gone or read-only): the quote fails with the store's
+    unavailable error (a 503, not a 500), nothing is written, and the writer thread serves the next quote."""
+    from features.store.db import StoreUnavailableError
+
+    with fresh_database("sqlite", tmp_path) as url:
+        engine = migrate(url)
+        writer = GroupWriter(engine)
+        good_path = writer._lock_path
+        writer._lock_path = str(tmp_path / "gone" / "store.writer-lock")
+
+        def write(conn: sa.Connection) -> None:
+            audit.append(conn, "writer-test", "quote.create", "quote:x")
+
+        failed = writer.submit(write)
+        error = failed.exception(timeout=30)
+        assert isinstance(error, StoreUnavailableError) and "write lock" in str(error)
+        writer._lock_path = good_path
+        assert writer.submit(write).exception(timeout=30) is None  # the same thread, still running
+        writer.stop()
+        with engine.connect() as conn:
+            subjects = conn.execute(sa.select(audit_log.c.subject).where(audit_log.c.action == "quote.create")
+                                    ).scalars().all()
+        assert subjects == ["quote:x"]

@@ -68,16 +68,25 @@ class GroupWriter:
     def _turn(self) -> Iterator[None]:
         """On a SQLite file, the writers of several worker processes take turns through a file lock: the
         kernel wakes the next one as soon as the lock is free, where SQLite's busy handler would poll
-        with sleeps of up to 100 ms (p99 over a second at 2 workers x 32 connections)."""
+        with sleeps of up to 100 ms (p99 over a second at 2 workers x 32 connections). A lock that cannot be
+        taken (a read-only or vanished directory) is the store being unavailable."""
         if self._lock_path is None:
             yield
             return
-        with open(self._lock_path, "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            handle = open(self._lock_path, "a+b")  # noqa: SIM115 - closed by the with below
+        except OSError as error:
+            raise StoreUnavailableError(f"the store's write lock cannot be opened: {error.strerror}") from error
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            except OSError as error:
+                raise StoreUnavailableError(f"the store's write lock cannot be taken: {error.strerror}") from error
             try:
                 yield
             finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                with contextlib.suppress(OSError):
+                    fcntl.flock(handle, fcntl.LOCK_UN)
 
     def submit(self, write: Write, give_up_at: float | None = None) -> Future[None]:
         """Queue one quote's writes; the future completes once they are committed (or failed). `give_up_at`
@@ -102,22 +111,27 @@ class GroupWriter:
             first = self._queue.get()
             if first is None:
                 return
-            # The group is closed only once this process holds the store: quotes queued while the writers of the
-            # other worker processes commit join this commit instead of waiting for the next one.
-            with self._turn():
-                group = [first]
-                while len(group) < MAX_GROUP:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        self._queue.put(None)  # stop after this group
-                        break
-                    group.append(item)
-                live = self._still_awaited(group)
-                if live:
-                    self._commit(live)
+            group = [first]
+            try:
+                # The group is closed only once this process holds the store: quotes queued while the writers of
+                # the other worker processes commit join this commit instead of waiting for the next one.
+                with self._turn():
+                    while len(group) < MAX_GROUP:
+                        try:
+                            item = self._queue.get_nowait()
+                        except queue.Empty:
+                            break
+                        if item is None:
+                            self._queue.put(None)  # stop after this group
+                            break
+                        group.append(item)
+                    live = self._still_awaited(group)
+                    if live:
+                        self._commit(live)
+            except StoreUnavailableError as error:  # the turn could not be taken: nothing of the group was written
+                for entry in group:
+                    if not entry.future.done():
+                        entry.future.set_exception(error)
 
     @staticmethod
     def _still_awaited(group: list[_Entry]) -> list[_Entry]:
