@@ -365,3 +365,30 @@ def test_product_files_refuse_duplicate_keys_and_give_clear_errors_for_any_bytes
         assert str(raised.value), name
     with pytest.raises(DefinitionError, match="given twice"):
         load_definition(tmp_path / "duplicate.yaml")
+
+
+def test_the_modules_warnings_reach_a_handler_only_through_the_redacting_one() -> None:
+    """The service's modules log under their own names (`api.quoting.service`, `training.families`, ...): a
+    warning of theirs goes through the service's redacting handler, so no handler (here the root's, as a host's
+    logging set-up would have) ever gets a full credit code from them. Before, they had no handler: Python's
+    last-resort handler printed them unredacted."""
+    from api.http import logs
+
+    logs.configure()
+    code = "91330302000000000G"
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage() + (record.exc_text or ""))
+
+    keep = Keep()
+    root = logging.getLogger()
+    root.handlers.insert(0, keep)  # before any handler of the root's that may redact in its own filter
+    try:
+        for name in ("api.quoting.service", "training.families", "features.ingest"):
+            logging.getLogger(name).warning("rebuilding for %s failed", code)
+    finally:
+        root.removeHandler(keep)
+    assert len(seen) == 3
+    assert all(code not in line and f"{code[:8]}********{code[-2:]}" in line for line in seen)
