@@ -67,13 +67,16 @@ def configure() -> None:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.propagate = False
-        # The project's modules log under their own names (`api.quoting.service`, `training.families`, ...): the same
-        # redacted stream. Without a handler of their own, their warnings reached Python's last-resort handler
-        # unredacted and their INFO lines nowhere. They still propagate (a test's or host's root handler sees them,
-        # already redacted by this handler's filter, which runs first).
-        for package in PACKAGES:
-            logging.getLogger(package).addHandler(handler)
-            logging.getLogger(package).setLevel(logging.INFO)
+    # The project's modules log under their own names (`api.quoting.service`, `training.families`, ...): into the
+    # service's handlers too (whoever set them up). Without a handler of their own, their warnings reached Python's
+    # last-resort handler unredacted and their INFO lines nowhere. They still propagate (a test's or host's root
+    # handler sees them, already redacted by this handler's filter, which runs first).
+    for package in map(logging.getLogger, PACKAGES):
+        for handler in log.handlers:
+            if handler not in package.handlers:
+                package.addHandler(handler)
+        if package.level == logging.NOTSET:
+            package.setLevel(logging.INFO)
     for name in ("indexloan", *PACKAGES, "uvicorn", "uvicorn.error", "uvicorn.access", ""):
         for handler in logging.getLogger(name).handlers:
             if not any(isinstance(f, RedactingFilter) for f in handler.filters):

@@ -116,15 +116,7 @@ class GroupWriter:
                 # The group is closed only once this process holds the store: quotes queued while the writers of
                 # the other worker processes commit join this commit instead of waiting for the next one.
                 with self._turn():
-                    while len(group) < MAX_GROUP:
-                        try:
-                            item = self._queue.get_nowait()
-                        except queue.Empty:
-                            break
-                        if item is None:
-                            self._queue.put(None)  # stop after this group
-                            break
-                        group.append(item)
+                    self._take_queued(group)
                     live = self._still_awaited(group)
                     if live:
                         self._commit(live)
@@ -132,6 +124,18 @@ class GroupWriter:
                 for entry in group:
                     if not entry.future.done():
                         entry.future.set_exception(error)
+
+    def _take_queued(self, group: list[_Entry]) -> None:
+        """Add what is queued now to `group`, up to MAX_GROUP; a stop request stays queued for after it."""
+        while len(group) < MAX_GROUP:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is None:
+                self._queue.put(None)
+                return
+            group.append(item)
 
     @staticmethod
     def _still_awaited(group: list[_Entry]) -> list[_Entry]:
