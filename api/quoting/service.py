@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import gc
 import json
 import logging
 import threading
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from api.quoting.heap import settle_heap
 from api.quoting.population import BLOCK, Population
 from api.quoting.prerender import platform_json
 from api.quoting.snapshot import canonical_json, features_from_json
@@ -59,18 +59,6 @@ from training.registry import Registry
 from training.serving import ModelCache, RiskModel
 
 log = logging.getLogger(__name__)
-
-
-def settle_heap() -> None:
-    """Once a state's quotes are rendered and swapped in: collect once (what a replaced state left in reference
-    cycles), then freeze what survives. A service's rendered quotes are millions of long-lived objects that every
-    full pass of the cyclic collector walked again (11% of a worker's CPU at 32 connections, py-spy); frozen,
-    they are skipped, and still freed by reference counting when a later state replaces them."""
-    started = time.perf_counter()
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-    log.info("heap settled in %.3f s: %d objects frozen", time.perf_counter() - started, gc.get_freeze_count())
 
 
 @dataclass(frozen=True)
