@@ -62,6 +62,20 @@ def _value(kind: str, v: Any) -> Any:
     return str(v)
 
 
+def _days(values: Any) -> np.ndarray:
+    """Each value's calendar day as YYYY-MM-DD (its wall-clock day when it has a time zone), None when missing:
+    formatted for the whole column at once, where boxing a Timestamp per firm and source cost a re-render most
+    of its time (py-spy)."""
+    if pd.api.types.is_datetime64_any_dtype(getattr(values, "dtype", None)):
+        index = pd.DatetimeIndex(values)
+        if index.tz is not None:
+            index = index.tz_localize(None)
+        days = np.datetime_as_string(index.to_numpy().astype("datetime64[D]"), unit="D").astype(object)
+        days[index.isna()] = None
+        return days
+    return np.array([None if pd.isna(v) else v.date().isoformat() for v in values], dtype=object)
+
+
 class RowEncoder:
     """A quote's snapshot of one row of a frame: {column: [kind, value]} for its features and each source's
     as-of date. Each column is taken once as an array, so encoding a row of the whole population is one
@@ -80,7 +94,7 @@ class RowEncoder:
             else:
                 array = series.array
             self._columns.append((c, kind, array))
-        self._as_of = [(c[:-6], frame[c].array) for c in frame.columns if c.endswith(".as_of")]
+        self._as_of = [(c[:-6], _days(frame[c].array)) for c in frame.columns if c.endswith(".as_of")]
 
     def features(self, i: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -96,12 +110,7 @@ class RowEncoder:
         return out
 
     def provenance(self, i: int) -> dict[str, str]:
-        out = {}
-        for source, array in self._as_of:
-            v = array[i]
-            if not pd.isna(v):
-                out[source] = v.date().isoformat()
-        return out
+        return {source: day for source, days in self._as_of if (day := days[i]) is not None}
 
 
 def features_from_json(credit_code: str, data: dict[str, Any]) -> pd.DataFrame:
