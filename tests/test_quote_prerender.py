@@ -191,7 +191,10 @@ def test_a_new_batch_is_rendered_before_the_swap(service: QuotingService, tmp_pa
     assert seen and seen[0] == list(range(after.population.blocks)), "rendered whole before it was swapped in"
     for code in after.population.frame.index:  # parts kept exactly where the quote's inputs are unchanged
         old, new = before.population.rendered(code), after.population.rendered(code)
+        assert new.snapshot_json == fast_json(after.population.snapshot(code)), "parts of another snapshot"
         assert (new is old) == (old is not None and old.snapshot_json == new.snapshot_json)
+    kept = sum(after.population.rendered(c) is before.population.rendered(c) for c in after.population.frame.index)
+    assert kept == len(after.population) - 1, "only the firm of the new batch was rendered again"
     assert after.population.rendered(firm) is not before.population.rendered(firm)
     issued = issue(service, _order(firm, ["tax_credit"]))
     assert not issued.full["quotes"][0]["eligible"]  # the new batch's data, from the rendered parts

@@ -126,14 +126,27 @@ class Population:
         A firm whose snapshot is byte for byte the one it had in `previous` (the state this one replaces)
         keeps its parts: the snapshot holds every input of the quote (features, sources' dates, versions with
         their cut-offs; the definitions, hence the platform's fields), which is why a replay from it is identical.
-        A small batch re-renders only its firms."""
+        A small batch re-renders only its firms. A firm whose row of features and source dates is the one it had,
+        under the same versions, has that snapshot without encoding it again (`RowEncoder.same_rows`)."""
+        same_versions = previous is not None and previous.versions.as_of == self.versions.as_of and \
+            previous.versions.describe() == self.versions.describe()
         for b in range(self.blocks) if blocks is None else blocks:
             if b in self._rendered or b >= self.blocks or len(self._rendered) >= MAX_RENDERED_BLOCKS:
                 continue
             codes = self.frame.index[b * BLOCK:(b + 1) * BLOCK]
+            unchanged = np.zeros(len(codes), dtype=bool)
+            if same_versions:
+                assert previous is not None
+                theirs = np.array([previous.positions.get(code, -1) for code in codes], dtype=np.intp)
+                known = np.flatnonzero(theirs >= 0)
+                unchanged[known] = self.encoder.same_rows(previous.encoder, known + b * BLOCK, theirs[known])
             scored: Scored | None = None
             parts = []
             for i, code in enumerate(codes):
+                kept = previous.rendered(code) if unchanged[i] and previous is not None else None
+                if kept is not None:
+                    parts.append(kept)
+                    continue
                 snapshot = self.snapshot(code)
                 snapshot_json = fast_json(snapshot)
                 before = previous.rendered(code) if previous is not None else None

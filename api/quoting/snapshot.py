@@ -76,6 +76,13 @@ def _days(values: Any) -> np.ndarray:
     return np.array([None if pd.isna(v) else v.date().isoformat() for v in values], dtype=object)
 
 
+def _same_objects(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Elementwise: the same object, or two equal strings (what `_value` writes is then the same)."""
+    return np.fromiter((x is y or (type(x) is str and type(y) is str and x == y) for x, y in zip(left, right,
+                                                                                              strict=True)),
+                       dtype=bool, count=len(left))
+
+
 class RowEncoder:
     """A quote's snapshot of one row of a frame: {column: [kind, value]} for its features and each source's
     as-of date. Each column is taken once as an array, so encoding a row of the whole population is one
@@ -108,6 +115,28 @@ class RowEncoder:
                 v = _value(kind, v)
             out[c] = [kind, v]
         return out
+
+    def same_rows(self, other: RowEncoder, mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
+        """Per pair of rows (`mine[k]` here, `theirs[k]` in `other`): True where both encode to the same features
+        and source dates, decided a column at a time (floats bit for bit, text as equal strings, the same object
+        for a missing value), so without encoding either; False wherever that is not certain."""
+        unsure = np.zeros(len(mine), dtype=bool)
+        if ([(c, k) for c, k, _ in self._columns] != [(c, k) for c, k, _ in other._columns]
+                or [s for s, _ in self._as_of] != [s for s, _ in other._as_of]):
+            return unsure
+        same = np.ones(len(mine), dtype=bool)
+        for (_, kind, a), (_, _, b) in zip(self._columns, other._columns, strict=True):
+            if kind in ("f", "b"):
+                same &= a[mine].view(np.int64) == b[theirs].view(np.int64)
+            elif kind == "t":
+                if a.dtype != b.dtype or not hasattr(a, "asi8"):
+                    return unsure
+                same &= a.asi8[mine] == b.asi8[theirs]
+            else:
+                same &= _same_objects(a[mine], b[theirs])
+        for (_, a), (_, b) in zip(self._as_of, other._as_of, strict=True):
+            same &= _same_objects(a[mine], b[theirs])
+        return same
 
     def provenance(self, i: int) -> dict[str, str]:
         return {source: day for source, days in self._as_of if (day := days[i]) is not None}
