@@ -175,6 +175,14 @@ def test_a_new_batch_is_rendered_before_the_swap(service: QuotingService, tmp_pa
 
     monkeypatch.setattr(QuotingService, "_put", watched_put)
     monkeypatch.setattr(service, "STALE_CHECK_SECONDS", 0.0)
+    encoded: list[str] = []
+    snapshot = population_module.Population.snapshot
+
+    def watched_snapshot(self: population_module.Population, credit_code: str) -> dict:
+        encoded.append(credit_code)
+        return snapshot(self, credit_code)
+
+    monkeypatch.setattr(population_module.Population, "snapshot", watched_snapshot)
     region = Path(service.engine.url.database).parent / "region"
     tax = pd.read_parquet(region / "tax.parquet")
     row = tax[tax["credit_code"] == firm].sort_values("as_of").tail(1).copy()
@@ -186,6 +194,7 @@ def test_a_new_batch_is_rendered_before_the_swap(service: QuotingService, tmp_pa
 
     service.state(today)  # notices the batch; the rebuild runs beside the served state
     assert service.wait_for_rebuilds()
+    in_rebuild = list(encoded)
     after = service.state(today)
     assert after.population is not before.population
     assert seen and seen[0] == list(range(after.population.blocks)), "rendered whole before it was swapped in"
@@ -195,6 +204,8 @@ def test_a_new_batch_is_rendered_before_the_swap(service: QuotingService, tmp_pa
         assert (new is old) == (old is not None and old.snapshot_json == new.snapshot_json)
     kept = sum(after.population.rendered(c) is before.population.rendered(c) for c in after.population.frame.index)
     assert kept == len(after.population) - 1, "only the firm of the new batch was rendered again"
+    assert in_rebuild == [firm], "the re-render encoded only the changed firm's snapshot (the others' rows " \
+                                 "compared equal)"
     assert after.population.rendered(firm) is not before.population.rendered(firm)
     issued = issue(service, _order(firm, ["tax_credit"]))
     assert not issued.full["quotes"][0]["eligible"]  # the new batch's data, from the rendered parts
