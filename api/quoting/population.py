@@ -128,22 +128,17 @@ class Population:
         their cut-offs; the definitions, hence the platform's fields), which is why a replay from it is identical.
         A small batch re-renders only its firms. A firm whose row of features and source dates is the one it had,
         under the same versions, has that snapshot without encoding it again (`RowEncoder.same_rows`)."""
-        same_versions = previous is not None and previous.versions.as_of == self.versions.as_of and \
+        comparable = previous is not None and previous.versions.as_of == self.versions.as_of and \
             previous.versions.describe() == self.versions.describe()
         for b in range(self.blocks) if blocks is None else blocks:
             if b in self._rendered or b >= self.blocks or len(self._rendered) >= MAX_RENDERED_BLOCKS:
                 continue
             codes = self.frame.index[b * BLOCK:(b + 1) * BLOCK]
-            unchanged = np.zeros(len(codes), dtype=bool)
-            if same_versions:
-                assert previous is not None
-                theirs = np.array([previous.positions.get(code, -1) for code in codes], dtype=np.intp)
-                known = np.flatnonzero(theirs >= 0)
-                unchanged[known] = self.encoder.same_rows(previous.encoder, known + b * BLOCK, theirs[known])
+            unchanged = self._unchanged(previous, b, codes) if comparable and previous is not None else None
             scored: Scored | None = None
             parts = []
             for i, code in enumerate(codes):
-                kept = previous.rendered(code) if unchanged[i] and previous is not None else None
+                kept = previous.rendered(code) if unchanged is not None and unchanged[i] else None
                 if kept is not None:
                     parts.append(kept)
                     continue
@@ -158,6 +153,14 @@ class Population:
                 parts.append(render_firm(self.versions, scored.results, i, self.risk(scored, i), snapshot,
                                          snapshot_json, narrowing))
             self._rendered[b] = parts
+
+    def _unchanged(self, previous: Population, b: int, codes: pd.Index) -> np.ndarray:
+        """Per firm of block `b`: whether its row here is the one it had in `previous` (same versions)."""
+        theirs = np.array([previous.positions.get(code, -1) for code in codes], dtype=np.intp)
+        known = np.flatnonzero(theirs >= 0)
+        unchanged = np.zeros(len(codes), dtype=bool)
+        unchanged[known] = self.encoder.same_rows(previous.encoder, known + b * BLOCK, theirs[known])
+        return unchanged
 
     def rendered_blocks(self) -> list[int]:
         return list(self._rendered)
